@@ -1,0 +1,73 @@
+"""Create the registry tables, or upgrade an older schema, or refuse one this code cannot read."""
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+from sqlalchemy import Connection, Engine, inspect, select, text
+
+from metalearn.registry import schema
+from metalearn.registry.engine import write_tx
+from metalearn.registry.errors import SchemaError
+
+log = logging.getLogger(__name__)
+
+# MIGRATIONS[v] upgrades a database at version v to v + 1, inside the caller's transaction.
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
+
+_PG_LOCK_KEY = 0x6D6C7267  # "mlrg": serializes schema set-up between processes
+
+
+def ensure_schema(engine: Engine) -> int:
+    """Make the database hold the current schema; return the version found before."""
+    with write_tx(engine) as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+        tables = set(inspect(conn).get_table_names())
+        if schema.meta.name not in tables:
+            ours = tables.intersection(schema.TABLE_NAMES)
+            if ours:
+                raise SchemaError(
+                    f"{engine.url.render_as_string(hide_password=True)} has registry tables "
+                    f"{sorted(ours)} but no schema version record; refusing to guess what they hold"
+                )
+            schema.metadata.create_all(conn)
+            conn.execute(
+                schema.meta.insert().values(key="schema_version", value=str(schema.SCHEMA_VERSION))
+            )
+            log.info("created registry schema v%d", schema.SCHEMA_VERSION)
+            return 0
+        found = _read_version(conn)
+        if found == schema.SCHEMA_VERSION:
+            return found
+        if found > schema.SCHEMA_VERSION:
+            raise SchemaError(
+                f"registry schema version {found} is newer than this metalearn understands "
+                f"({schema.SCHEMA_VERSION}); upgrade metalearn to read it"
+            )
+        for version in range(found, schema.SCHEMA_VERSION):
+            step = MIGRATIONS.get(version)
+            if step is None:
+                raise SchemaError(
+                    f"registry schema version {found} cannot be upgraded to "
+                    f"{schema.SCHEMA_VERSION}: no migration from version {version}; "
+                    "export the attempts with an older metalearn and start a new registry"
+                )
+            log.warning("upgrading registry schema v%d -> v%d", version, version + 1)
+            step(conn)
+        conn.execute(
+            schema.meta.update()
+            .where(schema.meta.c.key == "schema_version")
+            .values(value=str(schema.SCHEMA_VERSION))
+        )
+        return found
+
+
+def _read_version(conn: Connection) -> int:
+    """The schema version recorded in the database."""
+    value = conn.execute(
+        select(schema.meta.c.value).where(schema.meta.c.key == "schema_version")
+    ).scalar_one_or_none()
+    if value is None or not value.isdigit():
+        raise SchemaError(f"registry schema version record is missing or malformed: {value!r}")
+    return int(value)

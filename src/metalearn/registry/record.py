@@ -1,0 +1,137 @@
+"""Record a run.py attempt: describe it from its Hydra config and wrap it in a session."""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from metalearn.registry import schema
+from metalearn.registry.engine import default_url
+from metalearn.registry.session import AttemptSession, activate
+from metalearn.registry.store import Store
+
+log = logging.getLogger(__name__)
+
+ATTEMPT_ENV = "METALEARN_ATTEMPT_ID"  # set by the API server: record into this queued row
+WRITER_KEYS = ("flush_s", "heartbeat_s", "lease_s", "batch_size")
+
+
+@contextmanager
+def record_attempt(cfg: DictConfig) -> Iterator[AttemptSession | None]:
+    """Record the attempt run inside this block; failures are stored with their traceback."""
+    rcfg = cfg.get("registry")
+    if rcfg is None or not rcfg.get("enabled", True) or not _is_rank_zero():
+        yield None
+        return
+    store = Store(rcfg.get("url") or default_url(OmegaConf.select(cfg, "paths.root_dir")))
+    adopt = os.environ.pop(ATTEMPT_ENV, None)  # one job adopts it, later sweep jobs do not
+    options = {k: rcfg[k] for k in WRITER_KEYS if rcfg.get(k) is not None}
+    session = AttemptSession.open(
+        store, describe(cfg), adopt_id=int(adopt) if adopt else None, writer_options=options
+    )
+    activate(session)
+    try:
+        yield session
+    except SystemExit as exc:  # includes Lightning's SIGTERMException and its Ctrl-C exit
+        clean = exc.code in (0, None)
+        session.finish(schema.COMPLETED if clean else schema.INTERRUPTED, None if clean else exc)
+        raise
+    except KeyboardInterrupt as exc:
+        session.finish(schema.INTERRUPTED, exc)
+        raise
+    except BaseException as exc:
+        session.finish(schema.FAILED, exc)
+        raise
+    else:
+        session.finish(schema.COMPLETED)
+    finally:
+        activate(None)
+        store.close()
+
+
+def describe(cfg: DictConfig) -> dict[str, Any]:
+    """The attempt's row fields: names, resolved config, overrides, host, commit, paths."""
+    hydra = _hydra_config()
+    choices = dict(hydra.runtime.choices) if hydra is not None else {}
+    name = str(cfg.get("task_name") or "train")
+    if hydra is not None and str(hydra.mode) == "RunMode.MULTIRUN":
+        name = f"{name}/{hydra.job.num}"
+    training = bool(cfg.get("train", True))
+    root = OmegaConf.select(cfg, "paths.root_dir", default=None)
+    output_dir = hydra.runtime.output_dir if hydra is not None else None
+    return {
+        "name": name,
+        "kind": "train" if training or not cfg.get("test", False) else "test",
+        "experiment": choices.get("experiment"),
+        "algorithm": choices.get("algorithm") or _target_name(cfg, "algorithm"),
+        "config": _container(cfg),
+        "overrides": list(hydra.overrides.task) if hydra is not None else [],
+        "command": list(sys.argv),
+        "tags": _plain(cfg.get("tags")),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "git_commit": git_commit(root),
+        "output_dir": output_dir or OmegaConf.select(cfg, "paths.output_dir", default=None),
+        "ckpt_path": None if training else cfg.get("ckpt_path"),
+    }
+
+
+def git_commit(root: str | os.PathLike[str] | None) -> str | None:
+    """The commit checked out at root ('-dirty' if changed), or None outside a git checkout."""
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(root or Path.cwd()), "describe", "--always", "--dirty", "--abbrev=40"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        log.debug("no git commit recorded: %s", exc)
+        return None
+    if done.returncode != 0:
+        log.debug("no git commit recorded: %s", done.stderr.strip())
+        return None
+    return done.stdout.strip() or None
+
+
+def _container(cfg: DictConfig) -> Any:
+    """The config as plain data, resolved where every interpolation resolves."""
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as exc:
+        log.warning("storing the config unresolved: %s", exc)
+        return OmegaConf.to_container(cfg, resolve=False)
+
+
+def _plain(value: Any) -> Any:
+    """OmegaConf containers as plain lists and dicts."""
+    if OmegaConf.is_config(value):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
+
+
+def _target_name(cfg: DictConfig, key: str) -> str | None:
+    """The class name of cfg[key]._target_, lower-cased, when there is one."""
+    target = OmegaConf.select(cfg, f"{key}._target_", default=None)
+    return str(target).rsplit(".", 1)[-1].lower() if target else None
+
+
+def _hydra_config() -> Any:
+    """Hydra's runtime config when running under @hydra.main, else None."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get() if HydraConfig.initialized() else None
+
+
+def _is_rank_zero() -> bool:
+    """False in the extra processes Lightning launches for DDP (they re-run the script)."""
+    return all(int(os.environ.get(k, "0")) == 0 for k in ("LOCAL_RANK", "NODE_RANK", "RANK"))

@@ -1,0 +1,98 @@
+"""Registry tables: attempts, their metrics and test results, and the schema version."""
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+# Bump on any change to the tables below and add the step to migrate.MIGRATIONS.
+SCHEMA_VERSION = 1
+
+QUEUED, RUNNING, TESTING = "queued", "running", "testing"
+COMPLETED, FAILED, INTERRUPTED = "completed", "failed", "interrupted"
+STATUSES = (QUEUED, RUNNING, TESTING, COMPLETED, FAILED, INTERRUPTED)
+ACTIVE = (RUNNING, TESTING)
+TERMINAL = (COMPLETED, FAILED, INTERRUPTED)
+
+metadata = MetaData()
+
+meta = Table(
+    "metalearn_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", String(255), nullable=False),
+)
+
+attempts = Table(
+    "metalearn_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(255)),
+    Column("kind", String(16), nullable=False, default="train"),  # train | test
+    Column("parent_id", Integer, ForeignKey("metalearn_attempts.id", ondelete="SET NULL")),
+    Column("experiment", String(255)),
+    Column("algorithm", String(255)),
+    Column("status", String(16), nullable=False),
+    Column("config", JSON),
+    Column("overrides", JSON),
+    Column("command", JSON),
+    Column("tags", JSON),
+    Column("created_at", DateTime, nullable=False),
+    Column("started_at", DateTime),
+    Column("ended_at", DateTime),
+    Column("heartbeat_at", DateTime),
+    Column("lease_until", DateTime),  # stale (interrupted) once this passes
+    Column("host", String(255)),
+    Column("pid", Integer),
+    Column("git_commit", String(64)),
+    Column("output_dir", Text),
+    Column("ckpt_path", Text),
+    Column("error", Text),
+    sqlite_autoincrement=True,  # ids are never reused after a delete
+)
+Index("ix_metalearn_attempts_status", attempts.c.status)
+Index("ix_metalearn_attempts_experiment", attempts.c.experiment)
+
+metrics = Table(
+    "metalearn_metrics",
+    metadata,
+    Column(
+        "attempt_id",
+        Integer,
+        ForeignKey("metalearn_attempts.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("name", String(255), primary_key=True),
+    Column("step", Integer, primary_key=True),
+    Column("value", Float),  # NULL stands for NaN (SQLite cannot store NaN)
+    Column("time", Float, nullable=False),  # unix seconds when logged
+)
+
+test_results = Table(
+    "metalearn_test_results",
+    metadata,
+    Column(
+        "attempt_id",
+        Integer,
+        ForeignKey("metalearn_attempts.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("domain", String(255), primary_key=True),
+    Column("acc", Float),
+    Column("ci95", Float),
+    Column("episodes", Integer),
+    Column("shots", Integer),
+    Column("queries", Integer),
+)
+
+TABLE_NAMES = tuple(metadata.tables)
