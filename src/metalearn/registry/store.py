@@ -137,7 +137,7 @@ class Store:
             return
         unique = {(r["name"], int(r["step"])): r for r in rows}
         payload = [
-            {"attempt_id": attempt_id, "name": n, "step": s, "value": r["value"], "time": r["time"]}
+            {"attempt_id": attempt_id, "name": n, "step": s, "value": _value(r["value"]), "time": r["time"]}
             for (n, s), r in unique.items()
         ]
         with write_tx(self.engine) as conn:
@@ -296,6 +296,11 @@ class Store:
             reverse=(mode == "max"),
         )
         return ranked[:limit]
+
+
+def _value(value: Any) -> float | None:
+    """A metric value for storage (None and NaN are stored as NULL)."""
+    return None if value is None else finite_or_none(value)
 
 
 def _check_fields(fields: Mapping[str, Any]) -> None:

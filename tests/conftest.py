@@ -1,0 +1,114 @@
+"""Shared fixtures: registry URLs for SQLite and for a throwaway PostgreSQL server."""
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+PG_HINT = "apt-get install -y postgresql (Debian) and pip install 'psycopg[binary]'"
+
+
+def _pg_bindir() -> Path | None:
+    """The folder holding initdb and pg_ctl: on PATH, else Debian's newest version."""
+    found = shutil.which("pg_ctl")
+    if found and shutil.which("initdb"):
+        return Path(found).resolve().parent
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), key=lambda p: int(p.parts[-3]))
+    return versions[-1].parent if versions else None
+
+
+def _free_port() -> int:
+    """A loopback TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _as_server_user() -> tuple[list[str], str | None]:
+    """Command prefix to run the server binaries unprivileged (root may not run postgres)."""
+    if os.geteuid() != 0:
+        return [], None
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        pytest.skip(f"running as root and no 'postgres' user to run the server as ({PG_HINT})")
+    runuser = shutil.which("runuser") or shutil.which("setpriv")
+    if runuser is None:
+        pytest.skip("running as root and neither runuser nor setpriv is available")
+    if runuser.endswith("runuser"):
+        return [runuser, "-u", "postgres", "--"], "postgres"
+    return [runuser, "--reuid=postgres", "--regid=postgres", "--init-groups"], "postgres"
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """Start PostgreSQL on a free loopback port in a temp folder; yield its base URL."""
+    pytest.importorskip("psycopg", reason=f"psycopg is not installed ({PG_HINT})")
+    bindir = _pg_bindir()
+    if bindir is None:
+        pytest.skip(f"PostgreSQL server binaries (initdb, pg_ctl) not found ({PG_HINT})")
+    prefix, user = _as_server_user()
+    home = Path(tempfile.mkdtemp(prefix="metalearn-pg-"))
+    if user is not None:
+        shutil.chown(home, user, user)
+    home.chmod(0o700)
+    data, log, port = home / "data", home / "server.log", _free_port()
+    try:
+        subprocess.run(
+            [*prefix, str(bindir / "initdb"), "-D", str(data), "-U", "postgres",
+             "--auth=trust", "-E", "UTF8", "--no-sync"],
+            check=True, capture_output=True, text=True, timeout=120,
+        )
+        options = f"-p {port} -h 127.0.0.1 -k {home} -F"
+        subprocess.run(
+            [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60",
+             "-o", options, "start"],
+            check=True, capture_output=True, text=True, timeout=120,
+        )
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
+        detail = getattr(exc, "stderr", "") or ""
+        if log.exists():
+            detail += log.read_text()[-2000:]
+        shutil.rmtree(home, ignore_errors=True)
+        pytest.skip(f"PostgreSQL could not start: {exc}\n{detail}")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}"
+    finally:
+        subprocess.run(
+            [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
+            capture_output=True, timeout=60, check=False,
+        )
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_url(pg_server: str) -> str:
+    """A fresh, empty database on the test server."""
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(f"{pg_server}/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"{pg_server}/{name}"
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A registry file in a temp folder."""
+    return f"sqlite:///{tmp_path / 'registry.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def registry_url(request: pytest.FixtureRequest) -> str:
+    """Each backend in turn: the SQLite file, then a PostgreSQL database."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("sqlite_url")
+    return request.getfixturevalue("pg_url")
