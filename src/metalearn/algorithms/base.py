@@ -1,0 +1,177 @@
+"""The MetaLearner: a LightningModule running a meta-batch of tasks per training step.
+
+An algorithm only says how one task turns into a meta-gradient (`task_gradient`); this base
+averages those over the meta-batch (and over DDP processes), writes the result into `.grad`
+and lets the configured outer optimizer take the step. Evaluation adapts on the support set
+and scores the query set, never changing the meta-weights.
+"""
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from typing import Any, Callable
+
+import pytorch_lightning as pl
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from metalearn.algorithms.inner_loop import Params, adapt, logits_with
+from metalearn.algorithms.stats import mean_ci95
+from metalearn.episode import Episode
+from metalearn.models.split import SplitModel
+
+log = logging.getLogger(__name__)
+
+
+def accuracy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return (logits.argmax(-1) == y).float().mean()
+
+
+def gather_lists(values: list) -> list:
+    """All processes' lists joined (the list itself on one process)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return values
+    out: list = [None] * dist.get_world_size()
+    dist.all_gather_object(out, values)
+    return [v for part in out for v in part]
+
+
+class MetaLearner(pl.LightningModule):
+    """Shared machinery of gradient-based meta-learning; subclasses define `task_gradient`."""
+
+    def __init__(
+        self,
+        model: SplitModel,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        inner_lr: float = 0.05,
+        inner_steps: int = 5,
+        eval_inner_steps: int = 10,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.save_hyperparameters(ignore=["model", "optimizer", "scheduler"])
+        self.model = model
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.inner_lr, self.inner_steps, self.eval_inner_steps = inner_lr, inner_steps, eval_inner_steps
+        self.seed = seed
+        self.test_results: list[dict] = []
+        self._scores: list[dict] = []
+
+    # ---- pieces the algorithms use -----------------------------------------------------------
+    def meta_parameters(self) -> Params:
+        """The adapted (top) parameters: what the meta-update moves."""
+        return {n: p for n, p in self.model.top.named_parameters() if p.requires_grad}
+
+    def adapt(self, x: Any, y: torch.Tensor, params: Params, steps: int,
+              first_order: bool = True) -> tuple[Params, list[torch.Tensor]]:
+        """Fast weights after `steps` inner SGD steps on (x, y) from `params`."""
+        return adapt(self.model.top, params, x, y, steps, self.inner_lr, first_order)
+
+    def loss_and_acc(self, params: Params, x: Any, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = logits_with(self.model.top, params, x)
+        return F.cross_entropy(logits, y), accuracy(logits, y)
+
+    def task_gradient(self, ep: Episode, params: Params) -> tuple[Params, dict[str, float]]:
+        """This task's contribution to the meta-gradient, and its scores for logging."""
+        raise NotImplementedError
+
+    # ---- training -----------------------------------------------------------------------------
+    def configure_optimizers(self):
+        opt = self.optimizer_factory(list(self.meta_parameters().values()))
+        if self.scheduler_factory is None:
+            return opt
+        return {"optimizer": opt,
+                "lr_scheduler": {"scheduler": self.scheduler_factory(opt), "interval": "step"}}
+
+    def training_step(self, episodes: list[Episode], batch_idx: int) -> None:
+        opt = self.optimizers()
+        params = self.meta_parameters()
+        total = len(episodes) * self.trainer.world_size
+        meta_grad = {n: torch.zeros_like(p) for n, p in params.items()}
+        scores: dict[str, list[float]] = defaultdict(list)
+        # Dropout masks from a per-step seed: a resumed run draws the same ones.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed * 1_000_003 + self.global_step)
+            for ep in episodes:
+                grads, s = self.task_gradient(ep, params)
+                for n, g in grads.items():
+                    meta_grad[n] += g.detach() / total
+                for k, v in s.items():
+                    scores[k].append(v)
+        if dist.is_available() and dist.is_initialized() and self.trainer.world_size > 1:
+            for g in meta_grad.values():  # manual .grad skips DDP's hooks: average here
+                dist.all_reduce(g, op=dist.ReduceOp.SUM)
+        opt.zero_grad()
+        for n, p in params.items():
+            p.grad = meta_grad[n]
+        opt.step()
+        sch = self.lr_schedulers()
+        if sch is not None:
+            sch.step()
+        for k, v in scores.items():
+            self.log(f"train/{k}", sum(v) / len(v), prog_bar=k == "query_acc",
+                     batch_size=len(v), sync_dist=True)
+
+    # ---- evaluation ---------------------------------------------------------------------------
+    def evaluate_episode(self, ep: Episode) -> dict[str, float]:
+        """Adapt a copy of the meta-weights on the support set and score the query set."""
+        if torch.is_inference_mode_enabled():
+            raise RuntimeError(
+                "evaluation adapts on the support set and needs gradients, but Lightning runs it "
+                "under torch.inference_mode: build the Trainer with inference_mode=False")
+        params = self.meta_parameters()
+        xs, xq = self.model.features(ep.support_x), self.model.features(ep.query_x)
+        with torch.enable_grad():
+            fast, _ = self.adapt(xs, ep.support_y, params, self.eval_inner_steps)
+        with torch.no_grad():
+            _, pre = self.loss_and_acc(params, xq, ep.query_y)
+            _, post = self.loss_and_acc(fast, xq, ep.query_y)
+        return {"domain": ep.domain, "family": ep.family, "acc": post.item(),
+                "acc_pre": pre.item(), "shots": ep.shots, "queries": ep.queries}
+
+    def on_validation_epoch_start(self) -> None:
+        self._scores = []
+
+    def validation_step(self, ep: Episode, batch_idx: int) -> None:
+        self._scores.append(self.evaluate_episode(ep))
+
+    def on_validation_epoch_end(self) -> None:
+        scores = gather_lists(self._scores)
+        if not scores:
+            return
+        acc, ci = mean_ci95([s["acc"] for s in scores])
+        self.log_dict({"val/acc": acc, "val/acc_ci95": ci,
+                       "val/acc_pre": mean_ci95([s["acc_pre"] for s in scores])[0]},
+                      rank_zero_only=True)
+
+    def on_test_epoch_start(self) -> None:
+        self._scores = []
+
+    def test_step(self, ep: Episode, batch_idx: int) -> None:
+        self._scores.append(self.evaluate_episode(ep))
+
+    def on_test_epoch_end(self) -> None:
+        scores = gather_lists(self._scores)
+        by_domain: dict[str, list[dict]] = defaultdict(list)
+        for s in scores:
+            by_domain[s["domain"]].append(s)
+        self.test_results, metrics = [], {}
+        for domain in sorted(by_domain):
+            rows = by_domain[domain]
+            acc, ci = mean_ci95([r["acc"] for r in rows])
+            pre = mean_ci95([r["acc_pre"] for r in rows])[0]
+            self.test_results.append({"domain": domain, "acc": acc, "ci95": ci, "acc_pre": pre,
+                                      "episodes": len(rows), "shots": rows[0]["shots"],
+                                      "queries": rows[0]["queries"]})
+            metrics.update({f"test/{domain}/acc": acc, f"test/{domain}/acc_ci95": ci,
+                            f"test/{domain}/acc_pre": pre})
+        if scores:
+            acc, ci = mean_ci95([s["acc"] for s in scores])
+            metrics.update({"test/acc": acc, "test/acc_ci95": ci})
+        self.log_dict(metrics, rank_zero_only=True)
+        for r in self.test_results:
+            log.info("meta-test %-22s acc %.4f ± %.4f (before adapting %.4f, %d episodes)",
+                     r["domain"], r["acc"], r["ci95"], r["acc_pre"], r["episodes"])

@@ -1,0 +1,50 @@
+"""Functional task adaptation: the inner loop every gradient-based algorithm shares.
+
+Fast weights are a dict of tensors run through `torch.func.functional_call`, so the model is
+never copied and the meta-weights are never touched by adaptation.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+Params = dict[str, torch.Tensor]
+
+
+def logits_with(module: nn.Module, params: Params, x: Any) -> torch.Tensor:
+    """`module(x)` with `params` in place of its own parameters."""
+    return functional_call(module, params, (x,))
+
+
+def adapt(
+    module: nn.Module,
+    params: Params,
+    x: Any,
+    y: torch.Tensor,
+    steps: int,
+    lr: float,
+    first_order: bool = True,
+    loss_fn: Callable = F.cross_entropy,
+) -> tuple[Params, list[torch.Tensor]]:
+    """`steps` of SGD on `loss_fn(module(x), y)` from `params`; returns fast weights and losses.
+
+    first_order: the fast weights start detached and each step is cut from the graph
+    (Reptile, FOMAML). Otherwise the steps stay differentiable w.r.t. `params` (MAML).
+    """
+    if first_order:
+        fast = {n: p.detach().requires_grad_(True) for n, p in params.items()}
+    else:
+        fast = dict(params)
+    losses = []
+    for _ in range(steps):
+        loss = loss_fn(logits_with(module, fast, x), y)
+        grads = torch.autograd.grad(loss, list(fast.values()), create_graph=not first_order)
+        fast = {n: w - lr * g for (n, w), g in zip(fast.items(), grads)}
+        if first_order:
+            fast = {n: w.detach().requires_grad_(True) for n, w in fast.items()}
+        losses.append(loss.detach())
+    return fast, losses

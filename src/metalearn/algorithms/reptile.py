@@ -1,0 +1,27 @@
+"""Reptile (Nichol et al. 2018): move the meta-weights toward each task's adapted weights.
+
+As a pseudo-gradient, meta-weights minus adapted weights, so the configured outer optimizer
+(plain SGD with lr = the outer step size, linearly annealed) takes the step.
+"""
+from __future__ import annotations
+
+import torch
+
+from metalearn.algorithms.base import MetaLearner
+from metalearn.algorithms.inner_loop import Params
+from metalearn.episode import Episode
+
+
+class Reptile(MetaLearner):
+    """phi <- phi + eps * mean_tasks(theta_task - phi)."""
+
+    def task_gradient(self, ep: Episode, params: Params) -> tuple[Params, dict[str, float]]:
+        xs, xq = self.model.features(ep.support_x), self.model.features(ep.query_x)
+        fast, support_losses = self.adapt(xs, ep.support_y, params, self.inner_steps)
+        with torch.no_grad():
+            loss_pre, acc_pre = self.loss_and_acc(params, xq, ep.query_y)
+            loss, acc = self.loss_and_acc(fast, xq, ep.query_y)
+        grads = {n: params[n].detach() - fast[n].detach() for n in params}
+        return grads, {"query_loss": loss.item(), "query_acc": acc.item(),
+                       "query_loss_pre": loss_pre.item(), "query_acc_pre": acc_pre.item(),
+                       "support_loss": support_losses[0].item()}

@@ -1,0 +1,1 @@
+"""Readers for each data source and the episodic DataModules built on them."""

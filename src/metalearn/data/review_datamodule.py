@@ -1,0 +1,205 @@
+"""Few-shot sentiment episodes over the Amazon multi-domain reviews.
+
+A task family is one (domain, threshold) pair (`books/t4`) for ARSC files, or one domain for
+the seed's JSON. Held-out domains are never drawn in meta-training. Validation and test
+episodes are fixed by `eval_seed`, so every run is scored on the same episodes.
+"""
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+from transformers import AutoTokenizer
+
+from metalearn.data.episodes import EpisodeSet, MetaBatchSampler, RankSlice, as_list, pad_token_rows
+from metalearn.data.reviews import canonical_domain, read_reviews, source_files
+from metalearn.data.tokenized import cache_key, tokenized_dataset
+from metalearn.episode import Episode
+from metalearn.models.pretrained import resolve_pretrained
+from metalearn.tasks.sampler import EpisodeSpec, TaskSampler
+
+log = logging.getLogger(__name__)
+CLASSES = ("negative", "positive")  # label 0, label 1
+
+
+class ReviewEpisodes(pl.LightningDataModule):
+    """N-way (2) K-shot L-query sentiment episodes, tokenized once and cached on disk."""
+
+    def __init__(
+        self,
+        path: str,
+        tokenizer: str = "all-MiniLM-L6-v2",
+        max_length: int = 128,
+        heldout: list[str] = ("automotive", "computer_video_games", "office_products"),
+        domains: list[str] | None = None,
+        tasks: list[str] | None = None,
+        train_splits: list[str] = ("train", "test"),
+        val_splits: list[str] = ("dev",),
+        test_splits: list[str] = ("train", "dev", "test"),
+        val_fraction: float = 0.1,
+        shots: int = 5,
+        queries: int = 5,
+        meta_batch_size: int = 4,
+        steps_per_epoch: int = 50,
+        val_episodes: int = 2,
+        test_episodes: int = 50,
+        seed: int = 0,
+        eval_seed: int = 1234,
+        cache_dir: str = ".cache/metalearn",
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        self.path = Path(path).expanduser()
+        if not self.path.exists():
+            raise FileNotFoundError(
+                f"data.path {self.path} does not exist: point data.path at the ARSC folder "
+                f"(.../amazon_reviews/arsc) or at a dataset.json file"
+            )
+        if shots < 1 or queries < 1:
+            raise ValueError(f"data.shots and data.queries must be >= 1 (got {shots}, {queries})")
+        self.tokenizer_name = tokenizer
+        self.max_length = max_length
+        self.heldout = [canonical_domain(d) for d in heldout]
+        self.domains = None if domains is None else [canonical_domain(d) for d in domains]
+        self.tasks = None if tasks is None else list(tasks)
+        self.train_splits, self.val_splits, self.test_splits = (
+            list(train_splits), list(val_splits), list(test_splits))
+        self.val_fraction = val_fraction
+        self.ways, self.shots, self.queries = len(CLASSES), shots, queries
+        self.meta_batch_size, self.steps_per_epoch = meta_batch_size, steps_per_epoch
+        self.val_episodes, self.test_episodes = val_episodes, test_episodes
+        self.seed, self.eval_seed = seed, eval_seed
+        self.cache_dir = Path(cache_dir).expanduser()
+        self.num_workers = num_workers
+        self.data = None
+        self.tokenized_now = False
+
+    # ---- loading -------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        """Tokenize once into the on-disk cache (a no-op when the cache is there)."""
+        self._load()
+
+    def _load(self):
+        if self.data is not None:
+            return self.data
+        tok = AutoTokenizer.from_pretrained(resolve_pretrained(self.tokenizer_name))
+        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
+        key = cache_key(source_files(self.path), self.tokenizer_name, self.max_length)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        data, self.tokenized_now = tokenized_dataset(
+            lambda: read_reviews(self.path), tok, self.max_length, self.cache_dir, key)
+        self.data = data
+        self.input_ids = data["input_ids"]
+        self.labels = np.asarray(data["label"])
+        return data
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build the task families and check every request against the data, before compute."""
+        if getattr(self, "train_sampler", None) is not None:
+            return
+        data = self._load()
+        domains = np.asarray(data["domain"])
+        tasks = np.asarray(data["task"])
+        splits = np.asarray(data["split"])
+        present = sorted(set(domains.tolist()))
+        wanted = self.heldout + (self.domains or [])
+        unknown = sorted(set(wanted) - set(present))
+        if unknown:
+            raise ValueError(f"unknown domain(s) {unknown}; the data at {self.path} has {present}")
+        task_names = sorted(set(tasks.tolist()))
+        if self.tasks is not None:
+            bad = sorted(set(self.tasks) - set(task_names))
+            if bad:
+                raise ValueError(f"unknown task(s) {bad}; the data has {task_names}")
+        use_tasks = self.tasks or task_names
+        train_domains = [d for d in (self.domains or present) if d not in self.heldout]
+        if not train_domains:
+            raise ValueError("no meta-training domains left after holding out " + str(self.heldout))
+        has_splits = "all" not in set(splits.tolist())
+        fam = np.char.add(np.char.add(domains.astype(str), "/"), tasks.astype(str))
+        if not has_splits:  # seed JSON: one task per domain, family = domain
+            fam = domains.astype(str)
+
+        def pools(family_domains, split_names, exclude=None):
+            out: dict[str, dict[str, np.ndarray]] = defaultdict(dict)
+            mask = np.isin(domains, family_domains) & np.isin(tasks, use_tasks)
+            if has_splits:
+                mask &= np.isin(splits, split_names)
+            if exclude is not None:
+                mask &= ~exclude
+            for family in sorted(set(fam[mask].tolist())):
+                in_family = mask & (fam == family)
+                for label, name in enumerate(CLASSES):
+                    out[family][name] = np.flatnonzero(in_family & (self.labels == label))
+            return dict(out)
+
+        if has_splits:
+            val_mask = np.isin(splits, self.val_splits)
+            train_pools = pools(train_domains, self.train_splits)
+        else:  # no dev files: a fixed share of each training family is meta-validation
+            rng = np.random.default_rng(self.eval_seed)
+            val_mask = rng.random(len(domains)) < self.val_fraction
+            train_pools = pools(train_domains, [], exclude=val_mask)
+        val_pools = pools(train_domains, self.val_splits) if has_splits else pools(
+            train_domains, [], exclude=~val_mask)
+        test_pools = pools(self.heldout, self.test_splits)
+
+        self.train_sampler = TaskSampler(train_pools, self.ways, self.shots, self.queries)
+        self.test_sampler = TaskSampler(test_pools, self.ways, self.shots, self.queries)
+        need = self.shots + self.queries
+        small = [f for f, p in val_pools.items() if min(len(v) for v in p.values()) < need]
+        if small:
+            log.warning("meta-validation skips %d families with fewer than K+L=%d examples in a "
+                        "class: %s", len(small), need, ", ".join(small))
+        val_pools = {f: p for f, p in val_pools.items() if f not in small}
+        self.val_sampler = (TaskSampler(val_pools, self.ways, self.shots, self.queries)
+                            if val_pools else None)
+        self.val_specs = (self.val_sampler.fixed_episodes(self.eval_seed, self.val_episodes)
+                          if self.val_sampler else [])
+        self.test_specs = self.test_sampler.fixed_episodes(self.eval_seed + 1, self.test_episodes)
+        log.info("%d meta-train families, %d meta-val families (%d episodes), %d meta-test "
+                 "families (%d episodes)", len(train_pools), len(val_pools), len(self.val_specs),
+                 len(test_pools), len(self.test_specs))
+
+    # ---- episodes --------------------------------------------------------------------------
+    def build(self, spec: EpisodeSpec) -> Episode:
+        """Gather and pad the examples of one episode."""
+        def batch(idx):
+            return pad_token_rows([self.input_ids[i] for i in idx], self.pad_id)
+
+        return Episode(
+            support_x=batch(spec.support),
+            support_y=torch.tensor(spec.support_labels, dtype=torch.long),
+            query_x=batch(spec.query),
+            query_y=torch.tensor(spec.query_labels, dtype=torch.long),
+            family=spec.family,
+            domain=spec.family.split("/")[0],
+            ways=self.ways, shots=self.shots, queries=self.queries,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        def spec_for(key):
+            epoch, index = key
+            return self.train_sampler.train_episode(self.seed, epoch, index)
+
+        return DataLoader(
+            EpisodeSet(spec_for, self.build),
+            batch_sampler=MetaBatchSampler(self.steps_per_epoch, self.meta_batch_size),
+            collate_fn=as_list, num_workers=self.num_workers,
+        )
+
+    def _eval_loader(self, specs: list[EpisodeSpec]) -> DataLoader:
+        return DataLoader(EpisodeSet(lambda s: s, self.build, specs), batch_size=None,
+                          sampler=RankSlice(len(specs)), num_workers=self.num_workers)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader(self.val_specs)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader(self.test_specs)
+

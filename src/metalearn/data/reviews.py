@@ -1,0 +1,90 @@
+"""Readers for the Amazon multi-domain reviews into one Hugging Face `Dataset`.
+
+Two formats: the ARSC split files (`<domain>.<tK>.<split>`, `text<TAB>1|-1` lines) and the
+seed document's `dataset.json` (a list of `{domain, label: positive|negative, text}`, possibly
+under a top-level `"data"` key). Both give columns text, label (1 positive, 0 negative),
+domain (ARSC spelling, no `&_`), task (`t2`/`t4`/`t5`, or `all`) and split.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from datasets import Dataset
+
+ARSC_NAME = re.compile(r"^(?P<domain>[a-z_]+)\.(?P<task>t\d)\.(?P<split>train|dev|test)$")
+JSON_LABELS = {"positive": 1, "negative": 0}
+
+
+def canonical_domain(name: str) -> str:
+    """Blitzer spelling (`computer_&_video_games`) to ARSC spelling (`computer_video_games`)."""
+    return name.strip().lower().replace("_&_", "_").replace("&", "_")
+
+
+def arsc_files(root: Path) -> list[Path]:
+    """The ARSC split files under `root`, sorted (so the dataset order is fixed)."""
+    return sorted(p for p in root.iterdir() if ARSC_NAME.match(p.name))
+
+
+def read_arsc(root: Path) -> Dataset:
+    """All ARSC split files under `root` as one Dataset."""
+    files = arsc_files(root)
+    if not files:
+        raise FileNotFoundError(f"no ARSC files (<domain>.t2.train, ...) in {root}")
+    cols: dict[str, list] = {"text": [], "label": [], "domain": [], "task": [], "split": []}
+    for path in files:
+        meta = ARSC_NAME.match(path.name).groupdict()
+        with path.open(encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                line = line.rstrip("\n")
+                if not line:
+                    continue
+                text, sep, label = line.rpartition("\t")
+                if not sep or label not in ("1", "-1"):
+                    raise ValueError(f"{path}:{lineno}: expected 'text<TAB>1|-1', got {line[:80]!r}")
+                cols["text"].append(text)
+                cols["label"].append(1 if label == "1" else 0)
+                cols["domain"].append(meta["domain"])
+                cols["task"].append(meta["task"])
+                cols["split"].append(meta["split"])
+    return Dataset.from_dict(cols)
+
+
+def read_review_json(path: Path) -> Dataset:
+    """The seed document's `dataset.json` format as a Dataset (task `all`, split `all`)."""
+    with path.open(encoding="utf-8") as f:
+        records = json.load(f)
+    if isinstance(records, dict):
+        if "data" not in records:
+            raise ValueError(f"{path}: expected a JSON list of reviews or an object with a 'data' list")
+        records = records["data"]
+    cols: dict[str, list] = {"text": [], "label": [], "domain": [], "task": [], "split": []}
+    for i, rec in enumerate(records):
+        missing = {"domain", "label", "text"} - set(rec)
+        if missing:
+            raise ValueError(f"{path}: record {i} lacks {sorted(missing)}")
+        label = str(rec["label"]).strip().lower()
+        if label not in JSON_LABELS:
+            raise ValueError(f"{path}: record {i} has label {rec['label']!r}, not positive/negative")
+        cols["text"].append(str(rec["text"]))
+        cols["label"].append(JSON_LABELS[label])
+        cols["domain"].append(canonical_domain(rec["domain"]))
+        cols["task"].append("all")
+        cols["split"].append("all")
+    return Dataset.from_dict(cols)
+
+
+def source_files(path: Path) -> list[Path]:
+    """The files a review source is read from (their sizes and times key the cache)."""
+    return arsc_files(path) if path.is_dir() else [path]
+
+
+def read_reviews(path: Path) -> Dataset:
+    """A folder of ARSC files, or a seed-format JSON file."""
+    if not path.exists():
+        raise FileNotFoundError(
+            f"review data not found at {path}; set data.path to the ARSC folder "
+            f"(amazon_reviews/arsc) or to a dataset.json file"
+        )
+    return read_arsc(path) if path.is_dir() else read_review_json(path)

@@ -1,0 +1,44 @@
+"""The Episode: the one contract between data and algorithms."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+
+@dataclass
+class Episode:
+    """One few-shot task: a support set to adapt on and a disjoint query set to score.
+
+    `support_x` / `query_x` are whatever the model's trunk takes (a tensor, or a dict of
+    tensors for a tokenized batch); labels are 0..ways-1 within the episode.
+    """
+
+    support_x: Any
+    support_y: torch.Tensor
+    query_x: Any
+    query_y: torch.Tensor
+    family: str
+    domain: str
+    ways: int
+    shots: int
+    queries: int
+
+
+def split_support_query(
+    pools: list, shots: int, queries: int, rng
+) -> tuple[list[int], list[int], list[int], list[int]]:
+    """Draw `shots` support and `queries` query items per class, disjoint within a class.
+
+    `pools[c]` holds the example indices of class c. Returns support indices, support labels,
+    query indices, query labels; the label of an item is its position c in `pools`.
+    """
+    s_idx, s_lab, q_idx, q_lab = [], [], [], []
+    for label, pool in enumerate(pools):
+        picked = rng.choice(len(pool), size=shots + queries, replace=False)
+        s_idx.extend(int(pool[i]) for i in picked[:shots])
+        q_idx.extend(int(pool[i]) for i in picked[shots:])
+        s_lab.extend([label] * shots)
+        q_lab.extend([label] * queries)
+    return s_idx, s_lab, q_idx, q_lab

@@ -1,0 +1,117 @@
+"""A Hugging Face encoder with a mean-pooled classification head, split for fast adaptation.
+
+The lower encoder layers form the frozen trunk (run once per episode); the top
+`trainable_layers` layers, the pooling and the head are adapted. `trainable_layers: all`
+adapts the whole encoder through the model's own forward (any AutoModel works then).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel
+from transformers.masking_utils import create_bidirectional_mask
+
+from metalearn.models.pretrained import resolve_pretrained
+from metalearn.models.split import SplitModel
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Average of the token vectors that are not padding."""
+    m = mask.unsqueeze(-1).to(hidden.dtype)  # [B, T, 1]
+    return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)  # [B, H]
+
+
+def run_layers(layers: nn.ModuleList, hidden: torch.Tensor, mask4d: Any) -> torch.Tensor:
+    for layer in layers:
+        out = layer(hidden, mask4d)
+        hidden = out[0] if isinstance(out, tuple) else out
+    return hidden
+
+
+class LowerLayers(nn.Module):
+    """Embeddings plus the first encoder layers; returns what the top layers need."""
+
+    def __init__(self, base: nn.Module, n_layers: int) -> None:
+        super().__init__()
+        self.config = base.config
+        self.embeddings = base.embeddings
+        self.layers = nn.ModuleList(list(base.encoder.layer)[:n_layers])
+
+    def forward(self, x: dict[str, torch.Tensor]) -> dict[str, Any]:
+        hidden = self.embeddings(input_ids=x["input_ids"])  # [B, T, H]
+        mask4d = create_bidirectional_mask(
+            config=self.config, inputs_embeds=hidden, attention_mask=x["attention_mask"])
+        return {"hidden": run_layers(self.layers, hidden, mask4d), "mask4d": mask4d,
+                "attention_mask": x["attention_mask"]}
+
+
+class UpperLayers(nn.Module):
+    """The adapted top encoder layers, mean pooling and a linear head."""
+
+    def __init__(self, layers: list[nn.Module], hidden_size: int, num_labels: int,
+                 dropout: float) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden_size, num_labels)
+
+    def forward(self, f: dict[str, Any]) -> torch.Tensor:
+        hidden = run_layers(self.layers, f["hidden"], f["mask4d"])
+        return self.head(self.dropout(mean_pool(hidden, f["attention_mask"])))  # [B, C]
+
+
+class WholeEncoder(nn.Module):
+    """The full encoder, mean pooling and a linear head: for adapting every layer."""
+
+    def __init__(self, base: nn.Module, hidden_size: int, num_labels: int, dropout: float) -> None:
+        super().__init__()
+        self.encoder = base
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden_size, num_labels)
+
+    def forward(self, x: dict[str, torch.Tensor]) -> torch.Tensor:
+        hidden = self.encoder(input_ids=x["input_ids"],
+                              attention_mask=x["attention_mask"]).last_hidden_state
+        return self.head(self.dropout(mean_pool(hidden, x["attention_mask"])))
+
+
+class TextClassifier(SplitModel):
+    """An AutoModel encoder (default all-MiniLM-L6-v2, offline) with a pooled head."""
+
+    def __init__(
+        self,
+        pretrained: str = "all-MiniLM-L6-v2",
+        num_labels: int = 2,
+        trainable_layers: int | str = 1,
+        dropout: float | None = None,
+        random_init: bool = False,
+        config_overrides: dict | None = None,
+    ) -> None:
+        path = resolve_pretrained(pretrained)
+        overrides = dict(config_overrides or {})
+        if dropout is not None:
+            overrides.update(hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
+        config = AutoConfig.from_pretrained(path, **overrides)
+        base = AutoModel.from_config(config) if random_init else AutoModel.from_pretrained(
+            path, config=config)
+        if getattr(base, "pooler", None) is not None:
+            base.pooler = None  # mean pooling instead; an unused pooler breaks DDP
+        head_dropout = config.hidden_dropout_prob if dropout is None else dropout
+        hidden = config.hidden_size
+        if trainable_layers == "all":
+            super().__init__(top=WholeEncoder(base, hidden, num_labels, head_dropout))
+            return
+        layers = getattr(getattr(base, "encoder", None), "layer", None)
+        if not isinstance(layers, nn.ModuleList) or not hasattr(base, "embeddings"):
+            raise ValueError(
+                f"cannot split {type(base).__name__} into frozen and adapted layers "
+                f"(no .embeddings / .encoder.layer); use model.trainable_layers=all")
+        n = len(layers)
+        if not isinstance(trainable_layers, int) or not 0 <= trainable_layers <= n:
+            raise ValueError(
+                f"model.trainable_layers must be an integer in [0, {n}] or 'all', "
+                f"got {trainable_layers!r}")
+        top = UpperLayers(list(layers)[n - trainable_layers:], hidden, num_labels, head_dropout)
+        super().__init__(top=top, trunk=LowerLayers(base, n - trainable_layers))

@@ -1,0 +1,1 @@
+"""Seeded task samplers: fresh episodes for training, fixed lists for evaluation."""

@@ -1,0 +1,56 @@
+"""`train(cfg)`: build everything from the Hydra config, meta-train, then meta-test."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
+
+import metalearn.resolvers  # noqa: F401  (registers ${metalearn.data_dir:...})
+
+log = logging.getLogger(__name__)
+
+
+def instantiate_dict(group: DictConfig | None) -> list:
+    """Instantiate each `_target_` entry of a config group (loggers, callbacks)."""
+    if not group:
+        return []
+    return [hydra.utils.instantiate(c) for c in group.values() if c and "_target_" in c]
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Meta-train (if `cfg.train`) and meta-test (if `cfg.test`); returns the final metrics."""
+    pl.seed_everything(cfg.seed, workers=True)
+    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")  # every data check runs here, before any model is built
+    model = hydra.utils.instantiate(cfg.model)
+    learner = hydra.utils.instantiate(cfg.algorithm, model=model)
+    loggers = instantiate_dict(cfg.get("logger"))
+    callbacks = instantiate_dict(cfg.get("callbacks"))
+    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers, callbacks=callbacks)
+    for lg in loggers:
+        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+
+    ckpt_path = cfg.get("ckpt_path")
+    if cfg.get("train", True):
+        trainer.fit(learner, datamodule=datamodule, ckpt_path=ckpt_path)
+        ckpt_path = best_checkpoint(trainer) or None
+    if cfg.get("test", True):
+        if not cfg.get("train", True) and ckpt_path is None:
+            log.info("meta-testing the model as built, with no meta-training")
+        trainer.test(learner, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=False)
+    return {k: float(v) for k, v in trainer.callback_metrics.items()}
+
+
+def best_checkpoint(trainer: pl.Trainer) -> str | None:
+    """The best checkpoint by the monitored metric, else the last one, else None."""
+    cb = trainer.checkpoint_callback
+    if cb is None:
+        return None
+    for path in (cb.best_model_path, cb.last_model_path):
+        if path and Path(path).exists():
+            return path
+    return None
