@@ -9,6 +9,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
 import metalearn.resolvers  # noqa: F401  (registers ${metalearn.data_dir:...})
+from metalearn.registry.record import record_attempt
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,11 @@ def instantiate_dict(group: DictConfig | None) -> list:
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Meta-train (if `cfg.train`) and meta-test (if `cfg.test`); returns the final metrics."""
+    with record_attempt(cfg):  # an attempt row in the registry; a failure keeps its traceback
+        return _train(cfg)
+
+
+def _train(cfg: DictConfig) -> dict[str, float]:
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = hydra.utils.instantiate(cfg.data)
     datamodule.prepare_data()

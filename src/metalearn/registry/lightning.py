@@ -27,9 +27,16 @@ class RegistryLogger(Logger):
     the logger opens an attempt of its own in the registry at url on first use.
     """
 
-    def __init__(self, url: str | None = None, name: str = "registry", **writer_options: Any) -> None:
+    def __init__(
+        self,
+        url: str | None = None,
+        name: str = "registry",
+        standalone: bool = True,
+        **writer_options: Any,
+    ) -> None:
         super().__init__()
         self._url, self._name, self._writer_options = url, name, writer_options
+        self._standalone, self._warned = standalone, False
         self._own: AttemptSession | None = None
         self._hparams: dict[str, Any] = {}
 
@@ -48,11 +55,16 @@ class RegistryLogger(Logger):
         return self.session()
 
     @rank_zero_only
-    def session(self) -> AttemptSession:
-        """The active attempt, or one this logger opens for itself."""
+    def session(self) -> AttemptSession | None:
+        """The active attempt, or one this logger opens for itself when standalone."""
         session = active()
         if session is not None:
             return session
+        if not self._standalone:
+            if not self._warned:
+                log.warning("RegistryLogger(standalone=False) has no active attempt: not recording")
+                self._warned = True
+            return None
         if self._own is None:
             store = Store(self._url)
             fields = {"name": self._name, "config": _jsonable(self._hparams), "git_commit": git_commit(None)}
@@ -63,7 +75,9 @@ class RegistryLogger(Logger):
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         """Queue the metrics (written in batches by the session's writer thread)."""
-        self.session().add_metrics(metrics, 0 if step is None else step)
+        session = self.session()
+        if session is not None:
+            session.add_metrics(metrics, 0 if step is None else step)
 
     @rank_zero_only
     def log_hyperparams(self, params: dict[str, Any] | Namespace, *args: Any, **kwargs: Any) -> None:
