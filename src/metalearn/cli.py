@@ -1,0 +1,236 @@
+"""The `metalearn` command: follow and compare attempts in the run registry, or serve the API."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Any, Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from metalearn.registry import report
+from metalearn.registry.engine import default_url
+from metalearn.registry.errors import NotFound, RegistryError
+from metalearn.registry.schema import STATUSES
+from metalearn.registry.store import Store
+
+log = logging.getLogger("metalearn.cli")
+console = Console()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse argv and run the command; registry errors become a message and exit status 1."""
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except NotFound as exc:
+        Console(stderr=True).print(f"[red]{exc}[/red]")
+        return 1
+    except RegistryError as exc:
+        Console(stderr=True).print(f"[red]registry error:[/red] {exc}")
+        return 1
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    top = argparse.ArgumentParser(prog="metalearn", description=__doc__)
+    top.add_argument("--url", help="registry URL (default: $METALEARN_REGISTRY_URL, else logs/registry.db)")
+    top.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = top.add_subparsers(dest="command", required=True)
+
+    runs = commands.add_parser("runs", help="list, show, compare and export attempts")
+    sub = runs.add_subparsers(dest="runs_command", required=True)
+    ls = sub.add_parser("list", help="attempts, newest first")
+    ls.add_argument("--status", action="append", choices=STATUSES, help="repeat for several")
+    ls.add_argument("--experiment")
+    ls.add_argument("--algorithm")
+    ls.add_argument("--limit", type=int, default=50)
+    ls.add_argument("--json", action="store_true", help="JSON instead of a table")
+    ls.set_defaults(func=cmd_list)
+
+    show = sub.add_parser("show", help="config, status, metric summary and test results")
+    show.add_argument("id", type=int)
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(func=cmd_show)
+
+    cmp_ = sub.add_parser("compare", help="config differences and test metrics side by side")
+    cmp_.add_argument("ids", type=int, nargs="+")
+    cmp_.add_argument("--json", action="store_true")
+    cmp_.set_defaults(func=cmd_compare)
+
+    best = sub.add_parser("best", help="attempts ranked by the final value of a metric")
+    best.add_argument("--metric", default="test/acc")
+    best.add_argument("--mode", choices=("max", "min"), default="max")
+    best.add_argument("--top", type=int, default=5)
+    best.add_argument("--status", action="append", choices=STATUSES)
+    best.add_argument("--experiment")
+    best.add_argument("--algorithm")
+    best.add_argument("--json", action="store_true")
+    best.set_defaults(func=cmd_best)
+
+    exp = sub.add_parser("export", help="everything recorded for an attempt, as JSON")
+    exp.add_argument("id", type=int)
+    exp.add_argument("-o", "--output", help="file to write (default: stdout)")
+    exp.set_defaults(func=cmd_export)
+
+    serve = commands.add_parser("serve", help="the HTTP API over the registry")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--max-parallel", type=int, default=1, help="training processes at once")
+    serve.add_argument("--root", help="project folder with run.py and conf/ (default: found from cwd)")
+    serve.set_defaults(func=cmd_serve)
+    return top
+
+
+def _store(args: argparse.Namespace) -> Store:
+    return Store(args.url or default_url())
+
+
+def _dump(data: Any) -> None:
+    """JSON on stdout, unwrapped and unstyled, for scripts."""
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    rows = _store(args).list_attempts(
+        status=args.status, experiment=args.experiment, algorithm=args.algorithm, limit=args.limit
+    )
+    if args.json:
+        _dump(report.jsonable(rows))
+        return 0
+    table = Table(title="attempts")
+    for column in ("id", "name", "kind", "experiment", "algorithm", "status", "started", "ended"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(str(r["id"]), _fmt(r["name"]), r["kind"], _fmt(r["experiment"]),
+                      _fmt(r["algorithm"]), _status(r["status"]), _time(r["started_at"]),
+                      _time(r["ended_at"]))
+    console.print(table)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    data = report.show(_store(args), args.id)
+    if args.json:
+        _dump(data)
+        return 0
+    head = Table(show_header=False, title=f"attempt {data['id']}")
+    for key in ("name", "kind", "parent_id", "experiment", "algorithm", "status", "created_at",
+                "started_at", "ended_at", "host", "pid", "git_commit", "output_dir", "ckpt_path"):
+        head.add_row(key, _status(data[key]) if key == "status" else _fmt(data[key]))
+    head.add_row("overrides", " ".join(data["overrides"] or []))
+    console.print(head)
+    metrics = Table(title="metrics")
+    for column in ("name", "count", "last step", "last", "min", "max"):
+        metrics.add_column(column)
+    for name, m in data["metrics"].items():
+        metrics.add_row(name, str(m["count"]), str(m["last_step"]), _fmt(m["last"]),
+                        _fmt(m["min"]), _fmt(m["max"]))
+    console.print(metrics)
+    if data["test_results"]:
+        console.print(_results_table(data["test_results"]))
+    if data["error"]:
+        console.print("[red]error[/red]", data["error"], markup=True, highlight=False)
+    console.print("config", style="bold")
+    console.print_json(data=data["config"])
+    return 0
+
+
+def _results_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="test results")
+    for column in ("domain", "acc", "ci95", "episodes", "K", "L"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(r["domain"], _fmt(r["acc"]), _fmt(r["ci95"]), str(r["episodes"]),
+                      str(r["shots"]), str(r["queries"]))
+    return table
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    data = report.compare(_store(args), args.ids)
+    if args.json:
+        _dump(data)
+        return 0
+    heads = [f"#{a['id']} {a['name'] or ''}".strip() for a in data["attempts"]]
+    diff = Table(title="config differences")
+    diff.add_column("key")
+    for h in heads:
+        diff.add_column(h)
+    diff.add_row("status", *[_status(a["status"]) for a in data["attempts"]])
+    diff.add_row("overrides", *[" ".join(o) for o in data["overrides"]])
+    for key, values in data["config_diff"].items():
+        diff.add_row(key, *[_fmt(v) for v in values])
+    console.print(diff)
+    scores = Table(title="test metrics")
+    scores.add_column("metric")
+    for h in heads:
+        scores.add_column(h)
+    for name, values in data["test_metrics"].items():
+        scores.add_row(name, *[_fmt(v) for v in values])
+    for domain, values in data["test_results"].items():
+        scores.add_row(f"{domain} (acc ± ci95)",
+                       *["—" if v is None else f"{_fmt(v['acc'])} ± {_fmt(v['ci95'])}" for v in values])
+    console.print(scores)
+    return 0
+
+
+def cmd_best(args: argparse.Namespace) -> int:
+    ranked = _store(args).best(args.metric, mode=args.mode, limit=args.top, status=args.status,
+                               experiment=args.experiment, algorithm=args.algorithm)
+    if args.json:
+        _dump([{**report.jsonable(a), args.metric: v} for a, v in ranked])
+        return 0
+    table = Table(title=f"best by {args.metric} ({args.mode})")
+    for column in ("rank", "id", "name", "experiment", "algorithm", "status", args.metric):
+        table.add_column(column)
+    for rank, (a, value) in enumerate(ranked, 1):
+        table.add_row(str(rank), str(a["id"]), _fmt(a["name"]), _fmt(a["experiment"]),
+                      _fmt(a["algorithm"]), _status(a["status"]), _fmt(value))
+    console.print(table)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    data = report.export(_store(args), args.id)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2)
+        console.print(f"wrote {args.output}")
+    else:
+        _dump(data)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from metalearn.api.server import serve
+
+    return serve(url=args.url or default_url(args.root), host=args.host, port=args.port,
+                 max_parallel=args.max_parallel, root=args.root)
+
+
+_COLOURS = {"completed": "green", "failed": "red", "interrupted": "yellow", "running": "cyan",
+            "testing": "cyan", "queued": "dim"}
+
+
+def _status(status: str) -> str:
+    return f"[{_COLOURS.get(status, 'white')}]{status}[/]"
+
+
+def _time(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else "—"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
