@@ -58,3 +58,8 @@ def test_the_model_must_end_in_num_labels() -> None:
     with pytest.raises(LayerSpecError, match="must end in"):
         check_model(CONV[:-1], num_labels=2, input="tensor", input_shape=[3, 28, 28])
     assert check_model(CONV, num_labels=2, input="tensor", input_shape=[3, 28, 28]) == {"num_labels": 2}
+
+
+def test_token_input_needs_an_embedding_first() -> None:
+    with pytest.raises(LayerSpecError, match="first layer must be one of"):
+        check_model([{"name": "Linear", "in_features": "auto", "out_features": 2}], input_shape=[16])

@@ -34,6 +34,7 @@ ALLOWED_LAYERS: dict[str, type[nn.Module]] = {
 # "auto" arguments and the input dimension they copy.
 AUTO_DIMS = {"in_features": -1, "in_channels": 1, "num_features": 1, "normalized_shape": -1}
 PLACEHOLDERS = ("num_labels", "vocab_size")
+TOKEN_LAYERS = ("Embedding", "EmbeddingBag")
 MAX_LAYERS = 64
 MAX_PARAMETERS = 50_000_000
 
@@ -110,6 +111,12 @@ def check_model(
         raise LayerSpecError(f"input must be 'tokens' or 'tensor', got {input!r}")
     if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 1:
         raise LayerSpecError(f"num_labels must be a positive integer, got {num_labels!r}")
+    first = (_plain(layers) or [{}])[0]
+    if input == "tokens" and isinstance(first, Mapping) and first.get("name") not in TOKEN_LAYERS:
+        raise LayerSpecError(
+            f"layer 0 ({first.get('name')}): token ids come in, so the first layer must be one of "
+            f"{', '.join(TOKEN_LAYERS)} (or set model.input=tensor)"
+        )
     values = {"num_labels": num_labels}
     if _mentions(layers, "vocab_size"):
         values["vocab_size"] = (
