@@ -216,6 +216,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from metalearn.api.server import serve
 
+    logging.getLogger("metalearn").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     return serve(url=args.url or default_url(args.root), host=args.host, port=args.port,
                  max_parallel=args.max_parallel, root=args.root)
 

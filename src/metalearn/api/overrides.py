@@ -122,6 +122,8 @@ def check_override(o: Override) -> None:
         raise OverrideError(f"{line!r}: {parts[0]}.* ({FORBIDDEN_ROOTS[parts[0]]}) is set by the server")
     if o.key_or_group in RESERVED_KEYS:
         raise OverrideError(f"{line!r}: {RESERVED_KEYS[o.key_or_group]}")
+    if _has_special_key(o.value()):
+        raise OverrideError(f"{line!r}: values may not contain special keys (_target_ and the like)")
     if _has_interpolation(o.value()):
         raise OverrideError(f"{line!r}: interpolations (${{...}}) are not allowed in values")
 
@@ -208,6 +210,14 @@ def _has_interpolation(value: Any) -> bool:
         return any(_has_interpolation(k) or _has_interpolation(v) for k, v in value.items())
     if isinstance(value, list):
         return any(_has_interpolation(v) for v in value)
+    return False
+
+
+def _has_special_key(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(SPECIAL_KEY.match(str(k)) or _has_special_key(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_special_key(v) for v in value)
     return False
 
 

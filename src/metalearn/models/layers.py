@@ -112,9 +112,10 @@ def check_model(
     if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 1:
         raise LayerSpecError(f"num_labels must be a positive integer, got {num_labels!r}")
     first = (_plain(layers) or [{}])[0]
-    if input == "tokens" and isinstance(first, Mapping) and first.get("name") not in TOKEN_LAYERS:
+    name = first.get("name") if isinstance(first, Mapping) else None
+    if input == "tokens" and name in ALLOWED_LAYERS and name not in TOKEN_LAYERS:
         raise LayerSpecError(
-            f"layer 0 ({first.get('name')}): token ids come in, so the first layer must be one of "
+            f"layer 0 ({name}): token ids come in, so the first layer must be one of "
             f"{', '.join(TOKEN_LAYERS)} (or set model.input=tensor)"
         )
     values = {"num_labels": num_labels}

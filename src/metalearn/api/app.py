@@ -1,0 +1,141 @@
+"""The HTTP API over the registry: start, meta-test, cancel and follow attempts."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+from fastapi import Depends, FastAPI, HTTPException, Query, status
+from sqlalchemy import text
+
+from metalearn.api.auth import TokenCheck, no_check
+from metalearn.api.models import RunRequest, TestRequest
+from metalearn.api.overrides import OverrideError, OverrideValidator
+from metalearn.api.runner import Conflict, Runner, hydra_value
+from metalearn.registry import report, schema
+from metalearn.registry.errors import NotFound
+from metalearn.registry.store import Store
+
+log = logging.getLogger(__name__)
+# The parent's overrides a meta-test replaces (or that belong to the server).
+TEST_KEYS = ("experiment", "train", "test", "ckpt_path", "data.shots", "data.queries",
+             "data.test_episodes", "data.heldout", "hydra.")
+
+
+def create_app(
+    store: Store,
+    runner: Runner,
+    validator: OverrideValidator,
+    *,
+    token: str | None,
+    token_for_reads: bool = False,
+) -> FastAPI:
+    """The FastAPI app; writes always need the bearer token, reads too when token_for_reads."""
+    write = Depends(TokenCheck(token))
+    read = Depends(TokenCheck(token) if token_for_reads else no_check)
+    app = FastAPI(title="metalearn", description="Run registry: start, meta-test and follow attempts.")
+    app.state.store, app.state.runner = store, runner
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        with store.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return {"status": "ok", "schema_version": schema.SCHEMA_VERSION,
+                "running": len(runner.children), "max_parallel": runner.max_parallel}
+
+    @app.post("/runs", status_code=status.HTTP_202_ACCEPTED, dependencies=[write])
+    def start_run(body: RunRequest) -> dict[str, Any]:
+        _validate(validator, body.experiment, body.overrides)
+        attempt = runner.submit(body.experiment, body.overrides)
+        return {"id": attempt, "status": schema.QUEUED}
+
+    @app.post("/runs/{attempt_id}/test", status_code=status.HTTP_202_ACCEPTED, dependencies=[write])
+    def test_run(attempt_id: int, body: TestRequest) -> dict[str, Any]:
+        parent = _get(store.get_attempt, attempt_id)
+        if parent["status"] != schema.COMPLETED or not parent["ckpt_path"]:
+            raise HTTPException(status.HTTP_409_CONFLICT,
+                                f"attempt {attempt_id} is {parent['status']} with "
+                                f"{'a' if parent['ckpt_path'] else 'no'} checkpoint; "
+                                "only a completed attempt with a checkpoint can be meta-tested")
+        asked = _test_overrides(body)
+        cfg = _validate(validator, parent["experiment"], asked)
+        if body.domains:
+            known = set(cfg.data.get("domains") or [])
+            unknown = sorted(set(body.domains) - known) if known else []
+            if unknown:
+                raise HTTPException(422, f"unknown domains {unknown}")
+        inherited = [o for o in parent["overrides"] or [] if not o.startswith(TEST_KEYS)]
+        overrides = [*inherited, "train=false", "test=true",
+                     f"ckpt_path={hydra_value(parent['ckpt_path'])}", *asked]
+        attempt = runner.submit(parent["experiment"], overrides, kind="test", parent_id=attempt_id)
+        return {"id": attempt, "status": schema.QUEUED, "parent_id": attempt_id}
+
+    @app.post("/runs/{attempt_id}/cancel", status_code=status.HTTP_202_ACCEPTED, dependencies=[write])
+    def cancel_run(attempt_id: int) -> dict[str, Any]:
+        try:
+            return {"id": attempt_id, "status": runner.cancel(attempt_id)}
+        except NotFound as exc:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+        except Conflict as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+
+    @app.get("/runs", dependencies=[read])
+    def list_runs(
+        status_: list[str] | None = Query(None, alias="status"),
+        experiment: str | None = None,
+        algorithm: str | None = None,
+        limit: int = Query(100, ge=1, le=10_000),
+    ) -> list[dict[str, Any]]:
+        bad = sorted(set(status_ or []) - set(schema.STATUSES))
+        if bad:
+            raise HTTPException(422,
+                                f"unknown status {bad}; one of {list(schema.STATUSES)}")
+        rows = store.list_attempts(status=status_, experiment=experiment, algorithm=algorithm, limit=limit)
+        return report.jsonable(rows)
+
+    @app.get("/runs/{attempt_id}", dependencies=[read])
+    def get_run(attempt_id: int) -> dict[str, Any]:
+        return _get(report.show, store, attempt_id)
+
+    @app.get("/runs/{attempt_id}/metrics", dependencies=[read])
+    def get_metrics(
+        attempt_id: int,
+        name: str | None = None,
+        after_step: int | None = None,
+        limit: int = Query(10_000, ge=1, le=100_000),
+    ) -> dict[str, Any]:
+        row = _get(store.get_attempt, attempt_id)
+        rows = store.metrics(attempt_id, name=name, after_step=after_step, limit=limit)
+        return report.jsonable({
+            "id": attempt_id, "status": row["status"], "metrics": rows,
+            "last_step": rows[-1]["step"] if rows else after_step,
+        })
+
+    return app
+
+
+def _validate(validator: OverrideValidator, experiment: str | None, overrides: list[str]) -> Any:
+    """The composed config, or 422 with the validator's message."""
+    try:
+        return validator.validate(experiment, overrides)
+    except OverrideError as exc:
+        raise HTTPException(422, str(exc)) from exc
+
+
+def _get(fn: Callable[..., Any], *args: Any) -> Any:
+    """fn(*args), with a missing attempt as 404."""
+    try:
+        return fn(*args)
+    except NotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+
+
+def _test_overrides(body: TestRequest) -> list[str]:
+    """data.* overrides for the meta-test settings that were given."""
+    out = []
+    for key, value in (("data.shots", body.shots), ("data.queries", body.queries),
+                       ("data.test_episodes", body.episodes)):
+        if value is not None:
+            out.append(f"{key}={value}")
+    if body.domains:
+        out.append(f"data.heldout=[{','.join(body.domains)}]")
+    return out

@@ -1,0 +1,235 @@
+"""Start queued attempts as separate run.py processes, a bounded number at once.
+
+The queue lives in the registry (status queued), so it survives a server restart and
+several servers may share one registry: a server takes a row only by moving it from
+queued to running in one conditional UPDATE. While a child lives, the server renews its
+lease too (the child also does, once its imports are done); when a child exits without a
+final status, the server records one from its exit code and the tail of its log.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Sequence
+
+from metalearn.registry import schema
+from metalearn.registry.engine import URL_ENV
+from metalearn.registry.errors import RegistryError
+from metalearn.registry.record import ATTEMPT_ENV
+from metalearn.registry.store import Store, utcnow
+
+log = logging.getLogger(__name__)
+SAFE_VALUE = re.compile(r"^[A-Za-z0-9_./:+-]+$")
+
+
+class Conflict(RegistryError):
+    """The attempt is not in a state that allows the request (answered with 409)."""
+
+
+@dataclass
+class Child:
+    """A running attempt process and what the server knows about it."""
+
+    proc: subprocess.Popen
+    log_path: Path
+    cancel_at: float | None = None  # monotonic time of the cancel request
+    killed: bool = field(default=False)
+
+
+class Runner:
+    """Runs queued attempts of one project (root holds run.py) against one registry."""
+
+    def __init__(
+        self,
+        store: Store,
+        root: str | Path,
+        *,
+        max_parallel: int = 1,
+        python: str = sys.executable,
+        log_dir: str | Path | None = None,
+        poll_s: float = 0.5,
+        lease_s: float = 60.0,
+        kill_after_s: float = 15.0,
+    ) -> None:
+        if max_parallel < 1:
+            raise ValueError("max_parallel must be at least 1")
+        self.store, self.root = store, Path(root).resolve()
+        self.max_parallel, self.python = max_parallel, python
+        self.log_dir = Path(log_dir) if log_dir else self.root / "logs" / "api"
+        self.poll_s, self.lease_s, self.kill_after_s = poll_s, lease_s, kill_after_s
+        self.children: dict[int, Child] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_beat = 0.0
+
+    # ---- requests --------------------------------------------------------------------------
+    def submit(self, experiment: str | None, overrides: Sequence[str], *, kind: str = "train",
+               parent_id: int | None = None) -> int:
+        """Queue a run.py attempt; returns its id at once."""
+        head = [f"experiment={experiment}"] if experiment else []
+        attempt = self.store.create_attempt(
+            status=schema.QUEUED, kind=kind, parent_id=parent_id, experiment=experiment,
+            name=experiment or "train", overrides=head + list(overrides),
+            command=["run.py", *head, *overrides],
+        )
+        self._wake.set()
+        return attempt
+
+    def cancel(self, attempt_id: int) -> str:
+        """Stop a queued or running attempt; returns its status now, or raises Conflict."""
+        if self.store.set_status(attempt_id, schema.INTERRUPTED, only_status=[schema.QUEUED],
+                                 error="cancelled before it started"):
+            return schema.INTERRUPTED
+        with self._lock:
+            child = self.children.get(attempt_id)
+            if child is not None and child.cancel_at is None:
+                child.cancel_at = time.monotonic()
+                _signal_group(child.proc, signal.SIGTERM)
+        if child is not None:
+            self._wake.set()
+            return "cancelling"
+        row = self.store.get_attempt(attempt_id)
+        if row["status"] in schema.TERMINAL:
+            raise Conflict(f"attempt {attempt_id} is already {row['status']}")
+        raise Conflict(f"attempt {attempt_id} runs outside this server (host {row['host']}, pid {row['pid']})")
+
+    # ---- the dispatcher thread -------------------------------------------------------------
+    def start(self) -> "Runner":
+        """Start dispatching queued attempts in a background thread."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._thread = threading.Thread(target=self._loop, name="metalearn-runner", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, *, cancel_running: bool = False, timeout: float = 30.0) -> None:
+        """Stop dispatching; optionally cancel the children (else they run on and record themselves)."""
+        if cancel_running:
+            for attempt_id in list(self.children):
+                self.cancel(attempt_id)
+            deadline = time.monotonic() + timeout
+            while self.children and time.monotonic() < deadline:
+                self._wake.set()
+                time.sleep(0.1)
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=timeout)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception:  # logged; a database outage must not end the dispatcher for good
+                log.exception("runner tick failed; retrying")
+            self._wake.wait(self.poll_s)
+            self._wake.clear()
+
+    def tick(self) -> None:
+        """One round: settle exited children, escalate cancels, renew leases, start queued rows."""
+        for attempt_id, child in list(self.children.items()):
+            if child.proc.poll() is not None:
+                self._settle(attempt_id, child)
+            elif child.cancel_at is not None and not child.killed and \
+                    time.monotonic() - child.cancel_at > self.kill_after_s:
+                _signal_group(child.proc, signal.SIGKILL)
+                child.killed = True
+        if self.children and time.monotonic() - self._last_beat > self.lease_s / 4:
+            for attempt_id in list(self.children):
+                self.store.heartbeat(attempt_id, self.lease_s)
+            self._last_beat = time.monotonic()
+        free = self.max_parallel - len(self.children)
+        if free > 0:
+            for row in self.store.queued(free):
+                self._launch(row)
+
+    def _launch(self, row: dict) -> None:
+        """Take a queued row (if no one else did) and start its process."""
+        attempt_id = row["id"]
+        if not self.store.set_status(attempt_id, schema.RUNNING, only_status=[schema.QUEUED],
+                                     host=socket.gethostname(), started_at=schema_now(),
+                                     lease_until=schema_now(self.lease_s)):
+            return
+        log_path = self.log_dir / f"attempt-{attempt_id}.log"
+        env = {**os.environ, ATTEMPT_ENV: str(attempt_id), URL_ENV: self.store.url,
+               "PROJECT_ROOT": str(self.root)}
+        if (self.root / "src" / "metalearn").is_dir():  # a checkout that is not pip-installed
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.root / "src"), env.get("PYTHONPATH")]))
+        command = [self.python, *row["command"], run_dir_override(attempt_id)]
+        try:
+            with open(log_path, "ab") as out:
+                proc = subprocess.Popen(command, cwd=self.root, env=env, stdout=out,
+                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                        start_new_session=True)
+        except OSError as exc:
+            self.store.set_status(attempt_id, schema.FAILED, error=f"could not start {command}: {exc}")
+            return
+        self.store.update_attempt(attempt_id, pid=proc.pid)
+        with self._lock:
+            self.children[attempt_id] = Child(proc, log_path)
+        log.info("attempt %d started: pid %d, log %s", attempt_id, proc.pid, log_path)
+
+    def _settle(self, attempt_id: int, child: Child) -> None:
+        """Record a final status for a child that exited without one (or was cancelled)."""
+        with self._lock:
+            self.children.pop(attempt_id, None)
+        code = child.proc.returncode
+        open_states = [*schema.ACTIVE, schema.QUEUED]
+        if child.cancel_at is not None:
+            self.store.set_status(attempt_id, schema.INTERRUPTED, error="cancelled by request",
+                                  only_status=[*open_states, schema.FAILED])
+        elif code == 0:
+            self.store.set_status(attempt_id, schema.COMPLETED, only_status=open_states)
+        elif code < 0:
+            name = signal.Signals(-code).name
+            self.store.set_status(attempt_id, schema.INTERRUPTED, only_status=open_states,
+                                  error=f"killed by {name}\n{_tail(child.log_path)}")
+        else:
+            self.store.set_status(attempt_id, schema.FAILED, only_status=open_states,
+                                  error=f"exited with status {code}\n{_tail(child.log_path)}")
+        log.info("attempt %d exited with %s", attempt_id, code)
+
+
+def run_dir_override(attempt_id: int) -> str:
+    """A Hydra run folder of its own, so attempts started in the same second never share one."""
+    return f"hydra.run.dir=${{paths.log_dir}}/${{task_name}}/runs/api-{attempt_id}"
+
+
+def hydra_value(value: str) -> str:
+    """value as a Hydra override literal (quoted unless plainly safe)."""
+    if SAFE_VALUE.match(value):
+        return value
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def schema_now(plus_s: float = 0.0) -> datetime:
+    """Naive UTC now (plus plus_s seconds), as the registry stores times."""
+    return utcnow() + timedelta(seconds=plus_s)
+
+
+def _signal_group(proc: subprocess.Popen, sig: signal.Signals) -> None:
+    """Signal the child's whole process group (DDP workers, data loaders included)."""
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        log.debug("process group %d already gone", proc.pid)
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    """The last lines of a child's log, for the error text."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as exc:
+        return f"(no log: {exc})"
+    return "\n".join(text.splitlines()[-lines:])

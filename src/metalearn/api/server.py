@@ -1,0 +1,49 @@
+"""`metalearn serve`: the API on uvicorn, loopback by default, token required off loopback."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from metalearn.api.app import create_app
+from metalearn.api.auth import TOKEN_ENV, is_loopback
+from metalearn.api.overrides import OverrideValidator
+from metalearn.api.runner import Runner
+from metalearn.registry.engine import find_project_root
+from metalearn.registry.errors import RegistryError
+from metalearn.registry.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def build(url: str, host: str, *, max_parallel: int = 1, root: str | Path | None = None) -> FastAPI:
+    """The app, its store and its (not yet started) runner for the project at root."""
+    project = Path(root).resolve() if root else find_project_root()
+    if not (project / "run.py").is_file():
+        raise RegistryError(f"{project} has no run.py: start the server in the project or pass --root")
+    token = os.environ.get(TOKEN_ENV) or None
+    open_reads = is_loopback(host)
+    if not open_reads and token is None:
+        raise RegistryError(f"binding {host} (not loopback) needs {TOKEN_ENV} set: every request is then authenticated")
+    store = Store(url)
+    runner = Runner(store, project, max_parallel=max_parallel)
+    return create_app(store, runner, OverrideValidator(project / "conf"), token=token,
+                      token_for_reads=not open_reads)
+
+
+def serve(url: str, host: str = "127.0.0.1", port: int = 8000, *, max_parallel: int = 1,
+          root: str | Path | None = None) -> int:
+    """Run the API until interrupted; children still running keep recording themselves."""
+    import uvicorn
+
+    app = build(url, host, max_parallel=max_parallel, root=root)
+    runner: Runner = app.state.runner
+    runner.start()
+    log.info("metalearn API on http://%s:%d (registry %r)", host, port, app.state.store)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="info")
+    finally:
+        runner.stop()
+    return 0
