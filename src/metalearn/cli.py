@@ -17,7 +17,6 @@ from metalearn.registry.schema import STATUSES
 from metalearn.registry.store import Store
 
 log = logging.getLogger("metalearn.cli")
-console = Console()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -86,6 +85,11 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def _out() -> Console:
+    """A console on the current stdout (so width and redirection are read at print time)."""
+    return Console()
+
+
 def _store(args: argparse.Namespace) -> Store:
     return Store(args.url or default_url())
 
@@ -117,7 +121,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         table.add_row(str(r["id"]), _fmt(r["name"]), r["kind"], _fmt(r["experiment"]),
                       _fmt(r["algorithm"]), _status(r["status"]), _time(r["started_at"]),
                       _time(r["ended_at"]))
-    console.print(table)
+    _out().print(table)
     return 0
 
 
@@ -131,20 +135,20 @@ def cmd_show(args: argparse.Namespace) -> int:
                 "started_at", "ended_at", "host", "pid", "git_commit", "output_dir", "ckpt_path"):
         head.add_row(key, _status(data[key]) if key == "status" else _fmt(data[key]))
     head.add_row("overrides", " ".join(data["overrides"] or []))
-    console.print(head)
+    _out().print(head)
     metrics = Table(title="metrics")
     for column in ("name", "count", "last step", "last", "min", "max"):
         metrics.add_column(column)
     for name, m in data["metrics"].items():
         metrics.add_row(name, str(m["count"]), str(m["last_step"]), _fmt(m["last"]),
                         _fmt(m["min"]), _fmt(m["max"]))
-    console.print(metrics)
+    _out().print(metrics)
     if data["test_results"]:
-        console.print(_results_table(data["test_results"]))
+        _out().print(_results_table(data["test_results"]))
     if data["error"]:
-        console.print("[red]error[/red]", data["error"], markup=True, highlight=False)
-    console.print("config", style="bold")
-    console.print_json(data=data["config"])
+        _out().print("[red]error[/red]", data["error"], markup=True, highlight=False)
+    _out().print("config", style="bold")
+    _out().print_json(data=data["config"])
     return 0
 
 
@@ -172,7 +176,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     diff.add_row("overrides", *[" ".join(o) for o in data["overrides"]])
     for key, values in data["config_diff"].items():
         diff.add_row(key, *[_fmt(v) for v in values])
-    console.print(diff)
+    _out().print(diff)
     scores = Table(title="test metrics")
     scores.add_column("metric")
     for h in heads:
@@ -182,7 +186,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for domain, values in data["test_results"].items():
         scores.add_row(f"{domain} (acc ± ci95)",
                        *["—" if v is None else f"{_fmt(v['acc'])} ± {_fmt(v['ci95'])}" for v in values])
-    console.print(scores)
+    _out().print(scores)
     return 0
 
 
@@ -198,7 +202,7 @@ def cmd_best(args: argparse.Namespace) -> int:
     for rank, (a, value) in enumerate(ranked, 1):
         table.add_row(str(rank), str(a["id"]), _fmt(a["name"]), _fmt(a["experiment"]),
                       _fmt(a["algorithm"]), _status(a["status"]), _fmt(value))
-    console.print(table)
+    _out().print(table)
     return 0
 
 
@@ -207,7 +211,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.output:
         with open(args.output, "w", encoding="utf-8") as fh:
             json.dump(data, fh, indent=2)
-        console.print(f"wrote {args.output}")
+        _out().print(f"wrote {args.output}")
     else:
         _dump(data)
     return 0

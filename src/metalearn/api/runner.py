@@ -188,7 +188,7 @@ class Runner:
         open_states = [*schema.ACTIVE, schema.QUEUED]
         if child.cancel_at is not None:
             self.store.set_status(attempt_id, schema.INTERRUPTED, error="cancelled by request",
-                                  only_status=[*open_states, schema.FAILED])
+                                  only_status=[*open_states, schema.FAILED, schema.INTERRUPTED])
         elif code == 0:
             self.store.set_status(attempt_id, schema.COMPLETED, only_status=open_states)
         elif code < 0:

@@ -1,0 +1,127 @@
+"""The runner: separate processes, a bounded number at once, cancel, crashes, kills."""
+from __future__ import annotations
+
+import os
+import signal
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from metalearn.api.runner import Runner
+from metalearn.registry import Store, schema
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+FAKE_RUN = textwrap.dedent(
+    """
+    import os, sys, time
+    from omegaconf import OmegaConf
+    from metalearn.registry.record import record_attempt
+
+    args = dict(a.split("=", 1) for a in sys.argv[1:])
+    if args.get("mode") == "crash":
+        sys.exit("crashed before recording anything")
+    cfg = OmegaConf.create({"task_name": "fake", "registry": {
+        "url": os.environ["METALEARN_REGISTRY_URL"], "flush_s": 0.05, "heartbeat_s": 0.2, "lease_s": 5}})
+    with record_attempt(cfg) as session:
+        for step in range(int(args.get("steps", 5))):
+            session.add_metrics({"train/query_loss": 1.0 / (step + 1)}, step)
+            time.sleep(float(args.get("sleep", 0.01)))
+        if args.get("mode") == "fail":
+            raise RuntimeError("fake failure")
+    """
+)
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project whose run.py records a fake attempt, steered by key=value arguments."""
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / "run.py").write_text(FAKE_RUN)
+    monkeypatch.setenv("PYTHONPATH", str(SRC))
+    return root
+
+
+def _wait(store: Store, attempt: int, statuses: tuple[str, ...], timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = store.get_attempt(attempt)
+        if row["status"] in statuses:
+            return row
+        time.sleep(0.1)
+    raise AssertionError(f"attempt {attempt} still {row['status']} after {timeout} s")
+
+
+def test_runs_one_at_a_time_and_records_them(project: Path, sqlite_url: str) -> None:
+    store = Store(sqlite_url)
+    runner = Runner(store, project, max_parallel=1, poll_s=0.05).start()
+    try:
+        first = runner.submit(None, ["steps=20", "sleep=0.05"])
+        second = runner.submit(None, ["steps=3"])
+        _wait(store, first, (schema.RUNNING,))
+        time.sleep(0.5)
+        assert store.get_attempt(second)["status"] == schema.QUEUED  # bounded: it waits
+        assert _wait(store, first, schema.TERMINAL)["status"] == schema.COMPLETED
+        assert _wait(store, second, schema.TERMINAL)["status"] == schema.COMPLETED
+    finally:
+        runner.stop()
+    assert len(store.metrics(first)) == 20 and len(store.metrics(second)) == 3
+    row = store.get_attempt(first)
+    assert row["pid"] and row["command"][0] == "run.py" and row["output_dir"] is None
+    assert any(a.startswith("hydra.run.dir=") for a in row["command"])  # the child's own argv
+
+
+def test_a_failure_inside_is_failed_with_its_traceback(project: Path, sqlite_url: str) -> None:
+    store = Store(sqlite_url)
+    runner = Runner(store, project, poll_s=0.05).start()
+    try:
+        attempt = runner.submit(None, ["mode=fail"])
+        row = _wait(store, attempt, schema.TERMINAL)
+    finally:
+        runner.stop()
+    assert row["status"] == schema.FAILED and "RuntimeError: fake failure" in row["error"]
+    assert len(store.metrics(attempt)) == 5
+
+
+def test_a_crash_before_recording_is_failed_with_the_log(project: Path, sqlite_url: str) -> None:
+    store = Store(sqlite_url)
+    runner = Runner(store, project, poll_s=0.05).start()
+    try:
+        row = _wait(store, runner.submit(None, ["mode=crash"]), schema.TERMINAL)
+    finally:
+        runner.stop()
+    assert row["status"] == schema.FAILED
+    assert "exited with status 1" in row["error"] and "crashed before recording" in row["error"]
+
+
+def test_cancel_a_running_attempt(project: Path, sqlite_url: str) -> None:
+    store = Store(sqlite_url)
+    runner = Runner(store, project, poll_s=0.05, kill_after_s=5).start()
+    try:
+        attempt = runner.submit(None, ["steps=100000", "sleep=0.01"])
+        deadline = time.monotonic() + 60
+        while not store.metrics(attempt) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert runner.cancel(attempt) == "cancelling"
+        row = _wait(store, attempt, schema.TERMINAL, timeout=30)
+    finally:
+        runner.stop()
+    assert row["status"] == schema.INTERRUPTED and "cancelled by request" in row["error"]
+    assert store.metrics(attempt)  # what it logged stays
+
+
+def test_a_killed_child_is_interrupted(project: Path, sqlite_url: str) -> None:
+    store = Store(sqlite_url)
+    runner = Runner(store, project, poll_s=0.05).start()
+    try:
+        attempt = runner.submit(None, ["steps=100000", "sleep=0.01"])
+        deadline = time.monotonic() + 60
+        while not store.metrics(attempt) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        os.kill(store.get_attempt(attempt)["pid"], signal.SIGKILL)
+        row = _wait(store, attempt, schema.TERMINAL, timeout=30)
+    finally:
+        runner.stop()
+    assert row["status"] == schema.INTERRUPTED and "killed by SIGKILL" in row["error"]

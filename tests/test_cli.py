@@ -1,0 +1,97 @@
+"""The metalearn command on a small registry: list, show, compare, best, export."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from metalearn.cli import main
+from metalearn.registry import Store, schema
+
+
+@pytest.fixture
+def url(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A registry with two completed attempts and one failed one."""
+    monkeypatch.setenv("COLUMNS", "200")
+    store = Store(sqlite_url)
+    for acc, algo, shots in ((0.61, "reptile", 5), (0.72, "maml", 2)):
+        attempt = store.create_attempt(
+            name="train", experiment="reptile_amazon", algorithm=algo,
+            config={"algorithm": {"name": algo}, "data": {"shots": shots}, "seed": 42},
+            overrides=["experiment=reptile_amazon", f"data.shots={shots}"],
+        )
+        store.add_metrics(attempt, [{"name": "train/query_loss", "step": s, "value": 1 / (s + 1), "time": time.time()}
+                                    for s in range(10)])
+        store.add_metrics(attempt, [{"name": "test/acc", "step": 10, "value": acc, "time": time.time()}])
+        store.put_test_results(attempt, [{"domain": "automotive", "acc": acc, "ci95": 0.03, "episodes": 30,
+                                          "shots": shots, "queries": 5}])
+        store.set_status(attempt, schema.COMPLETED)
+    failed = store.create_attempt(name="train", experiment="fomaml_amazon", algorithm="fomaml")
+    store.set_status(failed, schema.FAILED, error="Traceback ...\nValueError: bad data")
+    return sqlite_url
+
+
+def test_list_filters_and_json(url: str, capsys: pytest.CaptureFixture) -> None:
+    assert main(["--url", url, "runs", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "reptile_amazon" in out and "fomaml_amazon" in out and "failed" in out
+    assert main(["--url", url, "runs", "list", "--status", "completed", "--algorithm", "maml", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["id"], r["status"]) for r in rows] == [(2, "completed")]
+    assert main(["--url", url, "runs", "list", "--experiment", "fomaml_amazon", "--json"]) == 0
+    assert [r["id"] for r in json.loads(capsys.readouterr().out)] == [3]
+
+
+def test_show(url: str, capsys: pytest.CaptureFixture) -> None:
+    assert main(["--url", url, "runs", "show", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "train/query_loss" in out and "automotive" in out and "data.shots=5" in out
+    assert main(["--url", url, "runs", "show", "3", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["status"] == "failed" and "ValueError: bad data" in shown["error"]
+
+
+def test_compare_shows_differences_and_test_metrics(url: str, capsys: pytest.CaptureFixture) -> None:
+    assert main(["--url", url, "runs", "compare", "1", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "data.shots" in out and "algorithm.name" in out and "seed" not in out
+    assert "0.6100" in out and "0.7200" in out
+    assert main(["--url", url, "runs", "compare", "1", "2", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["config_diff"] == {"algorithm.name": ["reptile", "maml"], "data.shots": [5, 2]}
+    assert data["test_metrics"]["test/acc"] == [0.61, 0.72]
+    assert data["test_results"]["automotive"][1]["shots"] == 2
+
+
+def test_best(url: str, capsys: pytest.CaptureFixture) -> None:
+    assert main(["--url", url, "runs", "best", "--metric", "test/acc", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert [(r["id"], r["test/acc"]) for r in json.loads(out)] == [(2, 0.72), (1, 0.61)], out
+    assert main(["--url", url, "runs", "best", "--metric", "train/query_loss", "--mode", "min", "--top", "1"]) == 0
+    assert "best by train/query_loss" in capsys.readouterr().out
+
+
+def test_export(url: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    target = tmp_path / "attempt.json"
+    assert main(["--url", url, "runs", "export", "1", "-o", str(target)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    data = json.loads(target.read_text())
+    assert data["attempt"]["id"] == 1 and len(data["metrics"]["train/query_loss"]) == 10
+    assert data["test_results"][0]["domain"] == "automotive"
+    assert main(["--url", url, "runs", "export", "2"]) == 0
+    assert json.loads(capsys.readouterr().out)["attempt"]["algorithm"] == "maml"
+
+
+def test_missing_attempt_is_a_message_not_a_traceback(url: str, capsys: pytest.CaptureFixture) -> None:
+    assert main(["--url", url, "runs", "show", "99"]) == 1
+    assert "no attempt with id 99" in capsys.readouterr().err
+
+
+def test_a_newer_schema_is_a_clear_error(url: str, capsys: pytest.CaptureFixture) -> None:
+    store = Store(url)
+    with store.engine.begin() as conn:
+        conn.execute(schema.meta.update().values(value="999"))
+    assert main(["--url", url, "runs", "list"]) == 1
+    assert "newer than this metalearn" in capsys.readouterr().err
