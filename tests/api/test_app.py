@@ -116,11 +116,21 @@ def test_follow_metrics_and_show(client: TestClient, store: Store) -> None:
     store.add_metrics(attempt, [{"name": n, "step": s, "value": s / 10, "time": time.time()}
                                 for s in range(5) for n in ("train/query_loss", "val/acc")])
     store.add_metrics(attempt, [{"name": "train/query_loss", "step": 5, "value": float("nan"), "time": 0.0}])
-    page = client.get(f"/runs/{attempt}/metrics", params={"name": "train/query_loss", "after_step": 2}).json()
-    assert page["status"] == "running" and page["last_step"] == 5
-    assert [(m["step"], m["value"]) for m in page["metrics"]] == [(3, 0.3), (4, 0.4), (5, None)]
-    empty = client.get(f"/runs/{attempt}/metrics", params={"after_step": 5}).json()
+    url = f"/runs/{attempt}/metrics"
+    page = client.get(url, params={"name": "train/query_loss", "after_step": 2}).json()
+    # running: the newest step (5) may still be getting rows, so it is held back
+    assert page["status"] == "running" and page["last_step"] == 4
+    assert [(m["step"], m["value"]) for m in page["metrics"]] == [(3, 0.3), (4, 0.4)]
+    assert client.get(url, params={"after_step": 4}).json()["metrics"] == []
+    store.set_status(attempt, schema.COMPLETED)
+    page = client.get(url, params={"after_step": 4}).json()
+    assert page["status"] == "completed" and page["last_step"] == 5
+    assert [(m["name"], m["step"], m["value"]) for m in page["metrics"]] == [("train/query_loss", 5, None)]
+    empty = client.get(url, params={"after_step": 5}).json()
     assert empty["metrics"] == [] and empty["last_step"] == 5
+    cut = client.get(url, params={"limit": 3}).json()  # a page ends on a whole step
+    assert [(m["name"], m["step"]) for m in cut["metrics"]] == [("train/query_loss", 0), ("val/acc", 0)]
+    assert cut["last_step"] == 0
     shown = client.get(f"/runs/{attempt}").json()
     assert shown["config"] == {"seed": 1} and shown["metrics"]["val/acc"]["last"] == 0.4
     assert client.get("/runs/999").status_code == 404

@@ -103,12 +103,8 @@ def create_app(
         after_step: int | None = None,
         limit: int = Query(10_000, ge=1, le=100_000),
     ) -> dict[str, Any]:
-        row = _get(store.get_attempt, attempt_id)
-        rows = store.metrics(attempt_id, name=name, after_step=after_step, limit=limit)
-        return report.jsonable({
-            "id": attempt_id, "status": row["status"], "metrics": rows,
-            "last_step": rows[-1]["step"] if rows else after_step,
-        })
+        """New metric rows: pass last_step back as after_step to follow an attempt live."""
+        return _get(report.follow, store, attempt_id, name=name, after_step=after_step, limit=limit)
 
     return app
 
@@ -121,10 +117,10 @@ def _validate(validator: OverrideValidator, experiment: str | None, overrides: l
         raise HTTPException(422, str(exc)) from exc
 
 
-def _get(fn: Callable[..., Any], *args: Any) -> Any:
-    """fn(*args), with a missing attempt as 404."""
+def _get(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """fn(*args, **kwargs), with a missing attempt as 404."""
     try:
-        return fn(*args)
+        return fn(*args, **kwargs)
     except NotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
 

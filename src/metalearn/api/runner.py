@@ -203,7 +203,7 @@ class Runner:
 
 def run_dir_override(attempt_id: int) -> str:
     """A Hydra run folder of its own, so attempts started in the same second never share one."""
-    return f"hydra.run.dir=${{paths.log_dir}}/${{task_name}}/runs/api-{attempt_id}"
+    return f"hydra.run.dir=${{paths.log_dir}}/${{task_name}}/runs/${{now:%Y-%m-%d_%H-%M-%S}}_a{attempt_id}"
 
 
 def hydra_value(value: str) -> str:

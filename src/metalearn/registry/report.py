@@ -5,6 +5,7 @@ import math
 from datetime import datetime
 from typing import Any, Sequence
 
+from metalearn.registry import schema
 from metalearn.registry.store import Store
 
 MISSING = "<missing>"
@@ -47,6 +48,32 @@ def config_diff(configs: Sequence[Any]) -> dict[str, list[Any]]:
         if any(v != values[0] for v in values[1:]):
             diff[key] = values
     return diff
+
+
+def follow(store: Store, attempt_id: int, *, name: str | None = None,
+           after_step: int | None = None, limit: int = 10_000) -> dict[str, Any]:
+    """A page of new metric rows; pass last_step back as after_step to get each row once.
+
+    While the attempt is active its newest step may still be getting rows (a step's metrics
+    can land in two batches), so that step is held back until a later step appears or the
+    attempt ends. A page cut by limit ends on a whole step.
+    """
+    row = store.get_attempt(attempt_id)
+    active = row["status"] not in schema.TERMINAL
+    newest = store.last_step(attempt_id, name) if active else None
+    rows = store.metrics(attempt_id, name=name, after_step=after_step, before_step=newest,
+                         limit=limit + 1)
+    if len(rows) > limit:
+        rows = rows[:limit]
+        cut = rows[-1]["step"]
+        if rows[0]["step"] != cut:  # drop the partial last step; it comes whole next time
+            rows = [r for r in rows if r["step"] != cut]
+    return jsonable({
+        "id": attempt_id,
+        "status": row["status"],
+        "metrics": rows,
+        "last_step": rows[-1]["step"] if rows else after_step,
+    })
 
 
 def show(store: Store, attempt_id: int) -> dict[str, Any]:

@@ -211,19 +211,30 @@ class Store:
         *,
         name: str | None = None,
         after_step: int | None = None,
+        before_step: int | None = None,
         limit: int | None = None,
     ) -> list[dict[str, Any]]:
-        """Metric rows of an attempt ordered by step then name; after_step is exclusive."""
+        """Metric rows of an attempt ordered by step then name; both step bounds are exclusive."""
         stmt = select(M.c.name, M.c.step, M.c.value, M.c.time).where(M.c.attempt_id == attempt_id)
         if name is not None:
             stmt = stmt.where(M.c.name == name)
         if after_step is not None:
             stmt = stmt.where(M.c.step > after_step)
+        if before_step is not None:
+            stmt = stmt.where(M.c.step < before_step)
         stmt = stmt.order_by(M.c.step, M.c.name)
         if limit is not None:
             stmt = stmt.limit(limit)
         with read_tx(self.engine) as conn:
             return [dict(r) for r in conn.execute(stmt).mappings()]
+
+    def last_step(self, attempt_id: int, name: str | None = None) -> int | None:
+        """The highest step any (or the named) metric of the attempt was logged at."""
+        stmt = select(func.max(M.c.step)).where(M.c.attempt_id == attempt_id)
+        if name is not None:
+            stmt = stmt.where(M.c.name == name)
+        with read_tx(self.engine) as conn:
+            return conn.execute(stmt).scalar_one_or_none()
 
     def metric_summary(self, attempt_id: int) -> dict[str, dict[str, Any]]:
         """Per metric name: count, min, max, last step and the value at the last step."""

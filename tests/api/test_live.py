@@ -1,0 +1,108 @@
+"""End to end: a real server on loopback trains a debug=fast run, follows it, meta-tests it."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "live-test-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+TERMINAL = {"completed", "failed", "interrupted"}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def server(sqlite_url: str, tmp_path: Path) -> Iterator[str]:
+    """`metalearn serve` on a free loopback port over a temp registry; yields its base URL."""
+    port = _free_port()
+    env = {**os.environ, "METALEARN_API_TOKEN": TOKEN,
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
+    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 (closed below)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "metalearn.cli", "--url", sqlite_url, "serve", "--port", str(port),
+         "--root", str(ROOT)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass  # not listening yet
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start:\n{(tmp_path / 'server.log').read_text()}")
+            time.sleep(0.3)
+        yield base
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def _follow(base: str, attempt: int, timeout: float) -> tuple[dict, list[dict], bool]:
+    """Poll /metrics with after_step until the attempt ends: (final page, rows, seen live)."""
+    rows: list[dict] = []
+    after, live, deadline = None, False, time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        params = {} if after is None else {"after_step": after}
+        page = httpx.get(f"{base}/runs/{attempt}/metrics", params=params, timeout=10).json()
+        if page["metrics"] and page["status"] in ("running", "testing"):
+            live = True
+        rows += page["metrics"]
+        after = page["last_step"]
+        if page["status"] in TERMINAL:
+            return page, rows, live
+        time.sleep(0.5)
+    raise AssertionError(f"attempt {attempt} did not finish in {timeout} s")
+
+
+@pytest.mark.slow
+def test_train_follow_and_meta_test_over_http(server: str) -> None:
+    assert httpx.post(f"{server}/runs", json={"experiment": "reptile_amazon"}).status_code == 401
+    response = httpx.post(f"{server}/runs", headers=AUTH, timeout=60,
+                          json={"experiment": "reptile_amazon", "overrides": ["debug=fast"]})
+    assert response.status_code == 202, response.text
+    attempt = response.json()["id"]
+
+    page, rows, live = _follow(server, attempt, timeout=480)
+    shown = httpx.get(f"{server}/runs/{attempt}").json()
+    assert page["status"] == "completed", shown["error"]
+    assert live, "no metric was seen while the attempt was running"
+    losses = [r["step"] for r in rows if r["name"] == "train/query_loss"]
+    assert losses == [0, 1, 2, 3]  # debug=fast: 4 meta-steps, each followed exactly once
+    assert shown["ckpt_path"] and Path(shown["ckpt_path"]).is_file()
+    assert {"val/acc", "test/acc"} <= set(shown["metrics"])
+    assert len(shown["test_results"]) == 3
+
+    body = {"shots": 2, "queries": 3, "episodes": 1, "domains": ["automotive"]}
+    response = httpx.post(f"{server}/runs/{attempt}/test", headers=AUTH, json=body, timeout=60)
+    assert response.status_code == 202, response.text
+    test_id = response.json()["id"]
+    page, _, _ = _follow(server, test_id, timeout=480)
+    tested = httpx.get(f"{server}/runs/{test_id}").json()
+    assert page["status"] == "completed", tested["error"]
+    assert tested["kind"] == "test" and tested["parent_id"] == attempt
+    assert tested["ckpt_path"] == shown["ckpt_path"]
+    (result,) = tested["test_results"]
+    assert (result["domain"], result["shots"], result["queries"]) == ("automotive", 2, 3)
+    assert result["episodes"] == 3  # one episode for each of automotive's three task families
+    listed = httpx.get(f"{server}/runs").json()
+    assert [r["id"] for r in listed] == [test_id, attempt]
