@@ -43,7 +43,7 @@ def test_parallel_jobs_lose_nothing(registry_url: str) -> None:
         for j in range(jobs)
     ]
     outputs = [p.communicate(timeout=240) for p in procs]
-    for proc, (_, err) in zip(procs, outputs):
+    for proc, (_, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, err
         assert "database is locked" not in err
     store = Store(url)

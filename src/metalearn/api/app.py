@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from typing import Annotated, Any, Callable
 
 from fastapi import Depends, FastAPI, HTTPException, Query, status
 from sqlalchemy import text
@@ -80,7 +80,7 @@ def create_app(
 
     @app.get("/runs", dependencies=[read])
     def list_runs(
-        status_: list[str] | None = Query(None, alias="status"),
+        status_: Annotated[list[str] | None, Query(alias="status")] = None,
         experiment: str | None = None,
         algorithm: str | None = None,
         limit: int = Query(100, ge=1, le=10_000),

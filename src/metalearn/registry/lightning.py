@@ -13,7 +13,7 @@ from pytorch_lightning.loggers.logger import Logger
 from pytorch_lightning.utilities import rank_zero_only
 
 from metalearn.registry import schema
-from metalearn.registry.record import describe, git_commit
+from metalearn.registry.record import git_commit
 from metalearn.registry.session import AttemptSession, active
 from metalearn.registry.store import Store
 
@@ -86,12 +86,9 @@ class RegistryLogger(Logger):
         if self._own is not None:
             self._own.update(config=_jsonable(self._hparams))
 
-    @rank_zero_only
     def save(self) -> None:
-        """Write queued metrics now (Lightning calls this at checkpoints)."""
-        session = active() or self._own
-        if session is not None and not session.closed:
-            session.flush()
+        """Nothing: Lightning calls this after every logged step, and the writer thread
+        already writes in batches (flushes happen at fit/test end and on errors)."""
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
@@ -103,7 +100,9 @@ class RegistryLogger(Logger):
             self._own.store.close()
             self._own = None
         else:
-            self.save()
+            session = active()
+            if session is not None and not session.closed:
+                session.flush()
 
     def __getstate__(self) -> dict[str, Any]:
         """Drop the live session (threads, connections) when the logger is pickled."""

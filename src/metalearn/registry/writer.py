@@ -75,6 +75,10 @@ class AttemptWriter:
                 f"registry writes have failed and {waiting} metric rows are waiting: {self.last_error}"
             ) from self.last_error
 
+    def wake(self) -> None:
+        """Have the thread write what is queued now, without waiting for it."""
+        self._wake.set()
+
     def flush(self) -> None:
         """Write every queued row now; raises if the write fails (the rows are kept)."""
         with self._write_lock:
