@@ -28,6 +28,7 @@ FAKE_RUN = textwrap.dedent(
         for step in range(int(args.get("steps", 5))):
             session.add_metrics({"train/query_loss": 1.0 / (step + 1)}, step)
             time.sleep(float(args.get("sleep", 0.01)))
+        session.add_metrics({"saw_api_token": float("METALEARN_API_TOKEN" in os.environ)}, 0)
         if args.get("mode") == "fail":
             raise RuntimeError("fake failure")
     """
@@ -54,7 +55,9 @@ def _wait(store: Store, attempt: int, statuses: tuple[str, ...], timeout: float 
     raise AssertionError(f"attempt {attempt} still {row['status']} after {timeout} s")
 
 
-def test_runs_one_at_a_time_and_records_them(project: Path, sqlite_url: str) -> None:
+def test_runs_one_at_a_time_and_records_them(project: Path, sqlite_url: str,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("METALEARN_API_TOKEN", "server-only")
     store = Store(sqlite_url)
     runner = Runner(store, project, max_parallel=1, poll_s=0.05).start()
     try:
@@ -67,7 +70,9 @@ def test_runs_one_at_a_time_and_records_them(project: Path, sqlite_url: str) -> 
         assert _wait(store, second, schema.TERMINAL)["status"] == schema.COMPLETED
     finally:
         runner.stop()
-    assert len(store.metrics(first)) == 20 and len(store.metrics(second)) == 3
+    assert len(store.metrics(first, name="train/query_loss")) == 20
+    assert len(store.metrics(second, name="train/query_loss")) == 3
+    assert store.metrics(first, name="saw_api_token")[0]["value"] == 0.0  # not passed to children
     row = store.get_attempt(first)
     assert row["pid"] and row["command"][0] == "run.py" and row["output_dir"] is None
     assert any(a.startswith("hydra.run.dir=") for a in row["command"])  # the child's own argv
@@ -82,7 +87,7 @@ def test_a_failure_inside_is_failed_with_its_traceback(project: Path, sqlite_url
     finally:
         runner.stop()
     assert row["status"] == schema.FAILED and "RuntimeError: fake failure" in row["error"]
-    assert len(store.metrics(attempt)) == 5
+    assert len(store.metrics(attempt, name="train/query_loss")) == 5
 
 
 def test_a_crash_before_recording_is_failed_with_the_log(project: Path, sqlite_url: str) -> None:

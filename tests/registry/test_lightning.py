@@ -156,3 +156,12 @@ def test_log_metrics_costs_microseconds(sqlite_url: str) -> None:
         attempt = session.attempt_id
     assert per_call < 200e-6, f"{per_call * 1e6:.1f} us per log_metrics call"
     assert len(Store(sqlite_url).metrics(attempt)) == 3 * n
+
+
+def test_the_registry_password_is_not_stored(pg_url: str) -> None:
+    url = pg_url.replace("postgres@", "postgres:topsecret@")  # the test server trusts any password
+    with record_attempt(_cfg(url)) as session:
+        attempt = session.attempt_id
+    row = Store(pg_url).get_attempt(attempt)
+    assert row["config"]["registry"]["url"] == url.replace("topsecret", "***")
+    assert "topsecret" not in str(row)

@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Sequence
 
+from metalearn.api.auth import TOKEN_ENV
 from metalearn.registry import schema
 from metalearn.registry.engine import URL_ENV
 from metalearn.registry.errors import RegistryError
@@ -162,8 +163,8 @@ class Runner:
                                      lease_until=schema_now(self.lease_s)):
             return
         log_path = self.log_dir / f"attempt-{attempt_id}.log"
-        env = {**os.environ, ATTEMPT_ENV: str(attempt_id), URL_ENV: self.store.url,
-               "PROJECT_ROOT": str(self.root)}
+        env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}  # the child needs no API token
+        env.update({ATTEMPT_ENV: str(attempt_id), URL_ENV: self.store.url, "PROJECT_ROOT": str(self.root)})
         if (self.root / "src" / "metalearn").is_dir():  # a checkout that is not pip-installed
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.root / "src"), env.get("PYTHONPATH")]))
         command = [self.python, *row["command"], run_dir_override(attempt_id)]

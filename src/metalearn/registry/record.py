@@ -12,6 +12,8 @@ from typing import Any, Iterator
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from metalearn.registry import schema
 from metalearn.registry.engine import default_url
@@ -67,14 +69,15 @@ def describe(cfg: DictConfig) -> dict[str, Any]:
     training = bool(cfg.get("train", True))
     root = OmegaConf.select(cfg, "paths.root_dir", default=None)
     output_dir = hydra.runtime.output_dir if hydra is not None else None
+    overrides = list(hydra.overrides.task) if hydra is not None else []
     return {
         "name": name,
         "kind": "train" if training or not cfg.get("test", False) else "test",
         "experiment": choices.get("experiment"),
         "algorithm": choices.get("algorithm") or _target_name(cfg, "algorithm"),
-        "config": _container(cfg),
-        "overrides": list(hydra.overrides.task) if hydra is not None else [],
-        "command": list(sys.argv),
+        "config": _redact_config(_container(cfg)),
+        "overrides": [_redact_arg(a) for a in overrides],
+        "command": [_redact_arg(a) for a in sys.argv],
         "tags": _plain(cfg.get("tags")),
         "host": socket.gethostname(),
         "pid": os.getpid(),
@@ -101,6 +104,28 @@ def git_commit(root: str | os.PathLike[str] | None) -> str | None:
         log.debug("no git commit recorded: %s", done.stderr.strip())
         return None
     return done.stdout.strip() or None
+
+
+def redact_url(url: str) -> str:
+    """url with its password replaced by ***, so no credential is stored in the registry."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+def _redact_arg(arg: str) -> str:
+    """A command-line argument with the password of a registry.url override hidden."""
+    key, sep, value = arg.partition("=")
+    return f"{key}{sep}{redact_url(value)}" if key.lstrip("+~").endswith("registry.url") and sep else arg
+
+
+def _redact_config(config: Any) -> Any:
+    """The stored config with the registry URL's password hidden."""
+    registry = config.get("registry") if isinstance(config, dict) else None
+    if isinstance(registry, dict) and isinstance(registry.get("url"), str):
+        registry["url"] = redact_url(registry["url"])
+    return config
 
 
 def _container(cfg: DictConfig) -> Any:
