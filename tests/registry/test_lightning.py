@@ -8,6 +8,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader, TensorDataset
 
 from metalearn.registry import RegistryCallback, RegistryLogger, Store, record_attempt, schema
@@ -70,7 +71,7 @@ def _trainer(tmp_path: Path, steps: int = 20, **kwargs) -> pl.Trainer:  # noqa: 
 def _cfg(url: str, **extra) -> OmegaConf:  # noqa: ANN003
     return OmegaConf.create({
         "task_name": "train", "train": True, "test": True, "seed": 0, "tags": ["unit"],
-        "registry": {"enabled": True, "url": url, "flush_s": 0.05, "heartbeat_s": 0.1, "lease_s": 5},
+        "registry": {"url": url, "flush_s": 0.05, "heartbeat_s": 0.1, "lease_s": 5},
         **extra,
     })
 
@@ -114,7 +115,7 @@ def test_a_failure_before_training_is_recorded(sqlite_url: str) -> None:
     assert row["status"] == schema.FAILED and "FileNotFoundError" in row["error"]
 
 
-@pytest.mark.parametrize("exc", [KeyboardInterrupt(), SystemExit(1)])
+@pytest.mark.parametrize("exc", [KeyboardInterrupt(), SystemExit(1), SIGTERMException()])
 def test_interrupts_are_interrupted(sqlite_url: str, exc: BaseException) -> None:
     with pytest.raises(type(exc)):
         with record_attempt(_cfg(sqlite_url)):
@@ -122,9 +123,16 @@ def test_interrupts_are_interrupted(sqlite_url: str, exc: BaseException) -> None
     assert Store(sqlite_url).list_attempts()[0]["status"] == schema.INTERRUPTED
 
 
+def test_a_clean_exit_is_completed(sqlite_url: str) -> None:
+    with pytest.raises(SystemExit):
+        with record_attempt(_cfg(sqlite_url)):
+            raise SystemExit(0)
+    assert Store(sqlite_url).list_attempts()[0]["status"] == schema.COMPLETED
+
+
 def test_disabled_registry_records_nothing(sqlite_url: str) -> None:
     cfg = _cfg(sqlite_url)
-    cfg.registry.enabled = False
+    cfg.registry = None  # what registry=off gives
     with record_attempt(cfg) as session:
         assert session is None
     assert Store(sqlite_url).list_attempts() == []
@@ -165,3 +173,17 @@ def test_the_registry_password_is_not_stored(pg_url: str) -> None:
     row = Store(pg_url).get_attempt(attempt)
     assert row["config"]["registry"]["url"] == url.replace("topsecret", "***")
     assert "topsecret" not in str(row)
+
+
+@pytest.mark.slow
+def test_ddp_spawn_workers_write_into_the_attempt(tmp_path: Path, sqlite_url: str) -> None:
+    """ddp_spawn pickles the logger into a new process: it rejoins the attempt from there."""
+    with record_attempt(_cfg(sqlite_url)) as session:
+        trainer = _trainer(tmp_path, steps=6, strategy="ddp_spawn", devices=1)
+        trainer.fit(Tiny(), _loader(), _loader())
+        attempt = session.attempt_id
+    store = Store(sqlite_url)
+    row = store.get_attempt(attempt)
+    assert row["status"] == schema.COMPLETED and row["ckpt_path"]
+    assert [r["step"] for r in store.metrics(attempt, name="train/query_loss")] == list(range(6))
+    assert len(store.list_attempts()) == 1

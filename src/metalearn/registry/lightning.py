@@ -38,6 +38,8 @@ class RegistryLogger(Logger):
         self._url, self._name, self._writer_options = url, name, writer_options
         self._standalone, self._warned = standalone, False
         self._own: AttemptSession | None = None
+        self._joined = False
+        self._join: tuple[int, str, dict[str, Any]] | None = None  # set when pickled (ddp_spawn)
         self._hparams: dict[str, Any] = {}
 
     @property
@@ -60,6 +62,11 @@ class RegistryLogger(Logger):
         session = active()
         if session is not None:
             return session
+        if self._own is None and self._join is not None:  # in a process ddp_spawn started
+            attempt_id, url, options = self._join
+            self._own, self._joined = AttemptSession.join(Store(url), attempt_id, options), True
+        if self._own is not None:
+            return self._own
         if not self._standalone:
             if not self._warned:
                 log.warning("RegistryLogger(standalone=False) has no active attempt: not recording")
@@ -93,7 +100,11 @@ class RegistryLogger(Logger):
     @rank_zero_only
     def finalize(self, status: str) -> None:
         """Write what is queued; a self-opened attempt also gets its final status."""
-        if self._own is not None:
+        if self._own is not None and self._joined:
+            self._own.detach()
+            self._own.store.close()
+            self._own = None
+        elif self._own is not None:
             final = schema.COMPLETED if status in ("success", "finished") else schema.FAILED
             self._own.finish(final)
             atexit.unregister(self._own.finish)
@@ -105,9 +116,12 @@ class RegistryLogger(Logger):
                 session.flush()
 
     def __getstate__(self) -> dict[str, Any]:
-        """Drop the live session (threads, connections) when the logger is pickled."""
+        """Pickle (for ddp_spawn) without the live session, but with what it takes to rejoin it."""
         state = self.__dict__.copy()
-        state["_own"] = None
+        current = active() or self._own
+        if current is not None and not current.closed:
+            state["_join"] = (current.attempt_id, current.store.url, current.writer_options)
+        state["_own"], state["_joined"] = None, False
         return state
 
 

@@ -30,7 +30,7 @@ WRITER_KEYS = ("flush_s", "heartbeat_s", "lease_s", "batch_size")
 def record_attempt(cfg: DictConfig) -> Iterator[AttemptSession | None]:
     """Record the attempt run inside this block; failures are stored with their traceback."""
     rcfg = cfg.get("registry")
-    if rcfg is None or not rcfg.get("enabled", True) or not _is_rank_zero():
+    if rcfg is None or not _is_rank_zero():  # registry=off sets it to null
         yield None
         return
     store = Store(rcfg.get("url") or default_url(OmegaConf.select(cfg, "paths.root_dir")))
@@ -43,7 +43,9 @@ def record_attempt(cfg: DictConfig) -> Iterator[AttemptSession | None]:
     try:
         yield session
     except SystemExit as exc:  # includes Lightning's SIGTERMException and its Ctrl-C exit
-        clean = exc.code in (0, None)
+        # SIGTERMException carries no exit code, so it is told apart by its name (this
+        # module does not import Lightning, which comes as pytorch_lightning or lightning).
+        clean = exc.code in (0, None) and type(exc).__name__ != "SIGTERMException"
         session.finish(schema.COMPLETED if clean else schema.INTERRUPTED, None if clean else exc)
         raise
     except KeyboardInterrupt as exc:

@@ -20,8 +20,15 @@ _active_lock = threading.Lock()
 class AttemptSession:
     """Writes one attempt: metrics through an AttemptWriter, status and results straight away."""
 
-    def __init__(self, store: Store, attempt_id: int, writer: AttemptWriter) -> None:
+    def __init__(
+        self,
+        store: Store,
+        attempt_id: int,
+        writer: AttemptWriter,
+        writer_options: Mapping[str, Any] | None = None,
+    ) -> None:
         self.store, self.attempt_id, self.writer = store, attempt_id, writer
+        self.writer_options = dict(writer_options or {})
         self.closed = False
 
     @classmethod
@@ -48,7 +55,21 @@ class AttemptSession:
                 raise_not_adoptable(store, attempt_id)
         writer = AttemptWriter(store, attempt_id, **dict(writer_options or {})).start()
         log.info("recording attempt %d in %r", attempt_id, store)
-        return cls(store, attempt_id, writer)
+        return cls(store, attempt_id, writer, writer_options)
+
+    @classmethod
+    def join(
+        cls, store: Store, attempt_id: int, writer_options: Mapping[str, Any] | None = None
+    ) -> "AttemptSession":
+        """Write into an attempt another process owns (a DDP-spawned worker of its run)."""
+        writer = AttemptWriter(store, attempt_id, **dict(writer_options or {})).start()
+        return cls(store, attempt_id, writer, writer_options)
+
+    def detach(self) -> None:
+        """Write what is queued and stop, leaving the status to the process that owns it."""
+        if not self.closed:
+            self.closed = True
+            self.writer.close()
 
     def add_metrics(self, metrics: Mapping[str, Any], step: int) -> None:
         """Queue metric values logged at step."""
