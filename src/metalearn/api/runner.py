@@ -162,7 +162,7 @@ class Runner:
                                      host=socket.gethostname(), started_at=schema_now(),
                                      lease_until=schema_now(self.lease_s)):
             return
-        log_path = self.log_dir / f"attempt-{attempt_id}.log"
+        log_path = self.log_dir / f"{utcnow():%Y-%m-%d_%H-%M-%S}_attempt-{attempt_id}.log"
         env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}  # the child needs no API token
         env.update({ATTEMPT_ENV: str(attempt_id), URL_ENV: self.store.url, "PROJECT_ROOT": str(self.root)})
         if (self.root / "src" / "metalearn").is_dir():  # a checkout that is not pip-installed
