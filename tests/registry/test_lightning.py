@@ -175,7 +175,6 @@ def test_the_registry_password_is_not_stored(pg_url: str) -> None:
     assert "topsecret" not in str(row)
 
 
-@pytest.mark.slow
 def test_ddp_spawn_workers_write_into_the_attempt(tmp_path: Path, sqlite_url: str) -> None:
     """ddp_spawn pickles the logger into a new process: it rejoins the attempt from there."""
     with record_attempt(_cfg(sqlite_url)) as session:
