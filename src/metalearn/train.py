@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import hydra
@@ -11,6 +12,8 @@ from omegaconf import DictConfig, OmegaConf
 import metalearn.resolvers  # noqa: F401  (registers ${metalearn.data_dir:...})
 
 log = logging.getLogger(__name__)
+# The frozen trunk stays in eval mode on purpose (SplitModel.train); Lightning warns about it.
+warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
 
 
 def instantiate_dict(group: DictConfig | None) -> list:
