@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import hydra
+from hydra.errors import InstantiationException
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
@@ -12,13 +14,29 @@ import metalearn.resolvers  # noqa: F401  (registers ${metalearn.data_dir:...})
 from metalearn.registry.record import record_attempt
 
 log = logging.getLogger(__name__)
+# The frozen trunk stays in eval mode on purpose (SplitModel.train); Lightning warns about it.
+warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+
+
+def build(node: DictConfig, **kwargs):
+    """`hydra.utils.instantiate`, re-raising a constructor's own error unwrapped.
+
+    Our constructors validate their arguments and name the config key in the message; Hydra's
+    wrapper would bury that under its own traceback text.
+    """
+    try:
+        return hydra.utils.instantiate(node, **kwargs)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, (ValueError, TypeError, FileNotFoundError, ImportError)):
+            raise err.__cause__ from None
+        raise
 
 
 def instantiate_dict(group: DictConfig | None) -> list:
     """Instantiate each `_target_` entry of a config group (loggers, callbacks)."""
     if not group:
         return []
-    return [hydra.utils.instantiate(c) for c in group.values() if c and "_target_" in c]
+    return [build(c) for c in group.values() if c and "_target_" in c]
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -29,14 +47,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 def _train(cfg: DictConfig) -> dict[str, float]:
     pl.seed_everything(cfg.seed, workers=True)
-    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule = build(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")  # every data check runs here, before any model is built
-    model = hydra.utils.instantiate(cfg.model)
-    learner = hydra.utils.instantiate(cfg.algorithm, model=model)
+    model = build(cfg.model)
+    learner = build(cfg.algorithm, model=model)
     loggers = instantiate_dict(cfg.get("logger"))
     callbacks = instantiate_dict(cfg.get("callbacks"))
-    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers, callbacks=callbacks)
+    trainer: pl.Trainer = build(cfg.trainer, logger=loggers, callbacks=callbacks)
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 

@@ -86,6 +86,14 @@ class MetaLearner(pl.LightningModule):
         return {"optimizer": opt,
                 "lr_scheduler": {"scheduler": self.scheduler_factory(opt), "interval": "step"}}
 
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # Lightning 2.6 adds 1 to its logging step when it restarts from a checkpoint, assuming
+        # the save came mid-batch; ours come at validation end, so resumed curves would be
+        # shifted one step. One optimizer step per batch: the logging step is global_step.
+        loop = self.trainer.fit_loop.epoch_loop
+        if hasattr(loop, "_batches_that_stepped"):
+            loop._batches_that_stepped = self.global_step
+
     def training_step(self, episodes: list[Episode], batch_idx: int) -> None:
         opt = self.optimizers()
         params = self.meta_parameters()

@@ -1,0 +1,68 @@
+"""Evaluation adapts a copy: meta-weights untouched, nothing carried between tasks, gradients on."""
+from __future__ import annotations
+
+from functools import partial
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from metalearn.algorithms.reptile import Reptile
+from metalearn.episode import Episode
+from metalearn.models.split import SplitModel
+from tests.conftest import toy_episode
+
+
+def learner() -> Reptile:
+    torch.manual_seed(0)
+    top = nn.Linear(3, 2)
+    nn.init.zeros_(top.weight)
+    nn.init.zeros_(top.bias)
+    return Reptile(model=SplitModel(top=top), optimizer=partial(torch.optim.SGD, lr=1.0),
+                   inner_lr=1.0, inner_steps=3, eval_inner_steps=10)
+
+
+def separable_episode() -> Episode:
+    """Class = sign of the first coordinate: learnable from 4 support points."""
+    x = torch.tensor([[2.0, 0, 0], [-2.0, 0, 0], [1.5, 1, 0], [-1.5, -1, 0]])
+    y = torch.tensor([1, 0, 1, 0])
+    return Episode(x, y, x * 0.5, y, family="sep/t0", domain="sep", ways=2, shots=2, queries=2)
+
+
+def test_evaluation_leaves_meta_weights_unchanged():
+    m = learner()
+    before = {n: p.detach().clone() for n, p in m.model.named_parameters()}
+    m.evaluate_episode(toy_episode(1))
+    for n, p in m.model.named_parameters():
+        assert torch.equal(p, before[n]), n
+
+
+def test_no_adaptation_leaks_into_the_next_task():
+    alone = learner().evaluate_episode(toy_episode(2))
+    m = learner()
+    m.evaluate_episode(toy_episode(3))
+    after_other = m.evaluate_episode(toy_episode(2))
+    assert after_other == alone
+
+
+def test_evaluation_really_adapts():
+    scores = learner().evaluate_episode(separable_episode())
+    assert scores["acc_pre"] == 0.5  # zero weights: a tie, argmax picks class 0
+    assert scores["acc"] == 1.0
+
+
+def run_test(inference_mode: bool) -> list[dict]:
+    m = learner()
+    trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
+                         accelerator="cpu", inference_mode=inference_mode)
+    trainer.test(m, dataloaders=DataLoader([separable_episode()], batch_size=None))
+    return m.test_results
+
+
+def test_lightning_inference_mode_cannot_silently_disable_adaptation():
+    with pytest.raises(RuntimeError, match="inference_mode=False"):
+        run_test(inference_mode=True)
+    results = run_test(inference_mode=False)
+    assert results[0]["acc"] == 1.0 and results[0]["acc_pre"] == 0.5

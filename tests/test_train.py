@@ -1,0 +1,84 @@
+"""The real entry point: end to end, resume, and bad input refused before any compute."""
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra.errors import MissingConfigException
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from metalearn.train import train
+from tests.conftest import ROOT
+
+
+def losses(out_dir: Path) -> dict[int, float]:
+    """train/query_loss per step from the CSV logger."""
+    (path,) = out_dir.glob("csv/version_*/metrics.csv")
+    rows = list(csv.DictReader(path.open()))
+    return {int(r["step"]): float(r["train/query_loss"]) for r in rows if r.get("train/query_loss")}
+
+
+def test_run_py_debug_fast_end_to_end_writes_tensorboard_test_scalars(tmp_path):
+    env = dict(os.environ, PROJECT_ROOT=str(ROOT))
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), "experiment=reptile_amazon", "debug=fast",
+         f"paths.log_dir={tmp_path}", "callbacks.rich_progress_bar=null"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (version,) = tmp_path.glob("tensorboard/reptile_amazon/version_*")
+    acc = EventAccumulator(str(version))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    for domain in ["automotive", "computer_video_games", "office_products"]:
+        assert {f"test/{domain}/acc", f"test/{domain}/acc_ci95"} <= tags
+    assert {"train/query_loss", "train/query_acc", "train/query_acc_pre", "val/acc"} <= tags
+    assert list(tmp_path.glob("reptile_amazon/runs/*/checkpoints/last.ckpt"))
+
+
+def test_resuming_a_checkpoint_gives_the_same_losses(make_cfg, tmp_path):
+    common = ["logger=csv", "test=false", "data.steps_per_epoch=2", "model.dropout=0.1"]
+    full = make_cfg(*common, "trainer.max_steps=4", out="full")
+    train(full)
+    first = make_cfg(*common, "trainer.max_steps=2", "algorithm.scheduler.total_steps=4",
+                     out="first")
+    train(first)
+    ckpt = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    resumed = make_cfg(*common, "trainer.max_steps=4", f"ckpt_path={ckpt}", out="resumed")
+    train(resumed)
+    a, b, c = losses(tmp_path / "full"), losses(tmp_path / "first"), losses(tmp_path / "resumed")
+    assert sorted(a) == [0, 1, 2, 3] and sorted(b) == [0, 1] and sorted(c) == [2, 3]
+    assert b == {s: a[s] for s in (0, 1)}
+    assert c == {s: a[s] for s in (2, 3)}
+
+
+def test_same_seed_same_losses_other_seed_other_losses(make_cfg, tmp_path):
+    runs = {}
+    for name, seed in [("a", 5), ("b", 5), ("c", 6)]:
+        cfg = make_cfg("logger=csv", "test=false", "data.steps_per_epoch=2",
+                       "trainer.max_steps=2", f"seed={seed}", out=name)
+        train(cfg)
+        runs[name] = losses(tmp_path / name)
+    assert runs["a"] == runs["b"] and runs["a"] != runs["c"]
+
+
+@pytest.mark.parametrize("override, error, message", [
+    ("data.shots=40", ValueError, r"K \+ L = 40 \+ 5 .* only \d+ in class"),
+    ("data.path=/no/such/arsc", FileNotFoundError, "/no/such/arsc"),
+    ("data.heldout=[automotive,kitchenware]", ValueError, r"unknown domain\(s\) \['kitchenware'\]"),
+    ("model.trainable_layers=9", ValueError, r"trainable_layers must be an integer in \[0, 2\]"),
+])
+def test_bad_input_is_refused_before_training(make_cfg, override, error, message, monkeypatch):
+    import pytorch_lightning as pl
+    monkeypatch.setattr(pl.Trainer, "fit", lambda *a, **k: pytest.fail("training started"))
+    with pytest.raises(error, match=message):
+        train(make_cfg(override))
+
+
+def test_unknown_algorithm_lists_the_known_ones(make_cfg):
+    with pytest.raises(MissingConfigException, match="algorithm/nosuch") as err:
+        make_cfg("algorithm=nosuch")
+    assert "reptile" in str(err.value) and "fomaml" in str(err.value)
