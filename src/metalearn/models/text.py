@@ -57,9 +57,13 @@ class UpperLayers(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(hidden_size, num_labels)
 
-    def forward(self, f: dict[str, Any]) -> torch.Tensor:
+    def embed(self, f: dict[str, Any]) -> torch.Tensor:
+        """The pooled representation the head reads (ANIL adapts, ProtoNets compare it)."""
         hidden = run_layers(self.layers, f["hidden"], f["mask4d"])
-        return self.head(self.dropout(mean_pool(hidden, f["attention_mask"])))  # [B, C]
+        return self.dropout(mean_pool(hidden, f["attention_mask"]))  # [B, H]
+
+    def forward(self, f: dict[str, Any]) -> torch.Tensor:
+        return self.head(self.embed(f))  # [B, C]
 
 
 class WholeEncoder(nn.Module):
@@ -71,10 +75,14 @@ class WholeEncoder(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(hidden_size, num_labels)
 
-    def forward(self, x: dict[str, torch.Tensor]) -> torch.Tensor:
+    def embed(self, x: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The pooled representation the head reads."""
         hidden = self.encoder(input_ids=x["input_ids"],
                               attention_mask=x["attention_mask"]).last_hidden_state
-        return self.head(self.dropout(mean_pool(hidden, x["attention_mask"])))
+        return self.dropout(mean_pool(hidden, x["attention_mask"]))  # [B, H]
+
+    def forward(self, x: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.head(self.embed(x))  # [B, C]
 
 
 class TextClassifier(SplitModel):
