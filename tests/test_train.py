@@ -82,3 +82,12 @@ def test_unknown_algorithm_lists_the_known_ones(make_cfg):
     with pytest.raises(MissingConfigException, match="algorithm/nosuch") as err:
         make_cfg("algorithm=nosuch")
     assert "reptile" in str(err.value) and "fomaml" in str(err.value)
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "metasgd", "anil", "protonet", "finetune"])
+def test_every_algorithm_trains_and_meta_tests_on_the_reviews(make_cfg, algorithm):
+    metrics = train(make_cfg(f"algorithm={algorithm}", "logger=csv", "trainer.max_steps=2",
+                             "trainer.limit_val_batches=4", "data.test_episodes=1"))
+    assert 0.0 <= metrics["test/acc"] <= 1.0
+    assert {f"test/{d}/acc" for d in ("automotive", "office_products")} <= set(metrics)
+    assert ("test/automotive/acc_pre" in metrics) == (algorithm != "protonet")

@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from metalearn.algorithms.inner_loop import Params, adapt, logits_with
+from torch import nn
+
+from metalearn.algorithms.inner_loop import Params, adapt, embed_with, logits_with
 from metalearn.algorithms.stats import mean_ci95
 from metalearn.episode import Episode
+from metalearn.models.norm import has_episode_norm, support_statistics
 from metalearn.models.split import SplitModel
 
 log = logging.getLogger(__name__)
@@ -38,7 +42,12 @@ def gather_lists(values: list) -> list:
 
 
 class MetaLearner(pl.LightningModule):
-    """Shared machinery of gradient-based meta-learning; subclasses define `task_gradient`."""
+    """Shared machinery of episodic learning; gradient-based algorithms define `task_gradient`.
+
+    transductive: score the query set as one batch, so batch-statistics layers see all query
+    examples at once. Off (the default), each query prediction depends only on the support
+    set and itself (see metalearn.models.norm).
+    """
 
     def __init__(
         self,
@@ -48,6 +57,7 @@ class MetaLearner(pl.LightningModule):
         inner_lr: float = 0.05,
         inner_steps: int = 5,
         eval_inner_steps: int = 10,
+        transductive: bool = False,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -56,6 +66,7 @@ class MetaLearner(pl.LightningModule):
         self.model = model
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.inner_lr, self.inner_steps, self.eval_inner_steps = inner_lr, inner_steps, eval_inner_steps
+        self.transductive = transductive
         self.seed = seed
         self.test_results: list[dict] = []
         self._scores: list[dict] = []
@@ -65,22 +76,68 @@ class MetaLearner(pl.LightningModule):
         """The adapted (top) parameters: what the meta-update moves."""
         return {n: p for n, p in self.model.top.named_parameters() if p.requires_grad}
 
-    def adapt(self, x: Any, y: torch.Tensor, params: Params, steps: int,
-              first_order: bool = True) -> tuple[Params, list[torch.Tensor]]:
-        """Fast weights after `steps` inner SGD steps on (x, y) from `params`."""
-        return adapt(self.model.top, params, x, y, steps, self.inner_lr, first_order)
+    def outer_parameters(self) -> Params:
+        """Everything the outer optimizer steps: the meta-parameters, plus any learned extras."""
+        return self.meta_parameters()
 
-    def loss_and_acc(self, params: Params, x: Any, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = logits_with(self.model.top, params, x)
-        return F.cross_entropy(logits, y), accuracy(logits, y)
+    def step_sizes(self) -> float | Params:
+        """The inner learning rate (one number; Meta-SGD returns one tensor per parameter)."""
+        return self.inner_lr
+
+    def logits(self, module: nn.Module, params: Params, xs: Any, xq: Any) -> torch.Tensor:
+        """Query logits of `module` with `params`, with batch statistics from the support only
+        unless transductive (the support rows ride along and are dropped)."""
+        if self.transductive or not has_episode_norm(module):
+            return logits_with(module, params, xq)
+        n = len(xs)
+        with support_statistics(module, n):
+            return logits_with(module, params, torch.cat([xs, xq]))[n:]
+
+    def adapt_and_predict(self, params: Params, xs: Any, ys: torch.Tensor, xq: Any, steps: int,
+                          first_order: bool = True) -> tuple[Params, list[torch.Tensor], torch.Tensor]:
+        """Adapt on the support set for `steps`; return fast weights, support losses, query logits.
+
+        The fast weights cover every meta-parameter (ANIL leaves the body's as they are).
+        """
+        top = self.model.top
+        fast, losses = adapt(top, params, xs, ys, steps, self.step_sizes(), first_order)
+        return fast, losses, self.logits(top, fast, xs, xq)
+
+    def embeddings(self, params: Params, xs: Any, xq: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """`top.embed` of support and query with `params` (support-only statistics unless
+        transductive); the body runs once per episode, whatever the inner loop then does."""
+        top = self.model.top
+        if self.transductive or not has_episode_norm(top):
+            return embed_with(top, params, xs), embed_with(top, params, xq)
+        n = len(xs)
+        with support_statistics(top, n):
+            z = embed_with(top, params, torch.cat([xs, xq]))
+        return z[:n], z[n:]
+
+    def task_scores(self, ep: Episode, logits_pre: torch.Tensor, logits: torch.Tensor,
+                    support_losses: list[torch.Tensor]) -> dict[str, float]:
+        """What a training task logs: query loss and accuracy before and after adapting."""
+        y = ep.query_y
+        return {"query_loss": F.cross_entropy(logits, y).item(),
+                "query_acc": accuracy(logits, y).item(),
+                "query_loss_pre": F.cross_entropy(logits_pre, y).item(),
+                "query_acc_pre": accuracy(logits_pre, y).item(),
+                "support_loss": support_losses[0].item() if support_losses else float("nan")}
 
     def task_gradient(self, ep: Episode, params: Params) -> tuple[Params, dict[str, float]]:
         """This task's contribution to the meta-gradient, and its scores for logging."""
         raise NotImplementedError
 
+    @contextmanager
+    def step_rng(self) -> Iterator[None]:
+        """Dropout masks from a per-step seed, so a resumed run draws the same ones."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed * 1_000_003 + self.global_step)
+            yield
+
     # ---- training -----------------------------------------------------------------------------
     def configure_optimizers(self):
-        opt = self.optimizer_factory(list(self.meta_parameters().values()))
+        opt = self.optimizer_factory(list(self.outer_parameters().values()))
         if self.scheduler_factory is None:
             return opt
         return {"optimizer": opt,
@@ -96,13 +153,11 @@ class MetaLearner(pl.LightningModule):
 
     def training_step(self, episodes: list[Episode], batch_idx: int) -> None:
         opt = self.optimizers()
-        params = self.meta_parameters()
+        params, outer = self.meta_parameters(), self.outer_parameters()
         total = len(episodes) * self.trainer.world_size
-        meta_grad = {n: torch.zeros_like(p) for n, p in params.items()}
+        meta_grad = {n: torch.zeros_like(p) for n, p in outer.items()}
         scores: dict[str, list[float]] = defaultdict(list)
-        # Dropout masks from a per-step seed: a resumed run draws the same ones.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed * 1_000_003 + self.global_step)
+        with self.step_rng():
             for ep in episodes:
                 grads, s = self.task_gradient(ep, params)
                 for n, g in grads.items():
@@ -113,7 +168,7 @@ class MetaLearner(pl.LightningModule):
             for g in meta_grad.values():  # manual .grad skips DDP's hooks: average here
                 dist.all_reduce(g, op=dist.ReduceOp.SUM)
         opt.zero_grad()
-        for n, p in params.items():
+        for n, p in outer.items():
             p.grad = meta_grad[n]
         opt.step()
         sch = self.lr_schedulers()
@@ -124,7 +179,7 @@ class MetaLearner(pl.LightningModule):
                      batch_size=len(v), sync_dist=True)
 
     # ---- evaluation ---------------------------------------------------------------------------
-    def evaluate_episode(self, ep: Episode) -> dict[str, float]:
+    def evaluate_episode(self, ep: Episode) -> dict[str, Any]:
         """Adapt a copy of the meta-weights on the support set and score the query set."""
         if torch.is_inference_mode_enabled():
             raise RuntimeError(
@@ -133,12 +188,18 @@ class MetaLearner(pl.LightningModule):
         params = self.meta_parameters()
         xs, xq = self.model.features(ep.support_x), self.model.features(ep.query_x)
         with torch.enable_grad():
-            fast, _ = self.adapt(xs, ep.support_y, params, self.eval_inner_steps)
+            _, _, logits = self.adapt_and_predict(params, xs, ep.support_y, xq,
+                                                  self.eval_inner_steps)
         with torch.no_grad():
-            _, pre = self.loss_and_acc(params, xq, ep.query_y)
-            _, post = self.loss_and_acc(fast, xq, ep.query_y)
-        return {"domain": ep.domain, "family": ep.family, "acc": post.item(),
-                "acc_pre": pre.item(), "shots": ep.shots, "queries": ep.queries}
+            pre = accuracy(self.logits(self.model.top, params, xs, xq), ep.query_y)
+        return self.score(ep, accuracy(logits, ep.query_y), pre)
+
+    @staticmethod
+    def score(ep: Episode, acc: torch.Tensor, acc_pre: torch.Tensor | None) -> dict[str, Any]:
+        """One evaluation episode's record (acc_pre: before adapting, where that means anything)."""
+        return {"domain": ep.domain, "family": ep.family, "acc": acc.item(),
+                "acc_pre": None if acc_pre is None else acc_pre.item(),
+                "shots": ep.shots, "queries": ep.queries}
 
     def on_validation_epoch_start(self) -> None:
         self._scores = []
@@ -151,9 +212,10 @@ class MetaLearner(pl.LightningModule):
         if not scores:
             return
         acc, ci = mean_ci95([s["acc"] for s in scores])
-        self.log_dict({"val/acc": acc, "val/acc_ci95": ci,
-                       "val/acc_pre": mean_ci95([s["acc_pre"] for s in scores])[0]},
-                      rank_zero_only=True)
+        metrics = {"val/acc": acc, "val/acc_ci95": ci}
+        if scores[0]["acc_pre"] is not None:
+            metrics["val/acc_pre"] = mean_ci95([s["acc_pre"] for s in scores])[0]
+        self.log_dict(metrics, rank_zero_only=True)
 
     def on_test_epoch_start(self) -> None:
         self._scores = []
@@ -170,16 +232,18 @@ class MetaLearner(pl.LightningModule):
         for domain in sorted(by_domain):
             rows = by_domain[domain]
             acc, ci = mean_ci95([r["acc"] for r in rows])
-            pre = mean_ci95([r["acc_pre"] for r in rows])[0]
+            pre = None if rows[0]["acc_pre"] is None else mean_ci95([r["acc_pre"] for r in rows])[0]
             self.test_results.append({"domain": domain, "acc": acc, "ci95": ci, "acc_pre": pre,
                                       "episodes": len(rows), "shots": rows[0]["shots"],
                                       "queries": rows[0]["queries"]})
-            metrics.update({f"test/{domain}/acc": acc, f"test/{domain}/acc_ci95": ci,
-                            f"test/{domain}/acc_pre": pre})
+            metrics.update({f"test/{domain}/acc": acc, f"test/{domain}/acc_ci95": ci})
+            if pre is not None:
+                metrics[f"test/{domain}/acc_pre"] = pre
         if scores:
             acc, ci = mean_ci95([s["acc"] for s in scores])
             metrics.update({"test/acc": acc, "test/acc_ci95": ci})
         self.log_dict(metrics, rank_zero_only=True)
         for r in self.test_results:
-            log.info("meta-test %-22s acc %.4f ± %.4f (before adapting %.4f, %d episodes)",
-                     r["domain"], r["acc"], r["ci95"], r["acc_pre"], r["episodes"])
+            pre = "" if r["acc_pre"] is None else f" (before adapting {r['acc_pre']:.4f})"
+            log.info("meta-test %-22s acc %.4f ± %.4f%s, %d episodes",
+                     r["domain"], r["acc"], r["ci95"], pre, r["episodes"])

@@ -26,14 +26,16 @@ def adapt(
     x: Any,
     y: torch.Tensor,
     steps: int,
-    lr: float,
+    lr: float | Params,
     first_order: bool = True,
     loss_fn: Callable = F.cross_entropy,
 ) -> tuple[Params, list[torch.Tensor]]:
     """`steps` of SGD on `loss_fn(module(x), y)` from `params`; returns fast weights and losses.
 
-    first_order: the fast weights start detached and each step is cut from the graph
-    (Reptile, FOMAML). Otherwise the steps stay differentiable w.r.t. `params` (MAML).
+    lr: one step size, or one tensor per parameter (Meta-SGD's learned rates, which the steps
+    stay differentiable in). first_order: the fast weights start detached and each step is cut
+    from the graph (Reptile, FOMAML). Otherwise the steps stay differentiable w.r.t. `params`
+    (MAML).
     """
     if first_order:
         fast = {n: p.detach().requires_grad_(True) for n, p in params.items()}
@@ -43,8 +45,33 @@ def adapt(
     for _ in range(steps):
         loss = loss_fn(logits_with(module, fast, x), y)
         grads = torch.autograd.grad(loss, list(fast.values()), create_graph=not first_order)
-        fast = {n: w - lr * g for (n, w), g in zip(fast.items(), grads)}
+        fast = {n: w - (lr[n] if isinstance(lr, dict) else lr) * g
+                for (n, w), g in zip(fast.items(), grads)}
         if first_order:
             fast = {n: w.detach().requires_grad_(True) for n, w in fast.items()}
         losses.append(loss.detach())
     return fast, losses
+
+
+class _Embed(nn.Module):
+    """Calls `top.embed`, so `functional_call` can run it with substituted parameters."""
+
+    def __init__(self, top: nn.Module) -> None:
+        super().__init__()
+        self.top = top
+
+    def forward(self, x: Any) -> torch.Tensor:
+        return self.top.embed(x)
+
+
+def embed_with(top: nn.Module, params: Params, x: Any) -> torch.Tensor:
+    """`top.embed(x)` (the representation before the head) with `params` substituted."""
+    return functional_call(_Embed(top), {f"top.{n}": p for n, p in params.items()}, (x,))
+
+
+def head_prefix(top: nn.Module) -> str:
+    """The parameter-name prefix of `top.head` inside `top` (e.g. 'head.' or '3.')."""
+    for name, module in top.named_modules():
+        if module is top.head and name:
+            return name + "."
+    raise ValueError(f"{type(top).__name__} has no head submodule")

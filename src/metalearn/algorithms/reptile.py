@@ -17,11 +17,9 @@ class Reptile(MetaLearner):
 
     def task_gradient(self, ep: Episode, params: Params) -> tuple[Params, dict[str, float]]:
         xs, xq = self.model.features(ep.support_x), self.model.features(ep.query_x)
-        fast, support_losses = self.adapt(xs, ep.support_y, params, self.inner_steps)
+        fast, support_losses, logits = self.adapt_and_predict(
+            params, xs, ep.support_y, xq, self.inner_steps)
         with torch.no_grad():
-            loss_pre, acc_pre = self.loss_and_acc(params, xq, ep.query_y)
-            loss, acc = self.loss_and_acc(fast, xq, ep.query_y)
+            logits_pre = self.logits(self.model.top, params, xs, xq)
         grads = {n: params[n].detach() - fast[n].detach() for n in params}
-        return grads, {"query_loss": loss.item(), "query_acc": acc.item(),
-                       "query_loss_pre": loss_pre.item(), "query_acc_pre": acc_pre.item(),
-                       "support_loss": support_losses[0].item()}
+        return grads, self.task_scores(ep, logits_pre, logits.detach(), support_losses)

@@ -83,12 +83,25 @@ def build_layers(
     tokens: bool = False,
     values: Mapping[str, int] | None = None,
     max_parameters: int = MAX_PARAMETERS,
-) -> nn.Sequential:
+) -> "LayerStack":
     """An nn.Sequential from specs for inputs of input_shape (one example, no batch dim)."""
     plan, _ = check_layers(
         specs, input_shape, tokens=tokens, values=values, max_parameters=max_parameters
     )
-    return nn.Sequential(*[_construct(cls, kwargs, cls.__name__) for cls, kwargs in plan])
+    return LayerStack(*[_construct(cls, kwargs, cls.__name__) for cls, kwargs in plan])
+
+
+class LayerStack(nn.Sequential):
+    """The built layers; the last is the head (ANIL adapts only it, ProtoNets compare `embed`)."""
+
+    @property
+    def head(self) -> nn.Module:
+        return self[-1]
+
+    def embed(self, x: Any) -> torch.Tensor:
+        for layer in list(self)[:-1]:
+            x = layer(x)
+        return x
 
 
 class TokenIds(nn.Module):

@@ -1,0 +1,56 @@
+"""Prototypical Networks (Snell et al. 2017): classify a query by its nearest class mean.
+
+Prototypes are the mean support embeddings per class; logits are negative squared Euclidean
+distances. Trained episodically with ordinary automatic optimization; nothing is adapted at
+test time, so there is no "before adapting" score.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from metalearn.algorithms.base import MetaLearner, accuracy
+from metalearn.algorithms.inner_loop import Params, head_prefix
+from metalearn.episode import Episode
+
+
+def prototype_logits(zs: torch.Tensor, ys: torch.Tensor, ways: int, zq: torch.Tensor) -> torch.Tensor:
+    """-||zq - c_k||^2 for the class means c_k of the support embeddings."""
+    protos = torch.stack([zs[ys == k].mean(0) for k in range(ways)])  # [N, D]
+    return -(zq.unsqueeze(1) - protos.unsqueeze(0)).pow(2).sum(-1)  # [Q, N]
+
+
+class ProtoNet(MetaLearner):
+    """Episodic metric learning over `model.top.embed` (the head is unused)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.automatic_optimization = True
+
+    def meta_parameters(self) -> Params:
+        """The body's parameters: the head is never used (and an unused one breaks DDP)."""
+        top = self.model.top
+        prefix = head_prefix(top) if hasattr(top, "head") else None
+        return {n: p for n, p in super().meta_parameters().items()
+                if prefix is None or not n.startswith(prefix)}
+
+    def episode_logits(self, ep: Episode) -> torch.Tensor:
+        xs, xq = self.model.features(ep.support_x), self.model.features(ep.query_x)
+        zs, zq = self.embeddings(self.meta_parameters(), xs, xq)
+        return prototype_logits(zs, ep.support_y, ep.ways, zq)
+
+    def training_step(self, episodes: list[Episode], batch_idx: int) -> torch.Tensor:
+        with self.step_rng():
+            logits = [self.episode_logits(ep) for ep in episodes]
+        loss = torch.stack([F.cross_entropy(z, ep.query_y) for z, ep in zip(logits, episodes)]).mean()
+        acc = torch.stack([accuracy(z, ep.query_y) for z, ep in zip(logits, episodes)]).mean()
+        self.log("train/query_loss", loss.detach(), batch_size=len(episodes), sync_dist=True)
+        self.log("train/query_acc", acc, prog_bar=True, batch_size=len(episodes), sync_dist=True)
+        return loss
+
+    def evaluate_episode(self, ep: Episode) -> dict[str, Any]:
+        with torch.no_grad():
+            return self.score(ep, accuracy(self.episode_logits(ep), ep.query_y), None)
+

@@ -1,0 +1,195 @@
+"""MAML (second order), Meta-SGD, ANIL, ProtoNets and fine-tuning against hand-written references.
+
+The references below use plain tensor code (no functional_call, no metalearn inner loop), and
+the second-order ones are themselves checked by finite differences.
+"""
+from __future__ import annotations
+
+from functools import partial
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from metalearn.algorithms.anil import ANIL
+from metalearn.algorithms.finetune import FineTune
+from metalearn.algorithms.maml import MAML
+from metalearn.algorithms.protonet import ProtoNet, prototype_logits
+from metalearn.models.split import SplitModel
+from tests.algorithms.test_oracles import one_meta_step
+from tests.conftest import toy_episode
+
+INNER_LR, STEPS = 0.4, 2
+
+
+class TinyNet(nn.Module):
+    """tanh(x W1^T + b1) then a linear head: a body and a head, as the real tops have."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Linear(3, 4)
+        self.head = nn.Linear(4, 2)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.body(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(x))
+
+
+def net_forward(p: dict, x: torch.Tensor) -> torch.Tensor:
+    """TinyNet written out by hand."""
+    z = torch.tanh(x @ p["body.weight"].T + p["body.bias"])
+    return z @ p["head.weight"].T + p["head.bias"]
+
+
+def reference_query_loss(p: dict, e, adapted: tuple[str, ...], lrs: dict | None = None) -> torch.Tensor:
+    """Query loss after STEPS differentiable SGD steps on the `adapted` entries of p."""
+    fast = dict(p)
+    for _ in range(STEPS):
+        loss = F.cross_entropy(net_forward(fast, e.support_x.double()), e.support_y)
+        grads = torch.autograd.grad(loss, [fast[n] for n in adapted], create_graph=True)
+        for n, g in zip(adapted, grads):
+            fast[n] = fast[n] - (INNER_LR if lrs is None else lrs[n]) * g
+    return F.cross_entropy(net_forward(fast, e.query_x.double()), e.query_y)
+
+
+def params_of(net: nn.Module) -> dict:
+    return {n: p.detach().clone().requires_grad_(True) for n, p in net.named_parameters()}
+
+
+def check_by_finite_differences(f, p: dict, grads: dict, eps: float = 1e-6) -> None:
+    """Central differences of f at a few entries of every tensor of p."""
+    for name, g in grads.items():
+        for i in range(0, p[name].numel(), max(1, p[name].numel() // 3)):
+            plus = {n: q.detach().clone() for n, q in p.items()}
+            minus = {n: q.detach().clone() for n, q in p.items()}
+            plus[name].view(-1)[i] += eps
+            minus[name].view(-1)[i] -= eps
+            fd = (f({n: q.requires_grad_(True) for n, q in plus.items()})
+                  - f({n: q.requires_grad_(True) for n, q in minus.items()})) / (2 * eps)
+            torch.testing.assert_close(g.reshape(-1)[i], fd.detach(), rtol=1e-5, atol=1e-8)
+
+
+def learner_of(cls, outer_lr: float = 0.5, **kw):
+    torch.manual_seed(0)
+    return cls(model=SplitModel(top=TinyNet().double()),
+               optimizer=partial(torch.optim.SGD, lr=outer_lr),
+               inner_lr=INNER_LR, inner_steps=STEPS, eval_inner_steps=STEPS, **kw)
+
+
+def double_episodes(*seeds):
+    eps = [toy_episode(s) for s in seeds]
+    for e in eps:
+        e.support_x, e.query_x = e.support_x.double(), e.query_x.double()
+    return eps
+
+
+@pytest.mark.parametrize("cls, adapted", [
+    (MAML, ("body.weight", "body.bias", "head.weight", "head.bias")),
+    (ANIL, ("head.weight", "head.bias")),
+])
+def test_second_order_meta_update_matches_functional_reference(cls, adapted):
+    learner = learner_of(cls)
+    p0 = params_of(learner.model.top)
+    episodes = double_episodes(1, 2)
+    ref = {n: torch.zeros_like(v) for n, v in p0.items()}
+    for e in episodes:
+        f = partial(reference_query_loss, e=e, adapted=adapted)
+        grads = dict(zip(p0, torch.autograd.grad(f(p0), list(p0.values()))))
+        check_by_finite_differences(f, p0, grads)  # the reference is right ...
+        for n in ref:
+            ref[n] += grads[n] / len(episodes)
+    one_meta_step(learner, episodes)  # ... and the learner's step is the reference's
+    for n, p in learner.model.top.named_parameters():
+        torch.testing.assert_close(p.detach(), p0[n].detach() - 0.5 * ref[n])
+    # second order matters here: the first-order update differs
+    fo = learner_of(cls, first_order=True)
+    one_meta_step(fo, episodes)
+    diff = max((a - b).abs().max().item()
+               for a, b in zip(fo.model.top.parameters(), learner.model.top.parameters()))
+    assert diff > 1e-5
+
+
+def test_anil_never_adapts_the_body_and_runs_it_once_per_episode():
+    learner = learner_of(ANIL)
+    calls = []
+    learner.model.top.body.register_forward_hook(lambda *a: calls.append(1))
+    e = double_episodes(3)[0]
+    params = learner.meta_parameters()
+    fast, losses, _ = learner.adapt_and_predict(params, e.support_x, e.support_y, e.query_x, 5)
+    assert len(losses) == 5 and len(calls) == 2  # support and query, not once per step
+    assert fast["body.weight"] is params["body.weight"]
+    assert not torch.equal(fast["head.weight"], params["head.weight"])
+
+
+def test_meta_sgd_learns_inner_rates_with_the_right_gradient():
+    learner = learner_of(MAML, outer_lr=0.1, learn_inner_lr=True)
+    names = ("body.weight", "body.bias", "head.weight", "head.bias")
+    p0 = params_of(learner.model.top)
+    lr0 = {n: torch.full_like(p0[n], INNER_LR).requires_grad_(True) for n in names}
+    e = double_episodes(4)[0]
+
+    def f(lrs):
+        return reference_query_loss(p0, e, names, lrs)
+
+    grads = dict(zip(names, torch.autograd.grad(f(lr0), list(lr0.values()))))
+    check_by_finite_differences(f, lr0, grads)
+    one_meta_step(learner, [e])
+    for n in names:
+        torch.testing.assert_close(learner.inner_lrs[n.replace(".", "__")].detach(),
+                                   lr0[n].detach() - 0.1 * grads[n])
+    with pytest.raises(ValueError, match="first_order=false"):
+        learner_of(MAML, learn_inner_lr=True, first_order=True)
+
+
+def test_prototype_logits_are_negative_squared_distances_by_hand():
+    g = torch.Generator().manual_seed(0)
+    zs, zq = torch.randn(6, 4, generator=g), torch.randn(5, 4, generator=g)
+    ys = torch.tensor([0, 1, 2, 0, 1, 2])
+    logits = prototype_logits(zs, ys, 3, zq)
+    for i in range(5):
+        for k in range(3):
+            c = (zs[k] + zs[k + 3]) / 2
+            assert abs(logits[i, k].item() + sum((zq[i, j] - c[j]).item() ** 2 for j in range(4))) < 1e-5
+
+
+def test_protonet_step_is_sgd_on_the_prototype_loss_and_ignores_the_head():
+    learner = learner_of(ProtoNet)
+    p0 = params_of(learner.model.top)
+    assert set(learner.meta_parameters()) == {"body.weight", "body.bias"}
+    episodes = double_episodes(5, 6)
+
+    def loss(p):
+        total = 0.0
+        for e in episodes:
+            zs = torch.tanh(e.support_x @ p["body.weight"].T + p["body.bias"])
+            zq = torch.tanh(e.query_x @ p["body.weight"].T + p["body.bias"])
+            protos = torch.stack([zs[e.support_y == k].mean(0) for k in range(2)])
+            total = total + F.cross_entropy(-torch.cdist(zq, protos) ** 2, e.query_y)
+        return total / len(episodes)
+
+    body = {n: p0[n] for n in ("body.weight", "body.bias")}
+    grads = dict(zip(body, torch.autograd.grad(loss(p0), list(body.values()))))
+    one_meta_step(learner, episodes)
+    top = dict(learner.model.top.named_parameters())
+    for n, g in grads.items():
+        torch.testing.assert_close(top[n].detach(), p0[n].detach() - 0.5 * g)
+    torch.testing.assert_close(top["head.weight"].detach(), p0["head.weight"].detach())
+    # evaluation: nothing adapted, no "before adapting" score
+    scores = learner.evaluate_episode(episodes[0])
+    assert scores["acc_pre"] is None and 0.0 <= scores["acc"] <= 1.0
+
+
+def test_finetune_step_is_sgd_on_the_pooled_examples():
+    learner = learner_of(FineTune)
+    p0 = params_of(learner.model.top)
+    episodes = double_episodes(7, 8)
+    x = torch.cat([t for e in episodes for t in (e.support_x, e.query_x)])
+    y = torch.cat([t for e in episodes for t in (e.support_y, e.query_y)])
+    grads = dict(zip(p0, torch.autograd.grad(F.cross_entropy(net_forward(p0, x), y),
+                                             list(p0.values()))))
+    one_meta_step(learner, episodes)
+    for n, p in learner.model.top.named_parameters():
+        torch.testing.assert_close(p.detach(), p0[n].detach() - 0.5 * grads[n])
