@@ -1,0 +1,124 @@
+"""Results tables from the run registry: one markdown table per benchmark.
+
+    python experiments/tables.py                    # print the tables
+    python experiments/tables.py --write            # refresh them in experiments/README.md
+
+A cell is every completed attempt of one experiment with the same overrides apart from
+`seed` (and logging/path settings): with one seed, mean accuracy and its 95% interval over
+episodes; with several, the mean over seeds and the interval over the seeds' means. Debug
+runs (`debug=...`) are left out. The benchmark is the experiment name's last part
+(`reptile_arsc` -> arsc).
+"""
+from __future__ import annotations
+
+import argparse
+import re
+from collections import defaultdict
+from pathlib import Path
+
+from metalearn.algorithms.stats import mean_ci95
+from metalearn.registry.engine import default_url
+from metalearn.registry.store import Store
+
+README = Path(__file__).with_name("README.md")
+BEGIN, END = "<!-- tables:begin -->", "<!-- tables:end -->"
+IGNORED = re.compile(r"^(seed|logger|paths\..*|registry.*|callbacks\..*|hydra\..*)=")
+BENCHMARK_ORDER = ["amazon", "arsc", "omniglot"]
+
+
+def cell_key(attempt: dict) -> tuple[str, tuple[str, ...]]:
+    """What makes attempts the same cell: the experiment and its non-seed overrides."""
+    overrides = tuple(o for o in attempt.get("overrides") or []
+                      if not IGNORED.match(o) and not o.startswith("experiment="))
+    return attempt["experiment"] or "?", overrides
+
+
+def collect(store: Store, debug: bool = False) -> dict[tuple[str, tuple[str, ...]], list[dict]]:
+    """Completed attempts with test results, grouped into cells."""
+    cells: dict[tuple[str, tuple[str, ...]], list[dict]] = defaultdict(list)
+    for a in reversed(store.list_attempts(status="completed", with_config=True)):
+        if not debug and any(o.startswith("debug=") for o in a.get("overrides") or []):
+            continue
+        results = store.test_results(a["id"])
+        if results:
+            overall = tuple(store.final_values(name, [a["id"]]).get(a["id"])
+                            for name in ("test/acc", "test/acc_ci95"))
+            cells[cell_key(a)].append({**a, "results": results, "overall": overall})
+    return cells
+
+
+def summarize(attempts: list[dict]) -> dict:
+    """Per-domain and mean accuracy of a cell, over episodes (one seed) or over seeds."""
+    domains = sorted({r["domain"] for a in attempts for r in a["results"]})
+    per_domain, means = {}, []
+    for d in domains:
+        rows = [r for a in attempts for r in a["results"] if r["domain"] == d]
+        if len(attempts) == 1:
+            per_domain[d] = (rows[0]["acc"], rows[0]["ci95"])
+        else:
+            per_domain[d] = mean_ci95([r["acc"] for r in rows])
+    for a in attempts:  # the mean over all test episodes, as logged (test/acc)
+        acc, ci = a["overall"]
+        if acc is None:
+            acc, ci = sum(r["acc"] for r in a["results"]) / len(a["results"]), None
+        means.append((acc, float("nan") if ci is None else ci))
+    mean = means[0] if len(attempts) == 1 else mean_ci95([m for m, _ in means])
+    walls = [(a["ended_at"] - a["started_at"]).total_seconds() for a in attempts
+             if a["ended_at"] and a["started_at"]]
+    cfg = attempts[0].get("config") or {}
+    trainer = cfg.get("trainer") or {}
+    return {"domains": per_domain, "mean": mean, "seeds": len(attempts),
+            "wall_min": sum(walls) / len(walls) / 60 if walls else float("nan"),
+            "hardware": f"{attempts[0].get('host') or '?'} ({trainer.get('accelerator', '?')})",
+            "ids": [a["id"] for a in attempts]}
+
+
+def fmt(value: tuple[float, float]) -> str:
+    acc, ci = value
+    if ci != ci:  # NaN: no interval
+        return f"{100 * acc:.1f}"
+    return f"{100 * acc:.1f} ± {100 * ci:.1f}"
+
+
+def tables(store: Store, debug: bool = False) -> str:
+    """Markdown: a table per benchmark, a row per cell (debug runs too if `debug`)."""
+    by_bench: dict[str, list] = defaultdict(list)
+    for (experiment, overrides), attempts in collect(store, debug).items():
+        by_bench[experiment.rsplit("_", 1)[-1]].append((experiment, overrides, summarize(attempts)))
+    out = []
+    for bench in sorted(by_bench, key=lambda b: (b not in BENCHMARK_ORDER, b)):
+        rows = sorted(by_bench[bench], key=lambda r: (r[0], r[1]))
+        domains = sorted({d for _, _, s in rows for d in s["domains"]})
+        out.append(f"### {bench}\n")
+        out.append("| command | " + " | ".join(domains) + " | mean | seeds | wall (min) | hardware | attempts |")
+        out.append("|---" * (len(domains) + 6) + "|")
+        for experiment, overrides, s in rows:
+            command = " ".join([f"experiment={experiment}", *overrides])
+            cells = [fmt(s["domains"][d]) if d in s["domains"] else "—" for d in domains]
+            out.append(f"| `{command}` | " + " | ".join(cells)
+                       + f" | {fmt(s['mean'])} | {s['seeds']} | {s['wall_min']:.1f} | "
+                       f"{s['hardware']} | {', '.join(map(str, s['ids']))} |")
+        out.append("")
+    return "\n".join(out) if out else "(no completed attempts with test results)\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", default=None, help="registry URL (default: the project's SQLite)")
+    parser.add_argument("--write", action="store_true", help=f"refresh the tables in {README}")
+    parser.add_argument("--debug", action="store_true", help="include debug=... runs")
+    args = parser.parse_args()
+    text = tables(Store(args.url or default_url()), args.debug)
+    if not args.write:
+        print(text)
+        return
+    readme = README.read_text()
+    if BEGIN not in readme or END not in readme:
+        raise SystemExit(f"{README} has no {BEGIN} ... {END} markers")
+    head, rest = readme.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    README.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
+
+
+if __name__ == "__main__":
+    main()

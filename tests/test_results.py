@@ -1,0 +1,44 @@
+"""The results tooling on real attempts: the table script and the notebook, top to bottom."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from metalearn.train import train
+from tests.conftest import ROOT
+
+
+@pytest.fixture
+def two_attempts(make_cfg, tmp_path):
+    """A debug=fast meta-training run (K=5) and a meta-test-only attempt at K=3."""
+    train(make_cfg("trainer.max_steps=2", "trainer.limit_val_batches=4", "data.test_episodes=1",
+                   out="a"))
+    train(make_cfg("train=false", "data.shots=3", "data.test_episodes=1", out="b"))
+    return tmp_path / "logs"
+
+
+def test_tables_and_notebook_read_the_registry_and_logs(two_attempts, monkeypatch):
+    url = f"sqlite:///{two_attempts}/registry.db"
+    out = subprocess.run([sys.executable, str(ROOT / "experiments" / "tables.py"), "--url", url,
+                          "--debug"], capture_output=True, text=True, check=True).stdout
+    assert "### amazon" in out
+    assert "`experiment=reptile_amazon debug=fast train=false data.shots=3" in out
+    assert out.count("| `experiment=reptile_amazon") == 2
+
+    monkeypatch.setenv("METALEARN_REGISTRY_URL", url)
+    monkeypatch.setenv("METALEARN_LOG_DIR", str(two_attempts))
+    nb = nbformat.read(ROOT / "notebooks" / "results.ipynb", as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(two_attempts)}}).execute()
+    outputs = {i: "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
+                          for o in c.get("outputs", []))
+               for i, c in enumerate(nb.cells) if c.cell_type == "code"}
+    text = "\n".join(outputs.values())
+    assert "2 completed attempts" in text
+    assert "'reptile': {3:" in text and "5:" in text  # accuracy against K
+    assert "reptile_amazon/version_0" in text  # a val/acc curve from TensorBoard
