@@ -70,11 +70,9 @@ def _train(cfg: DictConfig) -> dict[str, float]:
 
 
 def best_checkpoint(trainer: pl.Trainer) -> str | None:
-    """The best checkpoint by the monitored metric, else the last one, else None."""
-    cb = trainer.checkpoint_callback
-    if cb is None:
-        return None
-    for path in (cb.best_model_path, cb.last_model_path):
+    """The best checkpoint by the monitored metric, else the latest one, else None."""
+    callbacks = trainer.checkpoint_callbacks  # the monitored one first (conf/callbacks)
+    for path in [cb.best_model_path for cb in callbacks] + [cb.last_model_path for cb in callbacks]:
         if path and Path(path).exists():
             return path
     return None
