@@ -13,7 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from transformers import AutoTokenizer
 
 from metalearn.data.arsc import task_file_episodes
-from metalearn.data.review_datamodule import ReviewEpisodes
+from metalearn.data.review_datamodule import ReviewEpisodes, columns
 from metalearn.models.pretrained import resolve_pretrained
 from metalearn.registry.store import Store
 from metalearn.train import train
@@ -22,7 +22,9 @@ from tests.conftest import ROOT, compose_config
 ARSC = ROOT.parent / "shared" / "data" / "amazon_reviews" / "arsc"
 TARGETS = ["books", "dvd", "electronics", "kitchen_housewares"]
 TASKS = [f"{d}/{t}" for d in TARGETS for t in ("t2", "t4", "t5")]
-ALGORITHMS = ["reptile", "fomaml", "maml", "anil", "protonet", "finetune"]
+ALGORITHMS = ["reptile", "fomaml", "maml", "metasgd", "anil", "protonet", "finetune"]
+# Second order through the CPU attention kernels needs MAML's math-kernel switch (dev branch).
+SECOND_ORDER_READY = "SDPBackend.MATH" in (ROOT / "src/metalearn/algorithms/maml.py").read_text()
 
 
 def read_file(domain: str, task: str, split: str) -> tuple[list[str], list[int]]:
@@ -91,7 +93,7 @@ def test_target_domains_never_drawn_in_meta_training(dm):
 
 
 def test_training_families_draw_from_train_files_music_video_from_dev_and_test(dm):
-    splits = np.asarray(dm.data["split"])
+    splits = columns(dm.data, ["split"])["split"]
     for family, pools in dm.train_sampler.pools.items():
         drawn = set(splits[np.concatenate(list(pools.values()))].tolist())
         if family.split("/")[0] in ("music", "video"):
@@ -142,7 +144,8 @@ def test_bad_protocol_options_are_refused_before_reading():
 
 
 def test_run_py_reptile_arsc_logs_the_twelve_tasks_and_their_mean(tmp_path):
-    env = dict(os.environ, PROJECT_ROOT=str(ROOT))
+    path = os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, PROJECT_ROOT=str(ROOT), PYTHONPATH=path)  # this checkout's code
     proc = subprocess.run(
         [sys.executable, str(ROOT / "run.py"), "experiment=reptile_arsc", "debug=fast",
          f"paths.log_dir={tmp_path}", "callbacks.rich_progress_bar=null"],
@@ -163,8 +166,11 @@ def test_run_py_reptile_arsc_logs_the_twelve_tasks_and_their_mean(tmp_path):
 def algorithm_param(name: str):
     """`name`, skipped while conf/algorithm/<name>.yaml is not merged in yet."""
     missing = not (ROOT / "conf" / "algorithm" / f"{name}.yaml").exists()
-    return pytest.param(name, marks=pytest.mark.skipif(
-        missing, reason=f"conf/algorithm/{name}.yaml not present yet"))
+    marks = [pytest.mark.skipif(missing, reason=f"conf/algorithm/{name}.yaml not present yet")]
+    if name == "maml" and not SECOND_ORDER_READY:
+        marks.append(pytest.mark.xfail(raises=RuntimeError, strict=True, reason=(
+            "second-order MAML through CPU SDPA has no double backward before the dev merge")))
+    return pytest.param(name, marks=marks)
 
 
 @pytest.mark.parametrize("algorithm", [algorithm_param(a) for a in ALGORITHMS])
@@ -172,6 +178,6 @@ def test_each_arsc_experiment_runs_debug_fast(algorithm, tmp_path):
     cfg = compose_config(
         [f"experiment={algorithm}_arsc", "debug=fast", f"paths.log_dir={tmp_path}",
          "callbacks.rich_progress_bar=null", "registry=off", "logger=csv",
-         "+trainer.limit_val_batches=4", "data.test_query_limit=20"], tmp_path / "out")
+         "++trainer.limit_val_batches=4", "data.test_query_limit=20"], tmp_path / "out")
     metrics = train(cfg)
     assert {f"test/{t}/acc" for t in TASKS} | {"test/acc"} <= set(metrics)
