@@ -9,6 +9,7 @@ from pathlib import Path
 import hydra
 import numpy as np
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from transformers import AutoTokenizer
 
@@ -32,6 +33,16 @@ def read_file(domain: str, task: str, split: str) -> tuple[list[str], list[int]]
     rows = [line.rstrip("\n").rsplit("\t", 1)
             for line in (ARSC / f"{domain}.{task}.{split}").open(encoding="utf-8") if line.strip()]
     return [t for t, _ in rows], [1 if y == "1" else 0 for _, y in rows]
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the tiny-model runs: on a loaded 2-core machine two OpenMP threads
+    spin against each other (12 debug test episodes: 0.7 s on one thread, 34 s on two)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def arsc_cfg(tmp_path: Path, *overrides: str):
@@ -145,7 +156,8 @@ def test_bad_protocol_options_are_refused_before_reading():
 
 def test_run_py_reptile_arsc_logs_the_twelve_tasks_and_their_mean(tmp_path):
     path = os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))
-    env = dict(os.environ, PROJECT_ROOT=str(ROOT), PYTHONPATH=path)  # this checkout's code
+    env = dict(os.environ, PROJECT_ROOT=str(ROOT), PYTHONPATH=path,  # this checkout's code
+               OMP_NUM_THREADS="1")  # see one_thread
     proc = subprocess.run(
         [sys.executable, str(ROOT / "run.py"), "experiment=reptile_arsc", "debug=fast",
          f"paths.log_dir={tmp_path}", "callbacks.rich_progress_bar=null"],
@@ -174,7 +186,7 @@ def algorithm_param(name: str):
 
 
 @pytest.mark.parametrize("algorithm", [algorithm_param(a) for a in ALGORITHMS])
-def test_each_arsc_experiment_runs_debug_fast(algorithm, tmp_path):
+def test_each_arsc_experiment_runs_debug_fast(algorithm, tmp_path, one_thread):
     cfg = compose_config(
         [f"experiment={algorithm}_arsc", "debug=fast", f"paths.log_dir={tmp_path}",
          "callbacks.rich_progress_bar=null", "registry=off", "logger=csv",
