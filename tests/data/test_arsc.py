@@ -17,10 +17,11 @@ from metalearn.data.arsc import task_file_episodes
 from metalearn.data.review_datamodule import ReviewEpisodes, columns
 from metalearn.models.pretrained import resolve_pretrained
 from metalearn.registry.store import Store
+from metalearn.resolvers import data_dir
 from metalearn.train import train
 from tests.conftest import ROOT, compose_config
 
-ARSC = ROOT.parent / "shared" / "data" / "amazon_reviews" / "arsc"
+ARSC = Path(data_dir(str(ROOT))) / "amazon_reviews" / "arsc"  # where the configs look
 TARGETS = ["books", "dvd", "electronics", "kitchen_housewares"]
 TASKS = [f"{d}/{t}" for d in TARGETS for t in ("t2", "t4", "t5")]
 ALGORITHMS = ["reptile", "fomaml", "maml", "metasgd", "anil", "protonet", "finetune"]
