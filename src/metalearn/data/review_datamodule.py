@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from datasets import Dataset
 from torch.utils.data import DataLoader
 from transformers import AutoTokenizer
 
@@ -32,7 +33,7 @@ CLASSES = ("negative", "positive")  # label 0, label 1
 TEST_PROTOCOLS = ("episodes", "arsc")
 
 
-def columns(data, names: list[str]) -> dict[str, np.ndarray]:
+def columns(data: Dataset, names: list[str]) -> dict[str, np.ndarray]:
     """Dataset columns as numpy arrays, through Arrow (np.asarray on a column goes row by row:
     seconds per column of the 98k ARSC reviews, against milliseconds here)."""
     return data.select_columns(names).with_format("numpy")[:]
