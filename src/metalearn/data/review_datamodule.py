@@ -3,19 +3,24 @@
 A task family is one (domain, threshold) pair (`books/t4`) for ARSC files, or one domain for
 the seed's JSON. Held-out domains are never drawn in meta-training. Validation and test
 episodes are fixed by `eval_seed`, so every run is scored on the same episodes.
+`test_protocol: arsc` replaces the sampled meta-test with the ARSC benchmark's fixed one
+(`metalearn.data.arsc`): one episode per held-out task, reported per task (`books/t2`).
 """
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from datasets import Dataset
 from torch.utils.data import DataLoader
 from transformers import AutoTokenizer
 
+from metalearn.data.arsc import task_file_episodes
 from metalearn.data.episodes import EpisodeSet, MetaBatchSampler, RankSlice, as_list, pad_token_rows
 from metalearn.data.reviews import canonical_domain, read_reviews, source_files
 from metalearn.data.tokenized import cache_key, tokenized_dataset
@@ -25,6 +30,13 @@ from metalearn.tasks.sampler import EpisodeSpec, TaskSampler
 
 log = logging.getLogger(__name__)
 CLASSES = ("negative", "positive")  # label 0, label 1
+TEST_PROTOCOLS = ("episodes", "arsc")
+
+
+def columns(data: Dataset, names: list[str]) -> dict[str, np.ndarray]:
+    """Dataset columns as numpy arrays, through Arrow (np.asarray on a column goes row by row:
+    seconds per column of the 98k ARSC reviews, against milliseconds here)."""
+    return data.select_columns(names).with_format("numpy")[:]
 
 
 class ReviewEpisodes(pl.LightningDataModule):
@@ -39,6 +51,7 @@ class ReviewEpisodes(pl.LightningDataModule):
         domains: list[str] | None = None,
         tasks: list[str] | None = None,
         train_splits: list[str] = ("train", "test"),
+        train_fallback_splits: list[str] | None = None,
         val_splits: list[str] = ("dev",),
         test_splits: list[str] = ("train", "dev", "test"),
         val_fraction: float = 0.1,
@@ -48,6 +61,8 @@ class ReviewEpisodes(pl.LightningDataModule):
         steps_per_epoch: int = 50,
         val_episodes: int = 2,
         test_episodes: int = 50,
+        test_protocol: str = "episodes",
+        test_query_limit: int | None = None,
         seed: int = 0,
         eval_seed: int = 1234,
         cache_dir: str = ".cache/metalearn",
@@ -62,6 +77,10 @@ class ReviewEpisodes(pl.LightningDataModule):
             )
         if shots < 1 or queries < 1:
             raise ValueError(f"data.shots and data.queries must be >= 1 (got {shots}, {queries})")
+        if test_protocol not in TEST_PROTOCOLS:
+            raise ValueError(f"data.test_protocol must be one of {TEST_PROTOCOLS}, got {test_protocol!r}")
+        if test_query_limit is not None and test_query_limit < 1:
+            raise ValueError(f"data.test_query_limit must be null or >= 1, got {test_query_limit}")
         self.tokenizer_name = tokenizer
         self.max_length = max_length
         self.heldout = [canonical_domain(d) for d in heldout]
@@ -69,10 +88,12 @@ class ReviewEpisodes(pl.LightningDataModule):
         self.tasks = None if tasks is None else list(tasks)
         self.train_splits, self.val_splits, self.test_splits = (
             list(train_splits), list(val_splits), list(test_splits))
+        self.train_fallback_splits = list(train_fallback_splits or [])
         self.val_fraction = val_fraction
         self.ways, self.shots, self.queries = len(CLASSES), shots, queries
         self.meta_batch_size, self.steps_per_epoch = meta_batch_size, steps_per_epoch
         self.val_episodes, self.test_episodes = val_episodes, test_episodes
+        self.test_protocol, self.test_query_limit = test_protocol, test_query_limit
         self.seed, self.eval_seed = seed, eval_seed
         self.cache_dir = Path(cache_dir).expanduser()
         self.num_workers = num_workers
@@ -95,7 +116,7 @@ class ReviewEpisodes(pl.LightningDataModule):
             lambda: read_reviews(self.path), tok, self.max_length, self.cache_dir, key)
         self.data = data
         self.input_ids = data["input_ids"]
-        self.labels = np.asarray(data["label"])
+        self.labels = columns(data, ["label"])["label"]
         return data
 
     def setup(self, stage: str | None = None) -> None:
@@ -103,9 +124,8 @@ class ReviewEpisodes(pl.LightningDataModule):
         if getattr(self, "train_sampler", None) is not None:
             return
         data = self._load()
-        domains = np.asarray(data["domain"])
-        tasks = np.asarray(data["task"])
-        splits = np.asarray(data["split"])
+        cols = columns(data, ["domain", "task", "split"])
+        domains, tasks, splits = cols["domain"], cols["task"], cols["split"]
         present = sorted(set(domains.tolist()))
         wanted = self.heldout + (self.domains or [])
         unknown = sorted(set(wanted) - set(present))
@@ -121,6 +141,9 @@ class ReviewEpisodes(pl.LightningDataModule):
         if not train_domains:
             raise ValueError("no meta-training domains left after holding out " + str(self.heldout))
         has_splits = "all" not in set(splits.tolist())
+        if self.test_protocol == "arsc" and not has_splits:
+            raise ValueError(f"data.test_protocol=arsc needs the ARSC split files (.train/.test); "
+                             f"{self.path} has no splits")
         fam = np.char.add(np.char.add(domains.astype(str), "/"), tasks.astype(str))
         if not has_splits:  # seed JSON: one task per domain, family = domain
             fam = domains.astype(str)
@@ -145,12 +168,27 @@ class ReviewEpisodes(pl.LightningDataModule):
             rng = np.random.default_rng(self.eval_seed)
             val_mask = rng.random(len(domains)) < self.val_fraction
             train_pools = pools(train_domains, [], exclude=val_mask)
+        fallback = []
+        if has_splits and self.train_fallback_splits:  # ARSC: music, video lack .train files
+            extra = pools(train_domains, self.train_fallback_splits)
+            fallback = sorted(set(extra) - set(train_pools))
+            train_pools.update({f: extra[f] for f in fallback})
+            if fallback:
+                log.warning("%d meta-train families have no %s file and draw from their %s files "
+                            "instead: %s", len(fallback), "/".join(self.train_splits),
+                            "+".join(self.train_fallback_splits), ", ".join(fallback))
         val_pools = pools(train_domains, self.val_splits) if has_splits else pools(
             train_domains, [], exclude=~val_mask)
-        test_pools = pools(self.heldout, self.test_splits)
+        if fallback and set(self.val_splits) & set(self.train_fallback_splits):
+            val_pools = {f: p for f, p in val_pools.items() if f not in fallback}
+            log.info("meta-validation leaves those %d families out: their %s files are "
+                     "meta-training data here", len(fallback), "/".join(self.val_splits))
 
         self.train_sampler = TaskSampler(train_pools, self.ways, self.shots, self.queries)
-        self.test_sampler = TaskSampler(test_pools, self.ways, self.shots, self.queries)
+        self.test_sampler = None
+        if self.test_protocol == "episodes":
+            self.test_sampler = TaskSampler(pools(self.heldout, self.test_splits),
+                                            self.ways, self.shots, self.queries)
         need = self.shots + self.queries
         small = [f for f, p in val_pools.items() if min(len(v) for v in p.values()) < need]
         if small:
@@ -161,14 +199,37 @@ class ReviewEpisodes(pl.LightningDataModule):
                             if val_pools else None)
         self.val_specs = (self.val_sampler.fixed_episodes(self.eval_seed, self.val_episodes)
                           if self.val_sampler else [])
-        self.test_specs = self.test_sampler.fixed_episodes(self.eval_seed + 1, self.test_episodes)
+        if self.test_sampler is not None:
+            self.test_specs = self.test_sampler.fixed_episodes(self.eval_seed + 1, self.test_episodes)
+        else:
+            held = np.isin(domains, self.heldout) & np.isin(tasks, use_tasks)
+            self.test_specs = task_file_episodes(
+                sorted(set(fam[held].tolist())), fam, splits, self.labels,
+                self.test_query_limit, self.eval_seed)
+            self._log_arsc_test()
         log.info("%d meta-train families, %d meta-val families (%d episodes), %d meta-test "
                  "families (%d episodes)", len(train_pools), len(val_pools), len(self.val_specs),
-                 len(test_pools), len(self.test_specs))
+                 len({s.family for s in self.test_specs}), len(self.test_specs))
+
+    def _log_arsc_test(self) -> None:
+        """Say what the fixed meta-test holds, and where it differs from the training shots."""
+        sizes = ", ".join(f"{s.family} {len(s.support)}/{len(s.query)}" for s in self.test_specs)
+        log.info("ARSC meta-test: %d tasks, support/query sizes %s%s", len(self.test_specs), sizes,
+                 "" if self.test_query_limit is None
+                 else f" (queries capped at {self.test_query_limit}: debug only)")
+        shots = {len(s.support) // self.ways for s in self.test_specs}
+        if shots != {self.shots}:
+            log.warning("data.shots=%d shapes meta-training episodes only; the ARSC support sets "
+                        "hold %s per class", self.shots, sorted(shots))
 
     # ---- episodes --------------------------------------------------------------------------
-    def build(self, spec: EpisodeSpec) -> Episode:
-        """Gather and pad the examples of one episode."""
+    def build(self, spec: EpisodeSpec, by_task: bool = False) -> Episode:
+        """Gather and pad the examples of one episode.
+
+        `by_task` names the episode's `domain` after its task family (`books/t2`), so the
+        meta-test is reported per task. `shots`/`queries` count examples per class (the mean,
+        for the unbalanced ARSC query files).
+        """
         def batch(idx):
             return pad_token_rows([self.input_ids[i] for i in idx], self.pad_id)
 
@@ -178,8 +239,9 @@ class ReviewEpisodes(pl.LightningDataModule):
             query_x=batch(spec.query),
             query_y=torch.tensor(spec.query_labels, dtype=torch.long),
             family=spec.family,
-            domain=spec.family.split("/")[0],
-            ways=self.ways, shots=self.shots, queries=self.queries,
+            domain=spec.family if by_task else spec.family.split("/")[0],
+            ways=self.ways, shots=len(spec.support) // self.ways,
+            queries=len(spec.query) // self.ways,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -193,13 +255,14 @@ class ReviewEpisodes(pl.LightningDataModule):
             collate_fn=as_list, num_workers=self.num_workers,
         )
 
-    def _eval_loader(self, specs: list[EpisodeSpec]) -> DataLoader:
-        return DataLoader(EpisodeSet(lambda s: s, self.build, specs), batch_size=None,
+    def _eval_loader(self, specs: list[EpisodeSpec], by_task: bool = False) -> DataLoader:
+        build = partial(self.build, by_task=by_task)
+        return DataLoader(EpisodeSet(lambda s: s, build, specs), batch_size=None,
                           sampler=RankSlice(len(specs)), num_workers=self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader(self.val_specs)
 
     def test_dataloader(self) -> DataLoader:
-        return self._eval_loader(self.test_specs)
+        return self._eval_loader(self.test_specs, by_task=self.test_protocol == "arsc")
 

@@ -1,0 +1,49 @@
+"""The ARSC standard meta-test (Yu et al. 2018): one fixed episode per target task.
+
+Support = every line of `<domain>.<tK>.train` (the benchmark's 5 positive + 5 negative
+reviews), query = every line of `<domain>.<tK>.test`. Nothing is sampled, so every run is
+scored on exactly the published support and query sets.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from metalearn.tasks.sampler import EpisodeSpec, stable_hash
+
+SUPPORT_SPLIT, QUERY_SPLIT = "train", "test"
+
+
+def task_file_episodes(
+    families: list[str],
+    family_of: np.ndarray,
+    split_of: np.ndarray,
+    labels: np.ndarray,
+    query_limit: int | None = None,
+    seed: int = 0,
+) -> list[EpisodeSpec]:
+    """One episode per family: its whole .train file as support, its whole .test file as query.
+
+    `family_of`, `split_of`, `labels` are per-example columns of the dataset; episode labels
+    are the dataset labels (0 negative, 1 positive). `query_limit` (debug runs only) keeps a
+    seeded random subset of that many query reviews per task.
+    """
+    if not families:
+        raise ValueError("the ARSC meta-test needs at least one held-out task family")
+    specs = []
+    for family in families:
+        in_family = family_of == family
+        support = np.flatnonzero(in_family & (split_of == SUPPORT_SPLIT))
+        query = np.flatnonzero(in_family & (split_of == QUERY_SPLIT))
+        for split, idx in ((SUPPORT_SPLIT, support), (QUERY_SPLIT, query)):
+            if len(set(labels[idx].tolist())) < 2:
+                domain, task = family.split("/")
+                raise ValueError(
+                    f"test_protocol=arsc: {domain}.{task}.{split} is missing or lacks one class "
+                    f"({len(idx)} reviews); the ARSC meta-test needs both classes in the .train "
+                    f"and .test file of every held-out task")
+        if query_limit is not None and len(query) > query_limit:
+            rng = np.random.default_rng([seed, stable_hash(family)])
+            query = np.sort(rng.choice(query, size=query_limit, replace=False))
+        specs.append(EpisodeSpec(family, support.tolist(), labels[support].tolist(),
+                                 query.tolist(), labels[query].tolist()))
+    return specs
