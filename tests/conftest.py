@@ -12,6 +12,7 @@ from pathlib import Path
 _SRC = str(Path(__file__).resolve().parents[1] / "src")
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [_SRC, os.environ.get("PYTHONPATH")]))
 os.environ["OMP_NUM_THREADS"] = "1"
+
 import pwd
 import shutil
 import socket
