@@ -19,7 +19,7 @@ EXPERIMENTS = {  # experiment -> the algorithm config it needs
 
 
 def needs(algorithm: str):
-    """Skip until conf/algorithm/<algorithm>.yaml exists (anil, protonet come from another branch)."""
+    """Skip until conf/algorithm/<algorithm>.yaml exists (anil, protonet: another branch)."""
     return pytest.mark.skipif(not (ROOT / "conf" / "algorithm" / f"{algorithm}.yaml").exists(),
                               reason=f"conf/algorithm/{algorithm}.yaml is not in this branch")
 

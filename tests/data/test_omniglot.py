@@ -62,7 +62,8 @@ def test_episodes_are_n_way_k_plus_l_disjoint_float_images(dm):
         spec = dm.train_sampler.train_episode(dm.seed, *key)
         ep = dm.build(spec)
         assert ep.support_x.shape == (5, 1, 28, 28) and ep.query_x.shape == (15, 1, 28, 28)
-        assert ep.support_x.dtype == torch.float32 and 0 <= ep.support_x.min() <= ep.support_x.max() <= 1
+        assert ep.support_x.dtype == torch.float32
+        assert 0 <= ep.support_x.min() <= ep.support_x.max() <= 1
         assert Counter(ep.support_y.tolist()) == {c: 1 for c in range(5)}
         assert Counter(ep.query_y.tolist()) == {c: 3 for c in range(5)}
         assert not set(spec.support) & set(spec.query)
@@ -134,10 +135,11 @@ def test_bad_input_is_refused(kwargs, message):
 
 
 def test_a_missing_zip_is_named(tmp_path):
-    (tmp_path / "images_background_small1.zip").symlink_to(OMNIGLOT / "images_background_small1.zip")
-    with pytest.raises(FileNotFoundError, match=str(tmp_path / "images_background_small2.zip")):
+    first, second = "images_background_small1.zip", "images_background_small2.zip"
+    (tmp_path / first).symlink_to(OMNIGLOT / first)
+    with pytest.raises(FileNotFoundError, match=str(tmp_path / second)):
         OmniglotEpisodes(path=str(tmp_path), cache_dir=str(tmp_path))
-    (tmp_path / "images_background_small2.zip").symlink_to(OMNIGLOT / "images_background_small2.zip")
+    (tmp_path / second).symlink_to(OMNIGLOT / second)
     with pytest.raises(FileNotFoundError, match=str(tmp_path / LAKE_ZIP)):
         OmniglotEpisodes(path=str(tmp_path), cache_dir=str(tmp_path), ways=20,
                          test_set="lake_runs")
