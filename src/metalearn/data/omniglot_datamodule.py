@@ -20,11 +20,9 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader
 
-from metalearn.data.episodes import EpisodeSet, MetaBatchSampler, RankSlice, as_list
+from metalearn.data.episodic import EpisodicDataModule
 from metalearn.data.omniglot import (BACKGROUND_ZIPS, LAKE_ZIP, cached, read_background,
                                      read_lake_runs, require)
 from metalearn.episode import Episode
@@ -51,7 +49,7 @@ def split_characters(alphabets: list[str], val_fraction: float, test_fraction: f
     return {k: sorted(v) for k, v in out.items()}
 
 
-class OmniglotEpisodes(pl.LightningDataModule):
+class OmniglotEpisodes(EpisodicDataModule):
     """N-way K-shot L-query Omniglot episodes, decoded once and cached on disk."""
 
     def __init__(
@@ -108,10 +106,6 @@ class OmniglotEpisodes(pl.LightningDataModule):
         self.decoded_now = False
 
     # ---- loading -------------------------------------------------------------------------
-    def prepare_data(self) -> None:
-        """Decode once into the on-disk cache (a no-op when the cache is there)."""
-        self._load()
-
     def _load(self):
         if self.data is not None:
             return self.data
@@ -206,24 +200,3 @@ class OmniglotEpisodes(pl.LightningDataModule):
             domain="lake_runs" if lake else FAMILY,
             ways=ways, shots=len(spec.support) // ways, queries=len(spec.query) // ways,
         )
-
-    def train_dataloader(self) -> DataLoader:
-        def spec_for(key):
-            epoch, index = key
-            return self.train_sampler.train_episode(self.seed, epoch, index)
-
-        return DataLoader(
-            EpisodeSet(spec_for, self.build),
-            batch_sampler=MetaBatchSampler(self.steps_per_epoch, self.meta_batch_size),
-            collate_fn=as_list, num_workers=self.num_workers,
-        )
-
-    def _eval_loader(self, specs: list[EpisodeSpec]) -> DataLoader:
-        return DataLoader(EpisodeSet(lambda s: s, self.build, specs), batch_size=None,
-                          sampler=RankSlice(len(specs)), num_workers=self.num_workers)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._eval_loader(self.val_specs)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._eval_loader(self.test_specs)

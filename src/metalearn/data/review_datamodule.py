@@ -14,14 +14,14 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from datasets import Dataset
 from torch.utils.data import DataLoader
 from transformers import AutoTokenizer
 
 from metalearn.data.arsc import task_file_episodes
-from metalearn.data.episodes import EpisodeSet, MetaBatchSampler, RankSlice, as_list, pad_token_rows
+from metalearn.data.episodes import pad_token_rows
+from metalearn.data.episodic import EpisodicDataModule
 from metalearn.data.reviews import canonical_domain, read_reviews, source_files
 from metalearn.data.tokenized import cache_key, tokenized_dataset
 from metalearn.episode import Episode
@@ -39,7 +39,7 @@ def columns(data: Dataset, names: list[str]) -> dict[str, np.ndarray]:
     return data.select_columns(names).with_format("numpy")[:]
 
 
-class ReviewEpisodes(pl.LightningDataModule):
+class ReviewEpisodes(EpisodicDataModule):
     """N-way (2) K-shot L-query sentiment episodes, tokenized once and cached on disk."""
 
     def __init__(
@@ -101,10 +101,6 @@ class ReviewEpisodes(pl.LightningDataModule):
         self.tokenized_now = False
 
     # ---- loading -------------------------------------------------------------------------
-    def prepare_data(self) -> None:
-        """Tokenize once into the on-disk cache (a no-op when the cache is there)."""
-        self._load()
-
     def _load(self):
         if self.data is not None:
             return self.data
@@ -244,25 +240,6 @@ class ReviewEpisodes(pl.LightningDataModule):
             queries=len(spec.query) // self.ways,
         )
 
-    def train_dataloader(self) -> DataLoader:
-        def spec_for(key):
-            epoch, index = key
-            return self.train_sampler.train_episode(self.seed, epoch, index)
-
-        return DataLoader(
-            EpisodeSet(spec_for, self.build),
-            batch_sampler=MetaBatchSampler(self.steps_per_epoch, self.meta_batch_size),
-            collate_fn=as_list, num_workers=self.num_workers,
-        )
-
-    def _eval_loader(self, specs: list[EpisodeSpec], by_task: bool = False) -> DataLoader:
-        build = partial(self.build, by_task=by_task)
-        return DataLoader(EpisodeSet(lambda s: s, build, specs), batch_size=None,
-                          sampler=RankSlice(len(specs)), num_workers=self.num_workers)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._eval_loader(self.val_specs)
-
     def test_dataloader(self) -> DataLoader:
-        return self._eval_loader(self.test_specs, by_task=self.test_protocol == "arsc")
-
+        return self.eval_loader(self.test_specs,
+                                partial(self.build, by_task=self.test_protocol == "arsc"))

@@ -1,0 +1,60 @@
+"""What every episodic DataModule shares: seeded training meta-batches, fixed evaluation episodes.
+
+A subclass loads its data in `_load()`, builds `train_sampler`, `val_specs` and `test_specs`
+in `setup()`, and turns an `EpisodeSpec` into an `Episode` in `build()`.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader
+
+from metalearn.data.episodes import EpisodeSet, MetaBatchSampler, RankSlice, as_list
+from metalearn.episode import Episode
+from metalearn.tasks.sampler import EpisodeSpec, TaskSampler
+
+
+class EpisodicDataModule(pl.LightningDataModule):
+    """Loaders over episodes; the data source is the subclass's business."""
+
+    train_sampler: TaskSampler | None = None
+    val_specs: list[EpisodeSpec]
+    test_specs: list[EpisodeSpec]
+    seed: int
+    steps_per_epoch: int
+    meta_batch_size: int
+    num_workers: int
+
+    def _load(self) -> Any:
+        raise NotImplementedError
+
+    def build(self, spec: EpisodeSpec) -> Episode:
+        raise NotImplementedError
+
+    def prepare_data(self) -> None:
+        """Read and preprocess once into the on-disk cache (a no-op when the cache is there)."""
+        self._load()
+
+    def train_dataloader(self) -> DataLoader:
+        def spec_for(key: tuple[int, int]) -> EpisodeSpec:
+            epoch, index = key
+            return self.train_sampler.train_episode(self.seed, epoch, index)
+
+        return DataLoader(
+            EpisodeSet(spec_for, self.build),
+            batch_sampler=MetaBatchSampler(self.steps_per_epoch, self.meta_batch_size),
+            collate_fn=as_list, num_workers=self.num_workers,
+        )
+
+    def eval_loader(self, specs: list[EpisodeSpec],
+                    build: Callable[[EpisodeSpec], Episode] | None = None) -> DataLoader:
+        """Fixed episodes, one per batch, split across processes under DDP."""
+        return DataLoader(EpisodeSet(lambda s: s, build or self.build, specs), batch_size=None,
+                          sampler=RankSlice(len(specs)), num_workers=self.num_workers)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.eval_loader(self.val_specs)
+
+    def test_dataloader(self) -> DataLoader:
+        return self.eval_loader(self.test_specs)
