@@ -14,6 +14,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [_SRC, os.environ.get("P
 os.environ["OMP_NUM_THREADS"] = "1"
 
 import pwd
+import sys
 import shutil
 import socket
 import subprocess
@@ -29,6 +30,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("PROJECT_ROOT", str(ROOT))
@@ -58,6 +60,24 @@ def make_cfg(tmp_path):
              "callbacks.rich_progress_bar=null", *overrides],
             tmp_path / out)
     return make
+
+
+def run_py(tmp_path: Path, *overrides: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    """`python run.py <overrides>` as a user runs it, logging under tmp_path; must exit 0."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), *overrides, f"paths.log_dir={tmp_path}",
+         "callbacks.rich_progress_bar=null"],
+        cwd=tmp_path, env=dict(os.environ, PROJECT_ROOT=str(ROOT)), capture_output=True,
+        text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def scalars(version_dir: Path) -> EventAccumulator:
+    """The TensorBoard scalars of one logger version folder."""
+    events = EventAccumulator(str(version_dir))
+    events.Reload()
+    return events
 
 
 def toy_episode(seed: int, n: int = 6, dim: int = 3, family: str = "toy/t0") -> Episode:

@@ -1,7 +1,6 @@
 """The results tooling on real attempts: the table script and the notebook, top to bottom."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 

@@ -2,18 +2,14 @@
 from __future__ import annotations
 
 import csv
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from hydra.errors import MissingConfigException
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from metalearn.train import train
-from tests.conftest import ROOT
+from tests.conftest import run_py, scalars
 
 
 def losses(out_dir: Path) -> dict[int, float]:
@@ -24,15 +20,9 @@ def losses(out_dir: Path) -> dict[int, float]:
 
 
 def test_run_py_debug_fast_end_to_end_writes_tensorboard_test_scalars(tmp_path):
-    env = dict(os.environ, PROJECT_ROOT=str(ROOT))
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "run.py"), "experiment=reptile_amazon", "debug=fast",
-         f"paths.log_dir={tmp_path}", "callbacks.rich_progress_bar=null"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_py(tmp_path, "experiment=reptile_amazon", "debug=fast")
     (version,) = tmp_path.glob("tensorboard/reptile_amazon/version_*")
-    acc = EventAccumulator(str(version))
-    acc.Reload()
+    acc = scalars(version)
     tags = set(acc.Tags()["scalars"])
     for domain in ["automotive", "computer_video_games", "office_products"]:
         assert {f"test/{domain}/acc", f"test/{domain}/acc_ci95"} <= tags

@@ -1,15 +1,11 @@
 """Omniglot experiments: every one composes and builds with debug=fast; one runs end to end."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 
 import pytest
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from metalearn.train import build
-from tests.conftest import ROOT, compose_config
+from tests.conftest import compose_config, run_py, scalars
 
 EXPERIMENTS = {  # experiment -> the algorithm config it needs
     "reptile_omniglot": "reptile", "reptile_omniglot_lake": "reptile",
@@ -18,14 +14,7 @@ EXPERIMENTS = {  # experiment -> the algorithm config it needs
 }
 
 
-def needs(algorithm: str):
-    """Skip until conf/algorithm/<algorithm>.yaml exists (anil, protonet: another branch)."""
-    return pytest.mark.skipif(not (ROOT / "conf" / "algorithm" / f"{algorithm}.yaml").exists(),
-                              reason=f"conf/algorithm/{algorithm}.yaml is not in this branch")
-
-
-@pytest.mark.parametrize("experiment", [pytest.param(e, marks=needs(a))
-                                        for e, a in EXPERIMENTS.items()])
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_omniglot_experiment_builds_with_debug_fast(experiment, tmp_path):
     cfg = compose_config([f"experiment={experiment}", "debug=fast",
                           f"paths.log_dir={tmp_path}"], tmp_path / "out")
@@ -47,17 +36,9 @@ def test_debug_fast_keeps_the_text_settings(tmp_path):
 
 @pytest.mark.slow
 def test_run_py_reptile_omniglot_debug_fast_end_to_end(tmp_path):
-    # This checkout's code, whatever else is installed (a relative PYTHONPATH breaks in cwd).
-    path = os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))
-    env = dict(os.environ, PROJECT_ROOT=str(ROOT), PYTHONPATH=path)
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "run.py"), "experiment=reptile_omniglot", "debug=fast",
-         f"paths.log_dir={tmp_path}", "registry=off", "callbacks.rich_progress_bar=null"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_py(tmp_path, "experiment=reptile_omniglot", "debug=fast", "registry=off")
     (version,) = tmp_path.glob("tensorboard/reptile_omniglot/version_*")
-    acc = EventAccumulator(str(version))
-    acc.Reload()
+    acc = scalars(version)
     tags = set(acc.Tags()["scalars"])
     assert {"test/omniglot/acc", "test/acc", "val/acc", "train/query_acc"} <= tags
     assert list(tmp_path.glob("reptile_omniglot/runs/*/checkpoints/last.ckpt"))

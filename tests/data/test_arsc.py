@@ -1,16 +1,11 @@
 """The ARSC standard protocol: 12 fixed meta-test tasks from the benchmark's own files."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import hydra
 import numpy as np
 import pytest
-import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from transformers import AutoTokenizer
 
 from metalearn.data.arsc import task_file_episodes
@@ -19,31 +14,18 @@ from metalearn.models.pretrained import resolve_pretrained
 from metalearn.registry.store import Store
 from metalearn.resolvers import data_dir
 from metalearn.train import train
-from tests.conftest import ROOT, compose_config
+from tests.conftest import ROOT, compose_config, run_py, scalars
 
 ARSC = Path(data_dir(str(ROOT))) / "amazon_reviews" / "arsc"  # where the configs look
 TARGETS = ["books", "dvd", "electronics", "kitchen_housewares"]
 TASKS = [f"{d}/{t}" for d in TARGETS for t in ("t2", "t4", "t5")]
 ALGORITHMS = ["reptile", "fomaml", "maml", "metasgd", "anil", "protonet", "finetune"]
 # Second order through the CPU attention kernels needs MAML's math-kernel switch (dev branch).
-SECOND_ORDER_READY = "SDPBackend.MATH" in (ROOT / "src/metalearn/algorithms/maml.py").read_text()
-
-
 def read_file(domain: str, task: str, split: str) -> tuple[list[str], list[int]]:
     """Texts and labels (1 positive, 0 negative) of one ARSC file, in file order."""
     rows = [line.rstrip("\n").rsplit("\t", 1)
             for line in (ARSC / f"{domain}.{task}.{split}").open(encoding="utf-8") if line.strip()]
     return [t for t, _ in rows], [1 if y == "1" else 0 for _, y in rows]
-
-
-@pytest.fixture
-def one_thread():
-    """One torch thread for the tiny-model runs: on a loaded 2-core machine two OpenMP threads
-    spin against each other (12 debug test episodes: 0.7 s on one thread, 34 s on two)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def arsc_cfg(tmp_path: Path, *overrides: str):
@@ -156,17 +138,9 @@ def test_bad_protocol_options_are_refused_before_reading():
 
 
 def test_run_py_reptile_arsc_logs_the_twelve_tasks_and_their_mean(tmp_path):
-    path = os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))
-    env = dict(os.environ, PROJECT_ROOT=str(ROOT), PYTHONPATH=path,  # this checkout's code
-               OMP_NUM_THREADS="1")  # see one_thread
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "run.py"), "experiment=reptile_arsc", "debug=fast",
-         f"paths.log_dir={tmp_path}", "callbacks.rich_progress_bar=null"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_py(tmp_path, "experiment=reptile_arsc", "debug=fast")
     (version,) = tmp_path.glob("tensorboard/reptile_arsc/version_*")
-    events = EventAccumulator(str(version))
-    events.Reload()
+    events = scalars(version)
     per_task = [events.Scalars(f"test/{t}/acc")[-1].value for t in TASKS]
     mean = events.Scalars("test/acc")[-1].value
     assert mean == pytest.approx(sum(per_task) / 12, abs=1e-6)
@@ -176,18 +150,8 @@ def test_run_py_reptile_arsc_logs_the_twelve_tasks_and_their_mean(tmp_path):
     assert all(r["episodes"] == 1 and r["shots"] == 5 and r["queries"] == 50 for r in rows)
 
 
-def algorithm_param(name: str):
-    """`name`, skipped while conf/algorithm/<name>.yaml is not merged in yet."""
-    missing = not (ROOT / "conf" / "algorithm" / f"{name}.yaml").exists()
-    marks = [pytest.mark.skipif(missing, reason=f"conf/algorithm/{name}.yaml not present yet")]
-    if name == "maml" and not SECOND_ORDER_READY:
-        marks.append(pytest.mark.xfail(raises=RuntimeError, strict=True, reason=(
-            "second-order MAML through CPU SDPA has no double backward before the dev merge")))
-    return pytest.param(name, marks=marks)
-
-
-@pytest.mark.parametrize("algorithm", [algorithm_param(a) for a in ALGORITHMS])
-def test_each_arsc_experiment_runs_debug_fast(algorithm, tmp_path, one_thread):
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_each_arsc_experiment_runs_debug_fast(algorithm, tmp_path):
     cfg = compose_config(
         [f"experiment={algorithm}_arsc", "debug=fast", f"paths.log_dir={tmp_path}",
          "callbacks.rich_progress_bar=null", "registry=off", "logger=csv",
