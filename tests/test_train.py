@@ -84,3 +84,25 @@ def test_every_algorithm_trains_and_meta_tests_on_the_reviews(make_cfg, algorith
     assert 0.0 <= metrics["test/acc"] <= 1.0
     assert {f"test/{d}/acc" for d in ("automotive", "office_products")} <= set(metrics)
     assert ("test/automotive/acc_pre" in metrics) == (algorithm != "protonet")
+
+
+def test_ddp_over_two_processes_takes_the_same_steps_as_one(tmp_path):
+    """trainer=ddp_sim (2 CPU processes, the meta-batch's tasks split between them, the
+    meta-gradient all-reduced) must reach the single-process weights and losses."""
+    common = ["experiment=reptile_amazon", "debug=fast", "test=false", "registry=off",
+              "trainer.limit_val_batches=2"]
+    weights, losses = {}, {}
+    for trainer in ("default", "ddp_sim"):
+        out = tmp_path / trainer
+        out.mkdir()
+        run_py(out, *common, f"trainer={trainer}")
+        (last,) = out.glob("reptile_amazon/runs/*/checkpoints/last.ckpt")
+        ckpt = torch.load(last, weights_only=False)
+        assert ckpt["global_step"] == 4
+        weights[trainer] = ckpt["state_dict"]
+        (version,) = out.glob("tensorboard/reptile_amazon/version_*")
+        losses[trainer] = [e.value for e in scalars(version).Scalars("train/query_loss")]
+    assert len(losses["default"]) == 4
+    assert losses["ddp_sim"] == pytest.approx(losses["default"], abs=1e-6)
+    for name, w in weights["default"].items():
+        torch.testing.assert_close(weights["ddp_sim"][name], w, atol=1e-6, rtol=1e-5)
