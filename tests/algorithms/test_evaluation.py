@@ -66,3 +66,13 @@ def test_lightning_inference_mode_cannot_silently_disable_adaptation():
         run_test(inference_mode=True)
     results = run_test(inference_mode=False)
     assert results[0]["acc"] == 1.0 and results[0]["acc_pre"] == 0.5
+
+
+@pytest.mark.parametrize("size", [1, 2, 5])
+def test_scoring_the_query_in_chunks_changes_nothing(size):
+    ep = toy_episode(9, n=10)
+    whole = learner()
+    whole.eval_batch_size = 100
+    chunked = learner()
+    chunked.eval_batch_size = size
+    assert chunked.evaluate_episode(ep) == whole.evaluate_episode(ep)

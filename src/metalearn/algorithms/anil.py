@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from metalearn.algorithms.inner_loop import Params, adapt, head_prefix, logits_with
+from metalearn.algorithms.inner_loop import Params, adapt, embed_with, head_prefix, logits_with
 from metalearn.algorithms.maml import MAML
 
 
@@ -22,14 +22,19 @@ class ANIL(MAML):
         prefix = head_prefix(self.model.top)
         return {n for n in self.meta_parameters() if n.startswith(prefix)}
 
-    def adapt_and_predict(self, params: Params, xs: Any, ys: torch.Tensor, xq: Any, steps: int,
-                          first_order: bool = True) -> tuple[Params, list[torch.Tensor], torch.Tensor]:
+    def adapt_support(self, params: Params, xs: Any, ys: torch.Tensor, steps: int,
+                      first_order: bool = True) -> tuple[Params, list[torch.Tensor]]:
         top, prefix = self.model.top, head_prefix(self.model.top)
-        zs, zq = self.embeddings(params, xs, xq)  # [S, D], [Q, D]: the body, once
+        zs = embed_with(top, params, xs)  # [S, D]: the body, once (a support-only batch)
         head = {n[len(prefix):]: p for n, p in params.items() if n.startswith(prefix)}
         lr = self.step_sizes()
         if isinstance(lr, dict):
             lr = {n[len(prefix):]: v for n, v in lr.items()}
         fast_head, losses = adapt(top.head, head, zs, ys, steps, lr, first_order)
-        fast = {**params, **{prefix + n: w for n, w in fast_head.items()}}
-        return fast, losses, logits_with(top.head, fast_head, zq)
+        return {**params, **{prefix + n: w for n, w in fast_head.items()}}, losses
+
+    def predict(self, params: Params, xs: Any, xq: Any) -> torch.Tensor:
+        top, prefix = self.model.top, head_prefix(self.model.top)
+        zq = self.query_embedding(params, xs, xq)  # [Q, D]
+        head = {n[len(prefix):]: p for n, p in params.items() if n.startswith(prefix)}
+        return logits_with(top.head, head, zq)

@@ -1,7 +1,7 @@
 """Torch datasets of episodes, and the sampler that groups training episodes into meta-batches."""
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.distributed as dist
@@ -97,3 +97,19 @@ def pad_token_rows(rows: list[list[int]], pad_id: int) -> dict[str, torch.Tensor
         ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
         mask[i, : len(r)] = 1
     return {"input_ids": ids, "attention_mask": mask}
+
+
+def row_chunks(x: Any, size: int) -> list[tuple[torch.Tensor, Any]]:
+    """A batch's rows in chunks of at most `size`: (row indices, chunk) pairs.
+
+    Token batches are cut longest-first and each chunk is trimmed to its own longest row, so
+    short reviews are not padded to the length of the longest in the whole batch.
+    """
+    if isinstance(x, torch.Tensor):
+        return [(rows, x[rows]) for rows in torch.arange(len(x)).split(size)]
+    lengths = x["attention_mask"].sum(1)  # [B]
+    chunks = []
+    for rows in torch.argsort(lengths, descending=True, stable=True).split(size):
+        width = int(lengths[rows].max())
+        chunks.append((rows, {k: v[rows, :width] for k, v in x.items()}))
+    return chunks
