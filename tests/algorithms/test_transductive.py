@@ -70,5 +70,5 @@ def test_support_rows_are_normalised_with_support_statistics_only():
     params = m.meta_parameters()
     alone = m.model.top(ep.support_x)  # a plain batch of the support set
     with torch.no_grad():
-        joint = m.logits(m.model.top, params, ep.support_x, torch.cat([ep.support_x, ep.query_x]))
+        joint = m.predict(params, ep.support_x, torch.cat([ep.support_x, ep.query_x]))
     torch.testing.assert_close(joint[:6], alone.detach())

@@ -24,17 +24,19 @@ class ANIL(MAML):
 
     def adapt_support(self, params: Params, xs: Any, ys: torch.Tensor, steps: int,
                       first_order: bool = True) -> tuple[Params, list[torch.Tensor]]:
-        top, prefix = self.model.top, head_prefix(self.model.top)
+        top = self.model.top
         zs = embed_with(top, params, xs)  # [S, D]: the body, once (a support-only batch)
-        head = {n[len(prefix):]: p for n, p in params.items() if n.startswith(prefix)}
         lr = self.step_sizes()
-        if isinstance(lr, dict):
-            lr = {n[len(prefix):]: v for n, v in lr.items()}
-        fast_head, losses = adapt(top.head, head, zs, ys, steps, lr, first_order)
+        lr = self.head_part(lr) if isinstance(lr, dict) else lr
+        fast_head, losses = adapt(top.head, self.head_part(params), zs, ys, steps, lr, first_order)
+        prefix = head_prefix(top)
         return {**params, **{prefix + n: w for n, w in fast_head.items()}}, losses
 
     def predict(self, params: Params, xs: Any, xq: Any) -> torch.Tensor:
-        top, prefix = self.model.top, head_prefix(self.model.top)
         zq = self.query_embedding(params, xs, xq)  # [Q, D]
-        head = {n[len(prefix):]: p for n, p in params.items() if n.startswith(prefix)}
-        return logits_with(top.head, head, zq)
+        return logits_with(self.model.top.head, self.head_part(params), zq)
+
+    def head_part(self, named: Params) -> Params:
+        """The head's entries of a dict keyed by `top` parameter names, keyed as in the head."""
+        prefix = head_prefix(self.model.top)
+        return {n[len(prefix):]: v for n, v in named.items() if n.startswith(prefix)}

@@ -17,7 +17,6 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from torch import nn
 
 from metalearn.algorithms.inner_loop import Params, adapt, embed_with, logits_with
 from metalearn.algorithms.stats import mean_ci95
@@ -86,15 +85,6 @@ class MetaLearner(pl.LightningModule):
         """The inner learning rate (one number; Meta-SGD returns one tensor per parameter)."""
         return self.inner_lr
 
-    def logits(self, module: nn.Module, params: Params, xs: Any, xq: Any) -> torch.Tensor:
-        """Query logits of `module` with `params`, with batch statistics from the support only
-        unless transductive (the support rows ride along and are dropped)."""
-        if self.transductive or not has_episode_norm(module):
-            return logits_with(module, params, xq)
-        n = len(xs)
-        with support_statistics(module, n):
-            return logits_with(module, params, torch.cat([xs, xq]))[n:]
-
     def adapt_support(self, params: Params, xs: Any, ys: torch.Tensor, steps: int,
                       first_order: bool = True) -> tuple[Params, list[torch.Tensor]]:
         """Fast weights after `steps` inner steps on the support set, and the support losses.
@@ -104,8 +94,14 @@ class MetaLearner(pl.LightningModule):
         return adapt(self.model.top, params, xs, ys, steps, self.step_sizes(), first_order)
 
     def predict(self, params: Params, xs: Any, xq: Any) -> torch.Tensor:
-        """Query logits with `params` (the support rides along only for batch statistics)."""
-        return self.logits(self.model.top, params, xs, xq)
+        """Query logits with `params`, with batch statistics from the support only unless
+        transductive (the support rows ride along and are dropped)."""
+        top = self.model.top
+        if not self.needs_support_rows():
+            return logits_with(top, params, xq)
+        n = len(xs)
+        with support_statistics(top, n):
+            return logits_with(top, params, torch.cat([xs, xq]))[n:]
 
     def adapt_and_predict(self, params: Params, xs: Any, ys: torch.Tensor, xq: Any, steps: int,
                           first_order: bool = True) -> tuple[Params, list[torch.Tensor], torch.Tensor]:
@@ -117,7 +113,7 @@ class MetaLearner(pl.LightningModule):
         """`top.embed` of support and query with `params` (support-only statistics unless
         transductive); the body runs once per episode, whatever the inner loop then does."""
         top = self.model.top
-        if self.transductive or not has_episode_norm(top):
+        if not self.needs_support_rows():
             return embed_with(top, params, xs), embed_with(top, params, xq)
         n = len(xs)
         with support_statistics(top, n):

@@ -52,7 +52,7 @@ class MAML(MetaLearner):
     def task_gradient(self, ep: Episode, params: Params) -> tuple[Params, dict[str, float]]:
         xs, xq = self.model.features(ep.support_x), self.model.features(ep.query_x)
         with torch.no_grad():
-            logits_pre = self.logits(self.model.top, params, xs, xq)
+            logits_pre = self.predict(params, xs, xq)
         # The fused CPU attention kernels have no double backward; the math one does.
         kernel = nullcontext() if self.first_order else sdpa_kernel(SDPBackend.MATH)
         with kernel:

@@ -20,6 +20,6 @@ class Reptile(MetaLearner):
         fast, support_losses, logits = self.adapt_and_predict(
             params, xs, ep.support_y, xq, self.inner_steps)
         with torch.no_grad():
-            logits_pre = self.logits(self.model.top, params, xs, xq)
+            logits_pre = self.predict(params, xs, xq)
         grads = {n: params[n].detach() - fast[n].detach() for n in params}
         return grads, self.task_scores(ep, logits_pre, logits.detach(), support_losses)
