@@ -76,3 +76,19 @@ def test_scoring_the_query_in_chunks_changes_nothing(size):
     chunked = learner()
     chunked.eval_batch_size = size
     assert chunked.evaluate_episode(ep) == whole.evaluate_episode(ep)
+
+
+def test_one_episode_task_gets_a_binomial_interval_over_its_queries():
+    # ARSC scores each task with one fixed episode: an interval "over episodes" would be 0.
+    m = learner()
+    m._scores = [{"domain": "a", "family": "a/t2", "acc": 0.75, "acc_pre": 0.5, "shots": 5,
+                  "queries": 40, "n_query": 80},
+                 {"domain": "b", "family": "b/t2", "acc": 0.6, "acc_pre": 0.5, "shots": 5,
+                  "queries": 5, "n_query": 10},
+                 {"domain": "b", "family": "b/t2", "acc": 0.8, "acc_pre": 0.5, "shots": 5,
+                  "queries": 5, "n_query": 10}]
+    m.log_dict = lambda *a, **k: None  # no trainer attached
+    m.on_test_epoch_end()
+    ci = {r["domain"]: r["ci95"] for r in m.test_results}
+    assert ci["a"] == pytest.approx(1.96 * (0.75 * 0.25 / 80) ** 0.5)
+    assert ci["b"] == pytest.approx(1.96 * 0.1)  # two episodes: s = 0.1414, s / sqrt(2) = 0.1

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 
 from metalearn.algorithms.inner_loop import Params, adapt, embed_with, logits_with
-from metalearn.algorithms.stats import mean_ci95
+from metalearn.algorithms.stats import binomial_ci95, mean_ci95
 from metalearn.data.episodes import row_chunks
 from metalearn.episode import Episode
 from metalearn.models.norm import has_episode_norm, support_statistics
@@ -223,7 +223,7 @@ class MetaLearner(pl.LightningModule):
         """One evaluation episode's record (acc_pre: before adapting, where that means anything)."""
         return {"domain": ep.domain, "family": ep.family, "acc": acc.item(),
                 "acc_pre": None if acc_pre is None else acc_pre.item(),
-                "shots": ep.shots, "queries": ep.queries}
+                "shots": ep.shots, "queries": ep.queries, "n_query": len(ep.query_y)}
 
     def on_validation_epoch_start(self) -> None:
         self._scores = []
@@ -256,6 +256,8 @@ class MetaLearner(pl.LightningModule):
         for domain in sorted(by_domain):
             rows = by_domain[domain]
             acc, ci = mean_ci95([r["acc"] for r in rows])
+            if len(rows) == 1:  # one fixed episode (ARSC): the interval over its query examples
+                ci = binomial_ci95(acc, rows[0]["n_query"])
             pre = None if rows[0]["acc_pre"] is None else mean_ci95([r["acc_pre"] for r in rows])[0]
             self.test_results.append({"domain": domain, "acc": acc, "ci95": ci, "acc_pre": pre,
                                       "episodes": len(rows), "shots": rows[0]["shots"],
