@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
 import torch
 from hydra.errors import MissingConfigException
+from pytorch_lightning import Callback
 
 from metalearn.train import train
 from tests.conftest import run_py, scalars
@@ -106,3 +108,37 @@ def test_ddp_over_two_processes_takes_the_same_steps_as_one(tmp_path):
     assert losses["ddp_sim"] == pytest.approx(losses["default"], abs=1e-6)
     for name, w in weights["default"].items():
         torch.testing.assert_close(weights["ddp_sim"][name], w, atol=1e-6, rtol=1e-5)
+
+
+class EpisodeLog(Callback):
+    """Writes, per training step, a fingerprint of each episode it trained on."""
+
+    def __init__(self, path: str) -> None:
+        self.path, self.steps = Path(path), {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.steps[trainer.global_step] = [
+            [ep.family, ep.support_y.tolist(), ep.support_x["input_ids"].sum(1).tolist()]
+            for ep in batch]
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.path.write_text(json.dumps(self.steps))
+
+
+def test_every_epoch_trains_on_new_episodes_and_a_resumed_run_on_the_same(make_cfg, tmp_path):
+    # Lightning itself must move the episode sampler to the next epoch: a test that calls
+    # set_epoch by hand passed while every epoch replayed epoch 0's episodes.
+    def run(name: str, *extra: str) -> dict:
+        log = tmp_path / f"{name}.json"
+        train(make_cfg("test=false", "data.steps_per_epoch=2", "+callbacks.episodes._target_="
+                       "tests.test_train.EpisodeLog", f"+callbacks.episodes.path={log}", *extra,
+                       out=name))
+        return {int(k): v for k, v in json.loads(log.read_text()).items()}
+
+    full = run("full", "trainer.max_steps=6")
+    assert sorted(full) == list(range(6))
+    assert full[0] != full[2] != full[4] and full[1] != full[3] != full[5]
+    run("first", "trainer.max_steps=2", "algorithm.scheduler.total_steps=6")
+    ckpt = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    resumed = run("resumed", "trainer.max_steps=6", f"ckpt_path={ckpt}")
+    assert resumed == {s: full[s] for s in range(2, 6)}

@@ -29,8 +29,8 @@ def test_heldout_domains_never_drawn_in_meta_training(arsc):
     assert not {f.split("/")[0] for f in arsc.train_sampler.families} & held
     assert {f.split("/")[0] for f in arsc.test_sampler.families} == held
     loader = arsc.train_dataloader()
-    for epoch in range(2):
-        loader.batch_sampler.set_epoch(epoch)
+    for start in (0, 25):
+        loader.batch_sampler.first_step = lambda: start
         for batch in loader:
             assert all(ep.domain not in held for ep in batch)
     assert all(ep.domain in held for ep in arsc.test_dataloader())
@@ -53,14 +53,15 @@ def test_evaluation_episodes_fixed_and_padded_per_batch(arsc):
     assert width <= 64 and ep.support_x["attention_mask"].sum(1).max() == width
 
 
-def test_training_episodes_follow_seed_epoch_and_step(arsc):
+def test_training_episodes_follow_seed_and_global_step(arsc):
     loader = arsc.train_dataloader()
-    loader.batch_sampler.set_epoch(1)
+    loader.batch_sampler.first_step = lambda: 25
     first = [[e.family for e in b] for b in loader]
-    loader.batch_sampler.set_epoch(1)
     assert [[e.family for e in b] for b in loader] == first
-    loader.batch_sampler.set_epoch(2)
+    loader.batch_sampler.first_step = lambda: 50
     assert [[e.family for e in b] for b in loader] != first
+    loader.batch_sampler.first_step = lambda: 26  # one step on: the same episodes, shifted
+    assert [[e.family for e in b] for b in loader][:-1] == first[1:]
 
 
 def write_json(path: Path, wrapped: bool) -> None:

@@ -19,7 +19,7 @@ def pools():
 def test_episodes_are_balanced_and_disjoint():
     s = TaskSampler(pools(), ways=2, shots=5, queries=7)
     for i in range(50):
-        e = s.train_episode(seed=3, epoch=0, index=i)
+        e = s.train_episode(seed=3, step=0, task=i)
         assert sorted(e.support_labels) == [0] * 5 + [1] * 5
         assert sorted(e.query_labels) == [0] * 7 + [1] * 7
         assert not set(e.support) & set(e.query)

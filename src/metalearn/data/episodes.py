@@ -44,19 +44,19 @@ class EpisodeSet(Dataset):
 
 
 class MetaBatchSampler(Sampler):
-    """Yields, per training step, the (epoch, index) keys of that step's meta-batch.
+    """Yields, per training step, the (step, task) keys of that step's meta-batch.
 
-    Keys depend only on epoch and step, so a resumed run draws the episodes the uninterrupted
-    run would have. Under DDP each process takes every world-th task of the same meta-batch,
-    so the union over processes is exactly the single-process meta-batch.
+    Keys follow the trainer's global step, read when Lightning starts an epoch's iterator
+    (`first_step`), not Lightning's epoch counter: Lightning never calls a batch sampler's
+    set_epoch (so every epoch replayed epoch 0's episodes), and after restoring a checkpoint saved
+    at validation end it counts one epoch more than the uninterrupted run. So a resumed run draws
+    exactly the episodes the uninterrupted run would have. Under DDP each process takes every
+    world-th task of the same meta-batch, so the union over processes is the single-process one.
     """
 
-    def __init__(self, steps_per_epoch: int, meta_batch_size: int) -> None:
-        self.steps, self.meta_batch_size, self.epoch = steps_per_epoch, meta_batch_size, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Called by Lightning at the start of every epoch."""
-        self.epoch = epoch
+    def __init__(self, steps_per_epoch: int, meta_batch_size: int,
+                 first_step: Callable[[], int] = lambda: 0) -> None:
+        self.steps, self.meta_batch_size, self.first_step = steps_per_epoch, meta_batch_size, first_step
 
     def __len__(self) -> int:
         return self.steps
@@ -68,9 +68,9 @@ class MetaBatchSampler(Sampler):
                 f"meta_batch_size={self.meta_batch_size} must be a multiple of the "
                 f"{world} processes so every process adapts the same number of tasks"
             )
-        for step in range(self.steps):
-            first = step * self.meta_batch_size
-            yield [(self.epoch, first + j) for j in range(rank, self.meta_batch_size, world)]
+        start = self.first_step()
+        for step in range(start, start + self.steps):
+            yield [(step, j) for j in range(rank, self.meta_batch_size, world)]
 
 
 class RankSlice(Sampler):

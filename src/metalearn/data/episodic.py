@@ -38,12 +38,15 @@ class EpisodicDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         def spec_for(key: tuple[int, int]) -> EpisodeSpec:
-            epoch, index = key
-            return self.train_sampler.train_episode(self.seed, epoch, index)
+            step, task = key
+            return self.train_sampler.train_episode(self.seed, step, task)
+
+        def first_step() -> int:  # when Lightning starts an epoch: the steps already taken
+            return self.trainer.global_step if self.trainer is not None else 0
 
         return DataLoader(
             EpisodeSet(spec_for, self.build),
-            batch_sampler=MetaBatchSampler(self.steps_per_epoch, self.meta_batch_size),
+            batch_sampler=MetaBatchSampler(self.steps_per_epoch, self.meta_batch_size, first_step),
             collate_fn=as_list, num_workers=self.num_workers,
         )
 

@@ -83,9 +83,9 @@ class TaskSampler:
         )
         return EpisodeSpec(family, s, sl, q, ql)
 
-    def train_episode(self, seed: int, epoch: int, index: int) -> EpisodeSpec:
-        """The `index`-th training episode of `epoch`: the same for a given seed, always."""
-        return self.draw(np.random.default_rng([seed, epoch, index]))
+    def train_episode(self, seed: int, step: int, task: int) -> EpisodeSpec:
+        """Task `task` of training step `step`'s meta-batch: the same for a given seed, always."""
+        return self.draw(np.random.default_rng([seed, step, task]))
 
     def fixed_episodes(self, seed: int, per_family: int) -> list[EpisodeSpec]:
         """`per_family` evaluation episodes from every family, fixed by `seed` alone."""
