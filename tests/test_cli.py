@@ -95,3 +95,20 @@ def test_a_newer_schema_is_a_clear_error(url: str, capsys: pytest.CaptureFixture
         conn.execute(schema.meta.update().values(value="999"))
     assert main(["--url", url, "runs", "list"]) == 1
     assert "newer than this metalearn" in capsys.readouterr().err
+
+
+def test_retract_keeps_the_record_but_not_as_completed(url: str, capsys: pytest.CaptureFixture) -> None:
+    assert main(["--url", url, "runs", "retract", "1", "--reason", "episodes replayed (bug #1)"]) == 0
+    assert "attempt 1 retracted" in capsys.readouterr().out
+    assert main(["--url", url, "runs", "list", "--status", "completed", "--json"]) == 0
+    assert [r["id"] for r in json.loads(capsys.readouterr().out)] == [2]
+    assert main(["--url", url, "runs", "show", "1", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["status"] == "retracted" and shown["error"] == "retracted: episodes replayed (bug #1)"
+    assert shown["test_results"][0]["acc"] == 0.61  # nothing recorded is lost
+    assert main(["--url", url, "runs", "retract", "3", "--reason", "x"]) == 0  # a failed one too
+    assert "ValueError: bad data" in Store(url).get_attempt(3)["error"]
+    running = Store(url).create_attempt(name="train", experiment="e")
+    assert main(["--url", url, "runs", "retract", str(running), "--reason", "x"]) == 1
+    assert "only a completed, failed or interrupted" in capsys.readouterr().err
+    assert main(["--url", url, "runs", "retract", "2", "--reason", " "]) == 1

@@ -76,6 +76,12 @@ def parser() -> argparse.ArgumentParser:
     exp.add_argument("-o", "--output", help="file to write (default: stdout)")
     exp.set_defaults(func=cmd_export)
 
+    retract = sub.add_parser("retract", help="withdraw a finished attempt (kept on record, "
+                                              "no longer counted as completed)")
+    retract.add_argument("id", type=int)
+    retract.add_argument("--reason", required=True, help="why, e.g. the bug it was made with")
+    retract.set_defaults(func=cmd_retract)
+
     serve = commands.add_parser("serve", help="the HTTP API over the registry")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
@@ -217,6 +223,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_retract(args: argparse.Namespace) -> int:
+    _store(args).retract(args.id, args.reason)
+    _out().print(f"attempt {args.id} retracted")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from metalearn.api.server import serve
 
@@ -226,7 +238,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 _COLOURS = {"completed": "green", "failed": "red", "interrupted": "yellow", "running": "cyan",
-            "testing": "cyan", "queued": "dim"}
+            "testing": "cyan", "queued": "dim", "retracted": "magenta"}
 
 
 def _status(status: str) -> str:

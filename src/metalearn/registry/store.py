@@ -96,6 +96,19 @@ class Store:
             fields["lease_until"] = None
         return self.update_attempt(attempt_id, only_status=only_status, **fields)
 
+    def retract(self, attempt_id: int, reason: str) -> None:
+        """Withdraw a finished attempt (say, made with a bug found later): its record stays,
+        with the reason in front of its error text, but it no longer counts as completed."""
+        if not reason.strip():
+            raise RegistryError("a retraction needs a reason")
+        row = self.get_attempt(attempt_id)
+        finished = (schema.COMPLETED, schema.FAILED, schema.INTERRUPTED)
+        error = f"retracted: {reason}" + (f"\n\n{row['error']}" if row["error"] else "")
+        if not self.update_attempt(attempt_id, only_status=finished, status=schema.RETRACTED,
+                                   error=error):
+            raise RegistryError(f"attempt {attempt_id} is {row['status']}: only a completed, "
+                                "failed or interrupted attempt can be retracted")
+
     def heartbeat(self, attempt_id: int, lease_s: float) -> bool:
         """Mark an active attempt alive for lease_s more seconds; False if it is no longer active."""
         now = utcnow()
