@@ -36,7 +36,7 @@ class EpisodeSet(Dataset):
 
     def __len__(self) -> int:
         if self.keys is None:
-            raise TypeError("a training EpisodeSet is indexed by (epoch, index) keys")
+            raise TypeError("a training EpisodeSet is indexed by (step, task) keys")
         return len(self.keys)
 
     def __getitem__(self, key) -> Episode:
