@@ -12,8 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from metalearn.algorithms.base import MetaLearner, accuracy
-from metalearn.algorithms.inner_loop import Params, head_prefix
-from metalearn.data.episodes import row_chunks
+from metalearn.algorithms.inner_loop import Params, embed_with, head_prefix
 from metalearn.episode import Episode
 
 
@@ -52,13 +51,13 @@ class ProtoNet(MetaLearner):
         return loss
 
     def evaluate_episode(self, ep: Episode) -> dict[str, Any]:
-        """Prototypes from the support set; the query scored in chunks (see MetaLearner)."""
+        """Prototypes from the support set, embedded once; the query scored in chunks."""
         params = self.meta_parameters()
-        size = len(ep.query_y) if self.transductive else self.eval_batch_size
         pred = torch.empty_like(ep.query_y)
         with torch.no_grad():
             xs = self.model.features(ep.support_x)
-            for rows, chunk in row_chunks(ep.query_x, size):
-                zs, zq = self.embeddings(params, xs, self.model.features(chunk))
+            zs = embed_with(self.model.top, params, xs)  # never depends on the query rows
+            for rows, chunk in self.query_chunks(ep):
+                zq = self.query_embedding(params, xs, self.model.features(chunk))
                 pred[rows] = prototype_logits(zs, ep.support_y, ep.ways, zq).argmax(-1)
         return self.score(ep, (pred == ep.query_y).float().mean(), None)
