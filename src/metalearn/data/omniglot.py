@@ -7,24 +7,21 @@ folder. `all_runs.zip` holds Lake et al.'s 20 one-shot 20-way runs.
 """
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import logging
-import os
-import shutil
 import zipfile
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from datasets import Array2D, Dataset, Features, Value, load_from_disk
+from datasets import Array2D, Dataset, Features, Value
 from PIL import Image
+
+from metalearn.data.disk_cache import cached_dataset, digest
 
 log = logging.getLogger(__name__)
 BACKGROUND_ZIPS = ("images_background_small1.zip", "images_background_small2.zip")
 LAKE_ZIP = "all_runs.zip"
-CACHE_VERSION = 1
 
 
 def require(path: Path) -> Path:
@@ -102,29 +99,14 @@ def read_lake_runs(path: Path, image_size: int = 28) -> Dataset:
                           label="int32"))
 
 
-def cache_key(files: list[Path], image_size: int) -> str:
-    """A digest of the zip files' names and sizes and the image size."""
-    stats = [(p.name, p.stat().st_size) for p in files]
-    blob = json.dumps([CACHE_VERSION, stats, image_size])
-    return hashlib.sha1(blob.encode()).hexdigest()[:16]
-
-
 def cached(name: str, files: list[Path], image_size: int, read: Callable[[], Dataset],
            cache_dir: Path) -> tuple[Dataset, bool]:
     """`read()` saved under `cache_dir`, or the saved copy; and whether it was decoded now."""
-    target = cache_dir / f"{name}-{image_size}px-{cache_key(files, image_size)}"
-    if (target / "dataset_info.json").exists():
-        log.info("%s from cache %s", name, target)
-        return load_from_disk(str(target)), False
-    data = read()
-    log.info("decoded %d %s images (%d px); cache: %s", len(data), name, image_size, target)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cache_dir / f".tmp-{target.name}-{os.getpid()}"
-    data.save_to_disk(str(tmp))
-    try:
-        tmp.rename(target)  # atomic: a half-written cache is never read
-    except OSError:  # another process saved it first: theirs is as good
-        if not (target / "dataset_info.json").exists():
-            raise
-        shutil.rmtree(tmp, ignore_errors=True)
-    return load_from_disk(str(target)), True
+    target = cache_dir / f"{name}-{image_size}px-{digest(files, image_size)}"
+
+    def build() -> Dataset:
+        data = read()
+        log.info("decoded %d %s images (%d px); cache: %s", len(data), name, image_size, target)
+        return data
+
+    return cached_dataset(target, build)

@@ -23,7 +23,8 @@ from metalearn.data.arsc import task_file_episodes
 from metalearn.data.episodes import pad_token_rows
 from metalearn.data.episodic import EpisodicDataModule
 from metalearn.data.reviews import canonical_domain, read_reviews, source_files
-from metalearn.data.tokenized import cache_key, tokenized_dataset
+from metalearn.data.disk_cache import digest
+from metalearn.data.tokenized import tokenized_dataset
 from metalearn.episode import Episode
 from metalearn.models.pretrained import resolve_pretrained
 from metalearn.tasks.sampler import EpisodeSpec, TaskSampler
@@ -106,10 +107,9 @@ class ReviewEpisodes(EpisodicDataModule):
             return self.data
         tok = AutoTokenizer.from_pretrained(resolve_pretrained(self.tokenizer_name))
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
-        key = cache_key(source_files(self.path), self.tokenizer_name, self.max_length)
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        key = digest(source_files(self.path), self.tokenizer_name, self.max_length)
         data, self.tokenized_now = tokenized_dataset(
-            lambda: read_reviews(self.path), tok, self.max_length, self.cache_dir, key)
+            lambda: read_reviews(self.path), tok, self.max_length, self.cache_dir / f"reviews-{key}")
         self.data = data
         self.input_ids = data["input_ids"]
         self.labels = columns(data, ["label"])["label"]

@@ -76,7 +76,7 @@ def read_review_json(path: Path) -> Dataset:
 
 
 def source_files(path: Path) -> list[Path]:
-    """The files a review source is read from (their sizes and times key the cache)."""
+    """The files a review source is read from (their contents key the cache)."""
     return arsc_files(path) if path.is_dir() else [path]
 
 
