@@ -39,5 +39,5 @@ def test_tables_and_notebook_read_the_registry_and_logs(two_attempts, monkeypatc
                for i, c in enumerate(nb.cells) if c.cell_type == "code"}
     text = "\n".join(outputs.values())
     assert "2 completed attempts" in text
-    assert "'reptile': {3:" in text and "5:" in text  # accuracy against K
+    assert "'reptile_amazon': {3:" in text and "5:" in text  # accuracy against K, per experiment
     assert "reptile_amazon/version_0" in text  # a val/acc curve from TensorBoard
