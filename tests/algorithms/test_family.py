@@ -16,6 +16,7 @@ from metalearn.algorithms.anil import ANIL
 from metalearn.algorithms.finetune import FineTune
 from metalearn.algorithms.maml import MAML
 from metalearn.algorithms.protonet import ProtoNet, prototype_logits
+from metalearn.models.conv4 import Conv4
 from metalearn.models.split import SplitModel
 from tests.algorithms.test_oracles import one_meta_step
 from tests.conftest import toy_episode
@@ -193,3 +194,14 @@ def test_finetune_step_is_sgd_on_the_pooled_examples():
     one_meta_step(learner, episodes)
     for n, p in learner.model.top.named_parameters():
         torch.testing.assert_close(p.detach(), p0[n].detach() - 0.5 * grads[n])
+
+
+def test_protonet_trained_5_way_loads_into_a_20_way_model():
+    """The head is unused, so its shape (N ways) must not block testing at another N."""
+    five, twenty = (ProtoNet(model=Conv4(ways=n, hidden=8), optimizer=None) for n in (5, 20))
+    checkpoint = {"state_dict": five.state_dict()}
+    twenty.on_load_checkpoint(checkpoint)  # Lightning calls it before load_state_dict
+    twenty.load_state_dict(checkpoint["state_dict"])
+    for name, p in five.meta_parameters().items():
+        torch.testing.assert_close(twenty.meta_parameters()[name], p)
+    assert twenty.model.top.head.out_features == 20

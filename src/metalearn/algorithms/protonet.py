@@ -36,6 +36,17 @@ class ProtoNet(MetaLearner):
         return {n: p for n, p in super().meta_parameters().items()
                 if prefix is None or not n.startswith(prefix)}
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep this model's own (unused) head, so a net trained 5-way tests 20-way."""
+        top = self.model.top
+        if not hasattr(top, "head"):
+            return
+        prefix = f"model.top.{head_prefix(top)}"
+        own = self.state_dict()
+        state = checkpoint["state_dict"]
+        for name in [n for n in state if n.startswith(prefix)]:
+            state[name] = own[name]
+
     def episode_logits(self, ep: Episode) -> torch.Tensor:
         xs, xq = self.model.features(ep.support_x), self.model.features(ep.query_x)
         zs, zq = self.embeddings(self.meta_parameters(), xs, xq)
