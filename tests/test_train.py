@@ -34,22 +34,6 @@ def test_run_py_debug_fast_end_to_end_writes_tensorboard_test_scalars(tmp_path):
     assert torch.load(last, weights_only=False)["global_step"] == 4
 
 
-def test_resuming_a_checkpoint_gives_the_same_losses(make_cfg, tmp_path):
-    common = ["logger=csv", "test=false", "data.steps_per_epoch=2", "model.dropout=0.1"]
-    full = make_cfg(*common, "trainer.max_steps=4", out="full")
-    train(full)
-    first = make_cfg(*common, "trainer.max_steps=2", "algorithm.scheduler.total_steps=4",
-                     out="first")
-    train(first)
-    ckpt = tmp_path / "first" / "checkpoints" / "last.ckpt"
-    resumed = make_cfg(*common, "trainer.max_steps=4", f"ckpt_path={ckpt}", out="resumed")
-    train(resumed)
-    a, b, c = losses(tmp_path / "full"), losses(tmp_path / "first"), losses(tmp_path / "resumed")
-    assert sorted(a) == [0, 1, 2, 3] and sorted(b) == [0, 1] and sorted(c) == [2, 3]
-    assert b == {s: a[s] for s in (0, 1)}
-    assert c == {s: a[s] for s in (2, 3)}
-
-
 def test_same_seed_same_losses_other_seed_other_losses(make_cfg, tmp_path):
     runs = {}
     for name, seed in [("a", 5), ("b", 5), ("c", 6)]:
@@ -125,20 +109,26 @@ class EpisodeLog(Callback):
         self.path.write_text(json.dumps(self.steps))
 
 
-def test_every_epoch_trains_on_new_episodes_and_a_resumed_run_on_the_same(make_cfg, tmp_path):
+def test_every_epoch_trains_on_new_episodes_and_a_resumed_run_continues_the_same_run(
+        make_cfg, tmp_path):
+    """Episodes and losses: an uninterrupted run of 6 steps (3 epochs) against 2 steps, then
+    resumed from the checkpoint to 6. Dropout is on, so the random state must resume too."""
     # Lightning itself must move the episode sampler to the next epoch: a test that calls
     # set_epoch by hand passed while every epoch replayed epoch 0's episodes.
-    def run(name: str, *extra: str) -> dict:
+    def run(name: str, *extra: str) -> tuple[dict, dict]:
         log = tmp_path / f"{name}.json"
-        train(make_cfg("test=false", "data.steps_per_epoch=2", "+callbacks.episodes._target_="
-                       "tests.test_train.EpisodeLog", f"+callbacks.episodes.path={log}", *extra,
-                       out=name))
-        return {int(k): v for k, v in json.loads(log.read_text()).items()}
+        train(make_cfg("logger=csv", "test=false", "data.steps_per_epoch=2", "model.dropout=0.1",
+                       "+callbacks.episodes._target_=tests.test_train.EpisodeLog",
+                       f"+callbacks.episodes.path={log}", *extra, out=name))
+        episodes = {int(k): v for k, v in json.loads(log.read_text()).items()}
+        return episodes, losses(tmp_path / name)
 
-    full = run("full", "trainer.max_steps=6")
-    assert sorted(full) == list(range(6))
+    full, full_losses = run("full", "trainer.max_steps=6")
+    assert sorted(full) == sorted(full_losses) == list(range(6))
     assert full[0] != full[2] != full[4] and full[1] != full[3] != full[5]
-    run("first", "trainer.max_steps=2", "algorithm.scheduler.total_steps=6")
+    _, first_losses = run("first", "trainer.max_steps=2", "algorithm.scheduler.total_steps=6")
+    assert first_losses == {s: full_losses[s] for s in (0, 1)}
     ckpt = tmp_path / "first" / "checkpoints" / "last.ckpt"
-    resumed = run("resumed", "trainer.max_steps=6", f"ckpt_path={ckpt}")
+    resumed, resumed_losses = run("resumed", "trainer.max_steps=6", f"ckpt_path={ckpt}")
     assert resumed == {s: full[s] for s in range(2, 6)}
+    assert resumed_losses == {s: full_losses[s] for s in range(2, 6)}
