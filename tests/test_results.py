@@ -28,6 +28,7 @@ def test_tables_and_notebook_read_the_registry_and_logs(two_attempts, monkeypatc
     assert "### amazon" in out
     assert "`experiment=reptile_amazon debug=fast train=false data.shots=3" in out
     assert out.count("| `experiment=reptile_amazon") == 2
+    assert "Published: none" in out  # the published figures stand beside each table
 
     monkeypatch.setenv("METALEARN_REGISTRY_URL", url)
     monkeypatch.setenv("METALEARN_LOG_DIR", str(two_attempts))
