@@ -5,6 +5,7 @@ in `setup()`, and turns an `EpisodeSpec` into an `Episode` in `build()`.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable
 
 import pytorch_lightning as pl
@@ -21,10 +22,26 @@ class EpisodicDataModule(pl.LightningDataModule):
     train_sampler: TaskSampler | None = None
     val_specs: list[EpisodeSpec]
     test_specs: list[EpisodeSpec]
-    seed: int
-    steps_per_epoch: int
-    meta_batch_size: int
-    num_workers: int
+
+    def __init__(self, shots: int, queries: int, meta_batch_size: int, steps_per_epoch: int,
+                 val_episodes: int, test_episodes: int, seed: int, eval_seed: int,
+                 cache_dir: str, num_workers: int) -> None:
+        """The settings every episodic source shares, checked before any data is read."""
+        super().__init__()
+        counts = dict(shots=shots, queries=queries, meta_batch_size=meta_batch_size,
+                      steps_per_epoch=steps_per_epoch, val_episodes=val_episodes,
+                      test_episodes=test_episodes)
+        low = {k: v for k, v in counts.items() if v < 1}
+        if low:
+            raise ValueError(f"data.{', data.'.join(low)} must be >= 1 (got {low})")
+        if num_workers < 0:
+            raise ValueError(f"data.num_workers must be >= 0 (got {num_workers})")
+        self.shots, self.queries = shots, queries
+        self.meta_batch_size, self.steps_per_epoch = meta_batch_size, steps_per_epoch
+        self.val_episodes, self.test_episodes = val_episodes, test_episodes
+        self.seed, self.eval_seed = seed, eval_seed
+        self.cache_dir = Path(cache_dir).expanduser()
+        self.num_workers = num_workers
 
     def _load(self) -> Any:
         raise NotImplementedError

@@ -73,15 +73,15 @@ class OmniglotEpisodes(EpisodicDataModule):
         cache_dir: str = ".cache/metalearn",
         num_workers: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(shots, queries, meta_batch_size, steps_per_epoch, val_episodes,
+                         test_episodes, seed, eval_seed, cache_dir, num_workers)
         self.path = Path(path).expanduser()
         if test_set not in TEST_SETS:
             raise ValueError(f"data.test_set must be one of {TEST_SETS}, got {test_set!r}")
         self.zips = [require(self.path / z) for z in BACKGROUND_ZIPS]
         self.lake_zip = require(self.path / LAKE_ZIP) if test_set == "lake_runs" else None
-        if ways < 2 or shots < 1 or queries < 1:
-            raise ValueError(f"data.ways must be >= 2, data.shots and data.queries >= 1 "
-                             f"(got {ways}, {shots}, {queries})")
+        if ways < 2:
+            raise ValueError(f"data.ways must be >= 2 (got {ways})")
         if shots + queries > DRAWERS:
             raise ValueError(f"K + L = {shots} + {queries} = {shots + queries} images per "
                              f"class, but every Omniglot character has only {DRAWERS} drawers")
@@ -91,16 +91,11 @@ class OmniglotEpisodes(EpisodicDataModule):
         if not (0 < test_fraction and 0 < val_fraction and val_fraction + test_fraction < 1):
             raise ValueError(f"data.val_fraction and data.test_fraction must be > 0 with a sum "
                              f"< 1 (got {val_fraction}, {test_fraction})")
-        self.ways, self.shots, self.queries = ways, shots, queries
+        self.ways = ways
         self.image_size, self.rotations = image_size, rotations
         self.val_fraction, self.test_fraction, self.split_seed = (
             val_fraction, test_fraction, split_seed)
         self.test_set = test_set
-        self.meta_batch_size, self.steps_per_epoch = meta_batch_size, steps_per_epoch
-        self.val_episodes, self.test_episodes = val_episodes, test_episodes
-        self.seed, self.eval_seed = seed, eval_seed
-        self.cache_dir = Path(cache_dir).expanduser()
-        self.num_workers = num_workers
         self.data = None
         self.lake = None
         self.decoded_now = False

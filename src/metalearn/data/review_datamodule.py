@@ -69,15 +69,14 @@ class ReviewEpisodes(EpisodicDataModule):
         cache_dir: str = ".cache/metalearn",
         num_workers: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(shots, queries, meta_batch_size, steps_per_epoch, val_episodes,
+                         test_episodes, seed, eval_seed, cache_dir, num_workers)
         self.path = Path(path).expanduser()
         if not self.path.exists():
             raise FileNotFoundError(
                 f"data.path {self.path} does not exist: point data.path at the ARSC folder "
                 f"(.../amazon_reviews/arsc) or at a dataset.json file"
             )
-        if shots < 1 or queries < 1:
-            raise ValueError(f"data.shots and data.queries must be >= 1 (got {shots}, {queries})")
         if test_protocol not in TEST_PROTOCOLS:
             raise ValueError(f"data.test_protocol must be one of {TEST_PROTOCOLS}, got {test_protocol!r}")
         if test_query_limit is not None and test_query_limit < 1:
@@ -91,13 +90,8 @@ class ReviewEpisodes(EpisodicDataModule):
             list(train_splits), list(val_splits), list(test_splits))
         self.train_fallback_splits = list(train_fallback_splits or [])
         self.val_fraction = val_fraction
-        self.ways, self.shots, self.queries = len(CLASSES), shots, queries
-        self.meta_batch_size, self.steps_per_epoch = meta_batch_size, steps_per_epoch
-        self.val_episodes, self.test_episodes = val_episodes, test_episodes
+        self.ways = len(CLASSES)
         self.test_protocol, self.test_query_limit = test_protocol, test_query_limit
-        self.seed, self.eval_seed = seed, eval_seed
-        self.cache_dir = Path(cache_dir).expanduser()
-        self.num_workers = num_workers
         self.data = None
         self.tokenized_now = False
 
