@@ -5,7 +5,7 @@
 
 A cell is every completed attempt of one experiment with the same overrides apart from
 `seed` (and logging/path settings): with one seed, mean accuracy and its 95% interval over
-episodes; with several, the mean over seeds and the interval over the seeds' means. Debug
+episodes; with several, the mean over seeds and the Student t interval over the seeds' means. Debug
 runs (`debug=...`) are left out. The benchmark is the experiment name's last part
 (`reptile_arsc` -> arsc).
 """
@@ -16,7 +16,7 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-from metalearn.algorithms.stats import mean_ci95
+from metalearn.algorithms.stats import seeds_ci95
 from metalearn.registry.engine import default_url, find_project_root
 from metalearn.registry.store import Store
 
@@ -78,13 +78,13 @@ def summarize(attempts: list[dict]) -> dict:
         if len(attempts) == 1:
             per_domain[d] = (rows[0]["acc"], rows[0]["ci95"])
         else:
-            per_domain[d] = mean_ci95([r["acc"] for r in rows])
+            per_domain[d] = seeds_ci95([r["acc"] for r in rows])
     for a in attempts:  # the mean over all test episodes, as logged (test/acc)
         acc, ci = a["overall"]
         if acc is None:
             acc, ci = sum(r["acc"] for r in a["results"]) / len(a["results"]), None
         means.append((acc, float("nan") if ci is None else ci))
-    mean = means[0] if len(attempts) == 1 else mean_ci95([m for m, _ in means])
+    mean = means[0] if len(attempts) == 1 else seeds_ci95([m for m, _ in means])
     walls = [(a["ended_at"] - a["started_at"]).total_seconds() for a in attempts
              if a["ended_at"] and a["started_at"]]
     cfg = attempts[0].get("config") or {}

@@ -10,6 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from metalearn.algorithms.reptile import Reptile
+from metalearn.algorithms.stats import seeds_ci95
 from metalearn.episode import Episode
 from metalearn.models.split import SplitModel
 from tests.conftest import toy_episode
@@ -92,3 +93,10 @@ def test_one_episode_task_gets_a_binomial_interval_over_its_queries():
     ci = {r["domain"]: r["ci95"] for r in m.test_results}
     assert ci["a"] == pytest.approx(1.96 * (0.75 * 0.25 / 80) ** 0.5)
     assert ci["b"] == pytest.approx(1.96 * 0.1)  # two episodes: s = 0.1414, s / sqrt(2) = 0.1
+
+
+def test_interval_over_a_few_seeds_uses_student_t():
+    mean, half = seeds_ci95([0.7, 0.8, 0.9])  # s = 0.1, n = 3, t(0.975, 2) = 4.303
+    assert mean == pytest.approx(0.8)
+    assert half == pytest.approx(4.303 * 0.1 / 3 ** 0.5, rel=1e-4)
+    assert seeds_ci95([0.5]) == (0.5, 0.0)
