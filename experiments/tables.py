@@ -47,9 +47,8 @@ def shown(override: str, root: Path) -> str:
     return override
 
 
-def cell_key(attempt: dict, root: Path | None = None) -> tuple[str, tuple[str, ...]]:
+def cell_key(attempt: dict, root: Path) -> tuple[str, tuple[str, ...]]:
     """What makes attempts the same cell: the experiment and its non-seed overrides."""
-    root = root or find_project_root()
     overrides = tuple(shown(o, root) for o in attempt.get("overrides") or []
                       if not IGNORED.match(o) and not o.startswith("experiment="))
     return attempt["experiment"] or "?", overrides
@@ -58,6 +57,7 @@ def cell_key(attempt: dict, root: Path | None = None) -> tuple[str, tuple[str, .
 def collect(store: Store, debug: bool = False) -> dict[tuple[str, tuple[str, ...]], list[dict]]:
     """Completed attempts with test results, grouped into cells."""
     cells: dict[tuple[str, tuple[str, ...]], list[dict]] = defaultdict(list)
+    root = find_project_root()  # checkpoint paths are shown relative to it
     for a in reversed(store.list_attempts(status="completed", with_config=True)):
         if not debug and any(o.startswith("debug=") for o in a.get("overrides") or []):
             continue
@@ -65,7 +65,7 @@ def collect(store: Store, debug: bool = False) -> dict[tuple[str, tuple[str, ...
         if results:
             overall = tuple(store.final_values(name, [a["id"]]).get(a["id"])
                             for name in ("test/acc", "test/acc_ci95"))
-            cells[cell_key(a)].append({**a, "results": results, "overall": overall})
+            cells[cell_key(a, root)].append({**a, "results": results, "overall": overall})
     return cells
 
 

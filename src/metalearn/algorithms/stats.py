@@ -5,8 +5,8 @@ import math
 from typing import Sequence
 
 
-def mean_ci95(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and the half-width of its normal-approximation 95% interval (1.96 * s / sqrt(n))."""
+def mean_sem(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and its standard error s / sqrt(n) (0.0 for one value, NaN for none)."""
     n = len(values)
     if n == 0:
         return float("nan"), float("nan")
@@ -14,7 +14,13 @@ def mean_ci95(values: Sequence[float]) -> tuple[float, float]:
     if n == 1:
         return mean, 0.0
     var = sum((v - mean) ** 2 for v in values) / (n - 1)
-    return mean, 1.96 * math.sqrt(var / n)
+    return mean, math.sqrt(var / n)
+
+
+def mean_ci95(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and the half-width of its normal-approximation 95% interval (1.96 * s / sqrt(n))."""
+    mean, sem = mean_sem(values)
+    return mean, 1.96 * sem
 
 
 # Student t 0.975 quantiles for 1..10 degrees of freedom: with 2 or 3 seeds the normal 1.96
@@ -25,11 +31,9 @@ T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
 
 def seeds_ci95(values: Sequence[float]) -> tuple[float, float]:
     """Mean over a few runs (seeds) and the half-width of its Student t 95% interval."""
-    mean, normal = mean_ci95(values)
+    mean, sem = mean_sem(values)
     df = len(values) - 1
-    if df < 1:
-        return mean, normal
-    return mean, normal / 1.96 * (T975[df - 1] if df <= len(T975) else 1.96)
+    return mean, sem * (T975[df - 1] if 1 <= df <= len(T975) else 1.96)
 
 
 def binomial_ci95(acc: float, n: int) -> float:
