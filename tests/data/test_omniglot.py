@@ -73,6 +73,15 @@ def test_episodes_are_n_way_k_plus_l_disjoint_float_images(dm):
             assert len(set(char_of(dm, idx).tolist())) == 1 and len({i % 4 for i in idx}) == 1
 
 
+def test_train_shots_shape_meta_training_episodes_only():
+    dm = make(train_shots=4, train_queries=2)
+    train = dm.build(dm.train_sampler.train_episode(dm.seed, 0, 0))
+    assert Counter(train.support_y.tolist()) == {c: 4 for c in range(5)}
+    assert Counter(train.query_y.tolist()) == {c: 2 for c in range(5)}
+    for spec in dm.val_specs + dm.test_specs:  # evaluation keeps shots=1, queries=3
+        assert (len(spec.support), len(spec.query)) == (5, 15)
+
+
 def test_episodes_are_fixed_by_the_seed(dm):
     a = dm.train_sampler.train_episode(0, 1, 2)
     assert a == dm.train_sampler.train_episode(0, 1, 2)
@@ -125,7 +134,8 @@ def test_lake_runs_are_20_one_shot_20_way_episodes_with_their_labels(lake):
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(ways=40), r"data.ways=40 but the meta-val split has only 37 classes"),
-    (dict(shots=5, queries=16), r"K \+ L = 5 \+ 16 = 21 .* only 20 drawers"),
+    (dict(shots=5, queries=16), r"data.shots \+ data.queries = 5 \+ 16 = 21 .* only 20 drawers"),
+    (dict(train_shots=18), r"data.train_shots \+ data.train_queries = 18 \+ 3 = 21"),
     (dict(ways=5, test_set="lake_runs"), r"lake_runs is 20-way 1-shot"),
     (dict(test_set="mnist"), r"data.test_set must be one of"),
 ])

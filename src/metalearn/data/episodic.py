@@ -25,18 +25,28 @@ class EpisodicDataModule(pl.LightningDataModule):
 
     def __init__(self, shots: int, queries: int, meta_batch_size: int, steps_per_epoch: int,
                  val_episodes: int, test_episodes: int, seed: int, eval_seed: int,
-                 cache_dir: str, num_workers: int) -> None:
-        """The settings every episodic source shares, checked before any data is read."""
+                 cache_dir: str, num_workers: int, train_shots: int | None = None,
+                 train_queries: int | None = None) -> None:
+        """The settings every episodic source shares, checked before any data is read.
+
+        train_shots / train_queries: K and L of meta-training episodes when they differ from
+        evaluation's (Nichol et al. train Reptile with 10 shots for 1-shot tests); null: the
+        same as shots / queries.
+        """
         super().__init__()
-        counts = dict(shots=shots, queries=queries, meta_batch_size=meta_batch_size,
+        counts = dict(shots=shots, queries=queries, train_shots=train_shots,
+                      train_queries=train_queries, meta_batch_size=meta_batch_size,
                       steps_per_epoch=steps_per_epoch, val_episodes=val_episodes,
                       test_episodes=test_episodes)
+        counts = {k: v for k, v in counts.items() if v is not None}
         low = {k: v for k, v in counts.items() if v < 1}
         if low:
             raise ValueError(f"data.{', data.'.join(low)} must be >= 1 (got {low})")
         if num_workers < 0:
             raise ValueError(f"data.num_workers must be >= 0 (got {num_workers})")
         self.shots, self.queries = shots, queries
+        self.train_shots = shots if train_shots is None else train_shots
+        self.train_queries = queries if train_queries is None else train_queries
         self.meta_batch_size, self.steps_per_epoch = meta_batch_size, steps_per_epoch
         self.val_episodes, self.test_episodes = val_episodes, test_episodes
         self.seed, self.eval_seed = seed, eval_seed

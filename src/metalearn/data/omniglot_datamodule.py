@@ -72,9 +72,12 @@ class OmniglotEpisodes(EpisodicDataModule):
         eval_seed: int = 1234,
         cache_dir: str = ".cache/metalearn",
         num_workers: int = 0,
+        train_shots: int | None = None,
+        train_queries: int | None = None,
     ) -> None:
         super().__init__(shots, queries, meta_batch_size, steps_per_epoch, val_episodes,
-                         test_episodes, seed, eval_seed, cache_dir, num_workers)
+                         test_episodes, seed, eval_seed, cache_dir, num_workers, train_shots,
+                         train_queries)
         self.path = Path(path).expanduser()
         if test_set not in TEST_SETS:
             raise ValueError(f"data.test_set must be one of {TEST_SETS}, got {test_set!r}")
@@ -82,9 +85,11 @@ class OmniglotEpisodes(EpisodicDataModule):
         self.lake_zip = require(self.path / LAKE_ZIP) if test_set == "lake_runs" else None
         if ways < 2:
             raise ValueError(f"data.ways must be >= 2 (got {ways})")
-        if shots + queries > DRAWERS:
-            raise ValueError(f"K + L = {shots} + {queries} = {shots + queries} images per "
-                             f"class, but every Omniglot character has only {DRAWERS} drawers")
+        for k, l, what in ((shots, queries, ""), (self.train_shots, self.train_queries, "train_")):
+            if k + l > DRAWERS:
+                raise ValueError(f"data.{what}shots + data.{what}queries = {k} + {l} = {k + l} "
+                                 f"images per class, but every Omniglot character has only "
+                                 f"{DRAWERS} drawers")
         if test_set == "lake_runs" and (ways, shots) != (20, 1):
             raise ValueError(f"test_set=lake_runs is 20-way 1-shot (Lake's runs); got "
                              f"data.ways={ways}, data.shots={shots}")
@@ -145,7 +150,8 @@ class OmniglotEpisodes(EpisodicDataModule):
                     f"data.ways={self.ways} but the {name} split has only {len(p[FAMILY])} "
                     f"classes; lower data.ways or change data.val_fraction/test_fraction")
         args = (self.ways, self.shots, self.queries)
-        self.train_sampler = TaskSampler(train, *args, shuffle_classes=True)
+        self.train_sampler = TaskSampler(train, self.ways, self.train_shots, self.train_queries,
+                                         shuffle_classes=True)
         self.val_sampler = TaskSampler(val, *args, shuffle_classes=True)
         self.val_specs = self.val_sampler.fixed_episodes(self.eval_seed, self.val_episodes)
         if self.test_set == "lake_runs":

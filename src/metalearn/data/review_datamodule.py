@@ -68,9 +68,12 @@ class ReviewEpisodes(EpisodicDataModule):
         eval_seed: int = 1234,
         cache_dir: str = ".cache/metalearn",
         num_workers: int = 0,
+        train_shots: int | None = None,
+        train_queries: int | None = None,
     ) -> None:
         super().__init__(shots, queries, meta_batch_size, steps_per_epoch, val_episodes,
-                         test_episodes, seed, eval_seed, cache_dir, num_workers)
+                         test_episodes, seed, eval_seed, cache_dir, num_workers, train_shots,
+                         train_queries)
         self.path = Path(path).expanduser()
         if not self.path.exists():
             raise FileNotFoundError(
@@ -174,7 +177,8 @@ class ReviewEpisodes(EpisodicDataModule):
             log.info("meta-validation leaves those %d families out: their %s files are "
                      "meta-training data here", len(fallback), "/".join(self.val_splits))
 
-        self.train_sampler = TaskSampler(train_pools, self.ways, self.shots, self.queries)
+        self.train_sampler = TaskSampler(train_pools, self.ways, self.train_shots,
+                                         self.train_queries)
         self.test_sampler = None
         if self.test_protocol == "episodes":
             self.test_sampler = TaskSampler(pools(self.heldout, self.test_splits),
