@@ -16,6 +16,7 @@ from metalearn.algorithms.anil import ANIL
 from metalearn.algorithms.finetune import FineTune
 from metalearn.algorithms.maml import MAML
 from metalearn.algorithms.protonet import ProtoNet, prototype_logits
+from metalearn.episode import Episode
 from metalearn.models.conv4 import Conv4
 from metalearn.models.split import SplitModel
 from tests.algorithms.test_oracles import one_meta_step
@@ -205,3 +206,60 @@ def test_protonet_trained_5_way_loads_into_a_20_way_model():
     for name, p in five.meta_parameters().items():
         torch.testing.assert_close(twenty.meta_parameters()[name], p)
     assert twenty.model.top.head.out_features == 20
+
+
+def conv4_by_hand(p: dict, xs: torch.Tensor, xq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Conv4 written out by hand: every batch norm takes its statistics from the support rows."""
+    n, x = len(xs), torch.cat([xs, xq])
+    for i in range(4):
+        x = F.conv2d(x, p[f"blocks.{i}.0.weight"], p[f"blocks.{i}.0.bias"], padding=1)
+        s = x[:n]
+        mean = s.mean(dim=(0, 2, 3), keepdim=True)
+        var = ((s - mean) ** 2).mean(dim=(0, 2, 3), keepdim=True)
+        w, b = p[f"blocks.{i}.1.weight"], p[f"blocks.{i}.1.bias"]
+        x = (x - mean) / torch.sqrt(var + 1e-5) * w.view(1, -1, 1, 1) + b.view(1, -1, 1, 1)
+        x = F.max_pool2d(F.relu(x), 2)
+    logits = x.flatten(1) @ p["head.weight"].T + p["head.bias"]
+    return logits[:n], logits[n:]
+
+
+def conv4_query_loss(p: dict, e, first_order: bool) -> tuple[torch.Tensor, dict]:
+    """Query loss after STEPS SGD steps on the support; first order: the steps are cut from
+    the graph and the loss is differentiated at the adapted weights (returned as `wrt`)."""
+    fast = {n: v.detach().requires_grad_(True) for n, v in p.items()} if first_order else dict(p)
+    for _ in range(STEPS):
+        loss = F.cross_entropy(conv4_by_hand(fast, e.support_x, e.support_x[:0])[0], e.support_y)
+        grads = torch.autograd.grad(loss, list(fast.values()), create_graph=not first_order)
+        fast = {n: v - INNER_LR * g for (n, v), g in zip(fast.items(), grads)}
+        if first_order:
+            fast = {n: v.detach().requires_grad_(True) for n, v in fast.items()}
+    loss = F.cross_entropy(conv4_by_hand(fast, e.support_x, e.query_x)[1], e.query_y)
+    return loss, (fast if first_order else p)
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+def test_maml_and_fomaml_on_conv4_with_episode_batch_norm_match_a_hand_written_network(first_order):
+    # The Omniglot setting: batch norm on support-only statistics inside the adapted network.
+    torch.manual_seed(0)
+    learner = MAML(model=Conv4(hidden=3, ways=3, image_size=16).double(),
+                   optimizer=partial(torch.optim.SGD, lr=0.5), inner_lr=INNER_LR,
+                   inner_steps=STEPS, eval_inner_steps=STEPS, first_order=first_order)
+    p0 = params_of(learner.model.top)
+    g = torch.Generator().manual_seed(3)
+    episodes = []
+    for _ in range(2):
+        x = torch.rand(12, 1, 16, 16, generator=g, dtype=torch.float64)
+        y = torch.arange(3).repeat(4)
+        episodes.append(Episode(x[:6], y[:6], x[6:], y[6:], family="img", domain="img",
+                                ways=3, shots=2, queries=2))
+    ref = {n: torch.zeros_like(v) for n, v in p0.items()}
+    for e in episodes:
+        loss, wrt = conv4_query_loss(p0, e, first_order)
+        grads = dict(zip(p0, torch.autograd.grad(loss, list(wrt.values()))))
+        if not first_order:
+            check_by_finite_differences(lambda p: conv4_query_loss(p, e, False)[0], p0, grads)
+        for n in ref:
+            ref[n] += grads[n] / len(episodes)
+    one_meta_step(learner, episodes)
+    for n, p in learner.model.top.named_parameters():
+        torch.testing.assert_close(p.detach(), p0[n].detach() - 0.5 * ref[n])
