@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from metalearn.algorithms.reptile import Reptile
-from metalearn.algorithms.stats import seeds_ci95
+from metalearn.algorithms.stats import seeds_ci95, t975
 from metalearn.episode import Episode
 from metalearn.models.split import SplitModel
 from tests.conftest import toy_episode
@@ -100,3 +100,15 @@ def test_interval_over_a_few_seeds_uses_student_t():
     assert mean == pytest.approx(0.8)
     assert half == pytest.approx(4.303 * 0.1 / 3 ** 0.5, rel=1e-4)
     assert seeds_ci95([0.5]) == (0.5, 0.0)
+
+
+def test_interval_over_many_seeds_keeps_student_t_past_the_table():
+    # Quantiles from statistical tables: t(0.975, 20) = 2.0860, t(0.975, 30) = 2.0423.
+    assert t975(20) == pytest.approx(2.0860, abs=2e-4)
+    assert t975(30) == pytest.approx(2.0423, abs=2e-4)
+    values = [0.0, 1.0] * 10 + [0.5]  # 21 runs: df = 20
+    mean, half = seeds_ci95(values)
+    s = (sum((v - 0.5) ** 2 for v in values) / 20) ** 0.5
+    assert half == pytest.approx(2.0860 * s / 21 ** 0.5, rel=1e-4)
+    with pytest.raises(ValueError, match="degree of freedom"):
+        t975(0)
