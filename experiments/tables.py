@@ -6,8 +6,8 @@
 A cell is every completed attempt of one experiment with the same overrides apart from
 `seed` (and logging/path settings): with one seed, mean accuracy and its 95% interval over
 episodes; with several, the mean over seeds and the Student t interval over the seeds' means. Debug
-runs (`debug=...`) are left out. The benchmark is the experiment name's last part
-(`reptile_arsc` -> arsc).
+runs (`debug=...`) are left out. The benchmark is the first known benchmark in the
+experiment's name (`reptile_omniglot_lake` -> omniglot), else its last part (`reptile_arsc` -> arsc).
 """
 from __future__ import annotations
 
@@ -102,11 +102,17 @@ def fmt(value: tuple[float, float]) -> str:
     return f"{100 * acc:.1f} ± {100 * ci:.1f}"
 
 
+def benchmark(experiment: str) -> str:
+    """The table an experiment's rows go in: a variant such as `reptile_omniglot_lake` joins omniglot."""
+    parts = experiment.split("_")
+    return next((p for p in parts if p in BENCHMARK_ORDER), parts[-1])
+
+
 def tables(store: Store, debug: bool = False) -> str:
     """Markdown: a table per benchmark, a row per cell (debug runs too if `debug`)."""
     by_bench: dict[str, list] = defaultdict(list)
     for (experiment, overrides), attempts in collect(store, debug).items():
-        by_bench[experiment.rsplit("_", 1)[-1]].append((experiment, overrides, summarize(attempts)))
+        by_bench[benchmark(experiment)].append((experiment, overrides, summarize(attempts)))
     out = []
     for bench in sorted(by_bench, key=lambda b: (b not in BENCHMARK_ORDER, b)):
         rows = sorted(by_bench[bench], key=lambda r: (r[0], r[1]))

@@ -1,6 +1,7 @@
 """The results tooling on real attempts: the table script and the notebook, top to bottom."""
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 
@@ -42,3 +43,12 @@ def test_tables_and_notebook_read_the_registry_and_logs(two_attempts, monkeypatc
     assert "2 completed attempts" in text
     assert "'reptile_amazon': {3:" in text and "5:" in text  # accuracy against K, per experiment
     assert "reptile_amazon/version_0" in text  # a val/acc curve from TensorBoard
+
+
+def test_variants_join_their_benchmarks_table():
+    spec = importlib.util.spec_from_file_location("tables", ROOT / "experiments" / "tables.py")
+    tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tables)
+    assert tables.benchmark("reptile_omniglot_lake") == "omniglot"
+    assert tables.benchmark("protonet_arsc") == "arsc"
+    assert tables.benchmark("reptile_sinusoid") == "sinusoid"  # unknown: its last part
