@@ -17,13 +17,13 @@ from collections import defaultdict
 from pathlib import Path
 
 from metalearn.algorithms.stats import seeds_ci95
+from metalearn.registry.report import BENCHMARKS, benchmark
 from metalearn.registry.engine import default_url, find_project_root
 from metalearn.registry.store import Store
 
 README = Path(__file__).with_name("README.md")
 BEGIN, END = "<!-- tables:begin -->", "<!-- tables:end -->"
 IGNORED = re.compile(r"^(seed|logger|paths\..*|registry.*|callbacks\..*|hydra\..*)=")
-BENCHMARK_ORDER = ["amazon", "arsc", "omniglot"]
 # Published figures to stand beside each table (accuracy %, as the papers print them).
 PUBLISHED = {
     "amazon": "none: the source document reports no accuracy for its protocol.",
@@ -102,19 +102,13 @@ def fmt(value: tuple[float, float]) -> str:
     return f"{100 * acc:.1f} ± {100 * ci:.1f}"
 
 
-def benchmark(experiment: str) -> str:
-    """The table an experiment's rows go in: a variant such as `reptile_omniglot_lake` joins omniglot."""
-    parts = experiment.split("_")
-    return next((p for p in parts if p in BENCHMARK_ORDER), parts[-1])
-
-
 def tables(store: Store, debug: bool = False) -> str:
     """Markdown: a table per benchmark, a row per cell (debug runs too if `debug`)."""
     by_bench: dict[str, list] = defaultdict(list)
     for (experiment, overrides), attempts in collect(store, debug).items():
         by_bench[benchmark(experiment)].append((experiment, overrides, summarize(attempts)))
     out = []
-    for bench in sorted(by_bench, key=lambda b: (b not in BENCHMARK_ORDER, b)):
+    for bench in sorted(by_bench, key=lambda b: (b not in BENCHMARKS, b)):
         rows = sorted(by_bench[bench], key=lambda r: (r[0], r[1]))
         domains = sorted({d for _, _, s in rows for d in s["domains"]})
         out.append(f"### {bench}\n")

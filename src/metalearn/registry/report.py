@@ -1,4 +1,5 @@
-"""Views of attempts shared by the CLI and the API: JSON-safe records, exports, comparisons."""
+"""Views of attempts shared by the CLI, the API and the results tables and notebook:
+JSON-safe records, exports, comparisons, the benchmark an experiment belongs to."""
 from __future__ import annotations
 
 import math
@@ -9,6 +10,14 @@ from metalearn.registry import schema
 from metalearn.registry.store import Store
 
 MISSING = "<missing>"
+BENCHMARKS = ("amazon", "arsc", "omniglot")  # the order results tables are printed in
+
+
+def benchmark(experiment: str) -> str:
+    """The benchmark of an experiment name: the first known one in it (`reptile_omniglot_lake`
+    -> omniglot), else its last part (`reptile_sinusoid` -> sinusoid)."""
+    parts = experiment.split("_")
+    return next((p for p in parts if p in BENCHMARKS), parts[-1])
 
 
 def jsonable(value: Any) -> Any:
