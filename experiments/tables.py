@@ -17,8 +17,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from metalearn.algorithms.stats import seeds_ci95
-from metalearn.registry.report import BENCHMARKS, benchmark
 from metalearn.registry.engine import default_url, find_project_root
+from metalearn.registry.report import BENCHMARKS, benchmark
 from metalearn.registry.store import Store
 
 README = Path(__file__).with_name("README.md")
