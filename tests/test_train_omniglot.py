@@ -11,6 +11,7 @@ EXPERIMENTS = {  # experiment -> the algorithm config it needs
     "reptile_omniglot": "reptile", "reptile_omniglot_lake": "reptile",
     "fomaml_omniglot": "fomaml", "maml_omniglot": "maml",
     "anil_omniglot": "anil", "protonet_omniglot": "protonet",
+    "finetune_omniglot": "finetune", "pretrained_omniglot": "finetune",
 }
 
 

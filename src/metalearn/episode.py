@@ -12,7 +12,8 @@ class Episode:
     """One few-shot task: a support set to adapt on and a disjoint query set to score.
 
     `support_x` / `query_x` are whatever the model's trunk takes (a tensor, or a dict of
-    tensors for a tokenized batch); labels are 0..ways-1 within the episode.
+    tensors for a tokenized batch); labels are 0..ways-1 within the episode. `classes[label]`
+    is the label's class id in the whole pool of meta-train classes, where the data knows it.
     """
 
     support_x: Any
@@ -24,6 +25,7 @@ class Episode:
     ways: int
     shots: int
     queries: int
+    classes: torch.Tensor | None = None
 
 
 def split_support_query(

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from functools import partial
 
+import numpy as np
 import pytest
+import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader
 
 from metalearn.algorithms.anil import ANIL
 from metalearn.algorithms.finetune import FineTune
@@ -19,6 +22,7 @@ from metalearn.algorithms.protonet import ProtoNet, prototype_logits
 from metalearn.episode import Episode
 from metalearn.models.conv4 import Conv4
 from metalearn.models.split import SplitModel
+from metalearn.tasks.sampler import TaskSampler
 from tests.algorithms.test_oracles import one_meta_step
 from tests.conftest import toy_episode
 
@@ -197,14 +201,70 @@ def test_finetune_step_is_sgd_on_the_pooled_examples():
         torch.testing.assert_close(p.detach(), p0[n].detach() - 0.5 * grads[n])
 
 
-def test_protonet_trained_5_way_loads_into_a_20_way_model():
-    """The head is unused, so its shape (N ways) must not block testing at another N."""
-    five, twenty = (ProtoNet(model=Conv4(ways=n, hidden=8), optimizer=None) for n in (5, 20))
+class RelabelledEpisodes(pl.LightningDataModule):
+    """One meta-batch from data whose episodes relabel their classes (6 classes in all)."""
+
+    def __init__(self, episodes: list[Episode]) -> None:
+        super().__init__()
+        self.episodes = episodes
+        pools = {"x": {f"c{i}": np.arange(10 * i, 10 * i + 10) for i in range(6)}}
+        self.train_sampler = TaskSampler(pools, ways=2, shots=1, queries=1, shuffle_classes=True)
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader([self.episodes], batch_size=None)
+
+
+class StartWeights(pl.Callback):
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.p0 = {n: p.detach().clone() for n, p in pl_module.named_parameters()}
+
+
+def test_finetune_on_relabelled_episodes_is_sgd_on_a_pooled_classifier():
+    """Where each episode relabels its classes (Omniglot), a step is SGD on a classifier over
+    all the pooled classes, every label read as its class id; the N-way head stays zero and
+    is what meta-testing adapts (Chen et al. 2019's Baseline)."""
+    learner = learner_of(FineTune)
+    episodes = double_episodes(7, 8)
+    episodes[0].classes, episodes[1].classes = torch.tensor([4, 1]), torch.tensor([0, 4])
+    start = StartWeights()
+    trainer = pl.Trainer(max_steps=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False,
+                         accelerator="cpu", limit_val_batches=0, callbacks=[start])
+    trainer.fit(learner, datamodule=RelabelledEpisodes(episodes))
+    p0 = {n: p.requires_grad_(True) for n, p in start.p0.items()}
+    assert p0["pooled_head.weight"].shape == (6, 4)
+    x = torch.cat([t for e in episodes for t in (e.support_x, e.query_x)])
+    y = torch.cat([e.classes[t] for e in episodes for t in (e.support_y, e.query_y)])
+    z = torch.tanh(x @ p0["model.top.body.weight"].T + p0["model.top.body.bias"])
+    loss = F.cross_entropy(z @ p0["pooled_head.weight"].T + p0["pooled_head.bias"], y)
+    trained = ["model.top.body.weight", "model.top.body.bias", "pooled_head.weight", "pooled_head.bias"]
+    grads = torch.autograd.grad(loss, [p0[n] for n in trained])
+    now = dict(learner.named_parameters())
+    for n, g in zip(trained, grads):
+        torch.testing.assert_close(now[n].detach(), p0[n].detach() - 0.5 * g)
+    assert not now["model.top.head.weight"].any() and not now["model.top.head.bias"].any()
+    assert sorted(learner.meta_parameters()) == ["body.bias", "body.weight", "head.bias", "head.weight"]
+    with torch.enable_grad():  # meta-test: the zero head moves on the support set
+        fast, _ = learner.adapt_support(learner.meta_parameters(), episodes[0].support_x,
+                                        episodes[0].support_y, STEPS)
+    assert fast["head.weight"].abs().sum() > 0
+
+
+@pytest.mark.parametrize("cls", [ProtoNet, FineTune])
+def test_trained_5_way_loads_into_a_20_way_model(cls):
+    """ProtoNet's head is unused and a pooled fine-tuner's is zero, so its shape (N ways)
+    must not block testing at another N; everything else loads."""
+    five, twenty = (cls(model=Conv4(ways=n, hidden=8), optimizer=None) for n in (5, 20))
+    if cls is FineTune:
+        for learner in (five, twenty):
+            learner.add_pooled_head(12)
+        torch.nn.init.normal_(five.pooled_head.weight)
     checkpoint = {"state_dict": five.state_dict()}
     twenty.on_load_checkpoint(checkpoint)  # Lightning calls it before load_state_dict
     twenty.load_state_dict(checkpoint["state_dict"])
-    for name, p in five.meta_parameters().items():
-        torch.testing.assert_close(twenty.meta_parameters()[name], p)
+    for name, p in five.state_dict().items():
+        if ".head." not in name:
+            torch.testing.assert_close(twenty.state_dict()[name], p)
     assert twenty.model.top.head.out_features == 20
 
 

@@ -17,8 +17,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-
-from metalearn.algorithms.inner_loop import Params, adapt, embed_with, logits_with
+from metalearn.algorithms.inner_loop import Params, adapt, embed_with, head_prefix, logits_with
 from metalearn.algorithms.stats import binomial_ci95, mean_ci95
 from metalearn.data.episodes import row_chunks
 from metalearn.episode import Episode
@@ -124,6 +123,19 @@ class MetaLearner(pl.LightningModule):
         """`top.embed` of the query alone, with support-only statistics unless transductive."""
         return self.embeddings(params, xs, xq)[1] if self.needs_support_rows() else embed_with(
             self.model.top, params, xq)
+
+    def keep_own_head(self, checkpoint: dict[str, Any]) -> None:
+        """Put this model's own head into a checkpoint about to be loaded: for algorithms whose
+        trained weights do not include the N-way head, so a net trained 5-way tests 20-way."""
+        top = self.model.top
+        if not hasattr(top, "head"):
+            return
+        prefix = f"model.top.{head_prefix(top)}"
+        own = self.model.top.head.state_dict()
+        state = checkpoint["state_dict"]
+        for name in [n for n in state if n.startswith(prefix)]:
+            state.pop(name)
+        state.update({prefix + n: t for n, t in own.items()})
 
     def needs_support_rows(self) -> bool:
         """Whether query predictions need the support rows beside them (batch statistics)."""

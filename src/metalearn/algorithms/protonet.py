@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from metalearn.algorithms.base import MetaLearner, accuracy
-from metalearn.algorithms.inner_loop import Params, embed_with, head_prefix
+from metalearn.algorithms.inner_loop import embed_with
 from metalearn.episode import Episode
 
 
@@ -28,24 +28,15 @@ class ProtoNet(MetaLearner):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.automatic_optimization = True
-
-    def meta_parameters(self) -> Params:
-        """The body's parameters: the head is never used (and an unused one breaks DDP)."""
-        top = self.model.top
-        prefix = head_prefix(top) if hasattr(top, "head") else None
-        return {n: p for n, p in super().meta_parameters().items()
-                if prefix is None or not n.startswith(prefix)}
+        head = getattr(self.model.top, "head", None)
+        if head is not None:
+            # Never used, so never trained or adapted: frozen, it is out of meta_parameters()
+            # and out of DDP's gradient reduction (an unused trainable one stalls DDP).
+            head.requires_grad_(False)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep this model's own (unused) head, so a net trained 5-way tests 20-way."""
-        top = self.model.top
-        if not hasattr(top, "head"):
-            return
-        prefix = f"model.top.{head_prefix(top)}"
-        own = self.state_dict()
-        state = checkpoint["state_dict"]
-        for name in [n for n in state if n.startswith(prefix)]:
-            state[name] = own[name]
+        self.keep_own_head(checkpoint)
 
     def episode_logits(self, ep: Episode) -> torch.Tensor:
         xs, xq = self.model.features(ep.support_x), self.model.features(ep.query_x)

@@ -200,4 +200,5 @@ class OmniglotEpisodes(EpisodicDataModule):
             family=spec.family,
             domain="lake_runs" if lake else FAMILY,
             ways=ways, shots=len(spec.support) // ways, queries=len(spec.query) // ways,
+            classes=torch.tensor(spec.classes, dtype=torch.long) if spec.classes else None,
         )

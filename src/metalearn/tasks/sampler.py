@@ -15,13 +15,18 @@ from metalearn.episode import split_support_query
 
 @dataclass(frozen=True)
 class EpisodeSpec:
-    """Which examples form an episode (indices into the dataset) and their episode labels."""
+    """Which examples form an episode (indices into the dataset) and their episode labels.
+
+    `classes[label]` is that label's class id among all the sampler's classes: what a
+    classifier trained on the pooled classes (algorithm=finetune) needs where episodes relabel.
+    """
 
     family: str
     support: list[int]
     support_labels: list[int]
     query: list[int]
     query_labels: list[int]
+    classes: tuple[int, ...] = ()
 
 
 def stable_hash(text: str) -> int:
@@ -51,6 +56,9 @@ class TaskSampler:
         self.families = sorted(pools)
         self.ways, self.shots, self.queries = ways, shots, queries
         self.shuffle_classes = shuffle_classes
+        # A class id for every (family, class), in sorted order: the pooled label space.
+        self.class_ids = {(f, c): i for i, (f, c) in
+                          enumerate((f, c) for f in self.families for c in sorted(pools[f]))}
         for family in self.families:
             classes = pools[family]
             if len(classes) < ways:
@@ -81,7 +89,12 @@ class TaskSampler:
         s, sl, q, ql = split_support_query(
             [classes[c] for c in names], self.shots, self.queries, rng
         )
-        return EpisodeSpec(family, s, sl, q, ql)
+        return EpisodeSpec(family, s, sl, q, ql, tuple(self.class_ids[family, c] for c in names))
+
+    @property
+    def num_classes(self) -> int:
+        """Classes over all families: the size of the pooled label space."""
+        return len(self.class_ids)
 
     def train_episode(self, seed: int, step: int, task: int) -> EpisodeSpec:
         """Task `task` of training step `step`'s meta-batch: the same for a given seed, always."""
