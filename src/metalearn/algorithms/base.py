@@ -131,7 +131,7 @@ class MetaLearner(pl.LightningModule):
         if not hasattr(top, "head"):
             return
         prefix = f"model.top.{head_prefix(top)}"
-        own = self.model.top.head.state_dict()
+        own = top.head.state_dict()
         state = checkpoint["state_dict"]
         for name in [n for n in state if n.startswith(prefix)]:
             state.pop(name)

@@ -77,8 +77,7 @@ class FineTune(MetaLearner):
         """What training moves: the adapted part's body and the classifier it trains."""
         if self.pooled_head is None:
             return self.meta_parameters()
-        prefix = head_prefix(self.model.top)
-        params = {n: p for n, p in self.meta_parameters().items() if not n.startswith(prefix)}
+        params = MetaLearner.meta_parameters(self)  # the frozen N-way head is not among them
         params.update({f"pooled_head.{n}": p for n, p in self.pooled_head.named_parameters()})
         return params
 
