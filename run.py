@@ -1,5 +1,6 @@
 """Entry point: `python run.py experiment=reptile_amazon [key=value ...]`."""
 import os
+import sys
 from pathlib import Path
 
 import hydra
@@ -7,6 +8,7 @@ from omegaconf import DictConfig
 
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
 
+from metalearn.registry.record import recorded_launch  # noqa: E402
 from metalearn.train import train  # noqa: E402  (after PROJECT_ROOT is set)
 
 
@@ -17,4 +19,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    with recorded_launch(sys.argv[1:], os.environ["PROJECT_ROOT"]):  # failures before train()
+        main()

@@ -112,3 +112,24 @@ def test_retract_keeps_the_record_but_not_as_completed(url: str, capsys: pytest.
     assert main(["--url", url, "runs", "retract", str(running), "--reason", "x"]) == 1
     assert "only a completed, failed or interrupted" in capsys.readouterr().err
     assert main(["--url", url, "runs", "retract", "2", "--reason", " "]) == 1
+
+
+def test_reading_never_creates_a_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.delenv("METALEARN_REGISTRY_URL", raising=False)
+    monkeypatch.chdir(tmp_path)  # not a project
+    assert main(["runs", "list"]) == 1
+    assert "not in a metalearn project" in capsys.readouterr().err
+    (tmp_path / "run.py").write_text("")
+    (tmp_path / "conf").mkdir()  # a project that has recorded nothing yet
+    assert main(["runs", "list"]) == 1
+    assert "no registry at" in capsys.readouterr().err
+    assert not (tmp_path / "logs").exists()
+
+
+@pytest.mark.parametrize("flag", ["--max-parallel", "--max-queued"])
+@pytest.mark.parametrize("value", ["0", "-3", "two"])
+def test_serve_limits_are_checked(flag: str, value: str, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["serve", flag, value])
+    assert exit_.value.code == 2 and flag in capsys.readouterr().err

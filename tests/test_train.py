@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,8 +13,9 @@ import torch
 from hydra.errors import MissingConfigException
 from pytorch_lightning import Callback
 
+from metalearn.registry import Store
 from metalearn.train import train
-from tests.conftest import run_py, scalars
+from tests.conftest import ROOT, run_py, scalars
 
 
 def losses(out_dir: Path) -> dict[int, float]:
@@ -140,3 +144,36 @@ def test_every_epoch_trains_on_new_episodes_and_a_resumed_run_continues_the_same
     resumed, resumed_losses = run("resumed", "trainer.max_steps=6", f"ckpt_path={ckpt}")
     assert resumed == {s: full[s] for s in range(2, 6)}
     assert resumed_losses == {s: full_losses[s] for s in range(2, 6)}
+
+
+@pytest.mark.parametrize("content, message", [(None, "no such checkpoint file"),
+                                              (b"not a checkpoint", "cannot load it as a checkpoint")])
+def test_a_bad_checkpoint_is_named_before_anything_is_built(make_cfg, tmp_path, monkeypatch,
+                                                            content, message):
+    import pytorch_lightning as pl
+    ckpt = tmp_path / "some.ckpt"
+    if content is not None:
+        ckpt.write_bytes(content)
+    monkeypatch.setattr(pl.Trainer, "test", lambda *a, **k: pytest.fail("meta-testing started"))
+    with pytest.raises((ValueError, FileNotFoundError), match=f"{ckpt}: {message}"):
+        train(make_cfg("train=false", f"ckpt_path={ckpt}"))
+
+
+def test_a_pickled_object_in_a_checkpoint_is_not_run(make_cfg, tmp_path):
+    ckpt = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "payload": Path("/")}, ckpt)  # any non-tensor class
+    with pytest.raises(ValueError, match="cannot load it as a checkpoint"):
+        train(make_cfg("train=false", f"ckpt_path={ckpt}"))
+
+
+def test_a_config_that_does_not_compose_is_a_failed_attempt(tmp_path):
+    url = f"sqlite:///{tmp_path}/registry.db"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), "experiment=no_such_experiment", "seed=3",
+         f"registry.url={url}"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PROJECT_ROOT": str(ROOT)})
+    assert proc.returncode == 1 and "no_such_experiment" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    (row,) = Store(url).list_attempts()
+    assert row["status"] == "failed" and row["experiment"] == "no_such_experiment"
+    assert "no_such_experiment" in Store(url).get_attempt(row["id"])["error"]

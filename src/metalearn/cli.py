@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from typing import Any, Sequence
 
@@ -11,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from metalearn.registry import report
-from metalearn.registry.engine import default_url
+from metalearn.registry.engine import URL_ENV, default_url, find_project_root, is_project
 from metalearn.registry.errors import NotFound, RegistryError
 from metalearn.registry.schema import STATUSES
 from metalearn.registry.store import Store
@@ -85,7 +86,9 @@ def parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="the HTTP API over the registry")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--max-parallel", type=int, default=1, help="training processes at once")
+    serve.add_argument("--max-parallel", type=_positive, default=1, help="training processes at once")
+    serve.add_argument("--max-queued", type=_positive, default=16,
+                       help="attempts waiting at most; more submissions get 429 (default 16)")
     serve.add_argument("--root", help="project folder with run.py and conf/ (default: found from cwd)")
     serve.set_defaults(func=cmd_serve)
     return top
@@ -96,8 +99,34 @@ def _out() -> Console:
     return Console()
 
 
+def _positive(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _store(args: argparse.Namespace) -> Store:
-    return Store(args.url or default_url())
+    """The registry to read: --url, $METALEARN_REGISTRY_URL, or the project's existing file.
+
+    Reading never creates a registry: outside a project, or in one that has recorded nothing
+    yet, this says so instead of leaving an empty logs/registry.db behind.
+    """
+    url = args.url or os.environ.get(URL_ENV)
+    if url:
+        return Store(url)
+    root = find_project_root()
+    if not is_project(root):
+        raise RegistryError(f"{root} is not in a metalearn project (no run.py and conf/ here or "
+                            f"above): run this in one, or pass --url or set {URL_ENV}")
+    path = root / "logs" / "registry.db"
+    if not path.is_file():
+        raise RegistryError(f"no registry at {path} yet: run an experiment first, or pass --url")
+    return Store(default_url(root))
 
 
 def _dump(data: Any) -> None:
@@ -234,7 +263,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     logging.getLogger("metalearn").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     return serve(url=args.url or default_url(args.root), host=args.host, port=args.port,
-                 max_parallel=args.max_parallel, root=args.root)
+                 max_parallel=args.max_parallel, max_queued=args.max_queued, root=args.root)
 
 
 _COLOURS = {"completed": "green", "failed": "red", "interrupted": "yellow", "running": "cyan",

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import logging
+import pickle
 import warnings
 from pathlib import Path
 
 import hydra
 from hydra.errors import InstantiationException
 import pytorch_lightning as pl
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 import metalearn.resolvers  # noqa: F401  (registers ${metalearn.data_dir:...})
@@ -46,6 +48,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 def _train(cfg: DictConfig) -> dict[str, float]:
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path:
+        check_checkpoint(ckpt_path)
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = build(cfg.data)
     datamodule.prepare_data()
@@ -58,15 +63,30 @@ def _train(cfg: DictConfig) -> dict[str, float]:
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
-    ckpt_path = cfg.get("ckpt_path")
     if cfg.get("train", True):
         trainer.fit(learner, datamodule=datamodule, ckpt_path=ckpt_path)
         ckpt_path = best_checkpoint(trainer) or None
     if cfg.get("test", True):
         if not cfg.get("train", True) and ckpt_path is None:
             log.info("meta-testing the model as built, with no meta-training")
-        trainer.test(learner, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=False)
+        trainer.test(learner, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     return {k: float(v) for k, v in trainer.callback_metrics.items()}
+
+
+def check_checkpoint(path: str) -> None:
+    """A checkpoint that exists and loads as plain weights and numbers, else an error naming it.
+
+    Loaded with `weights_only=True` (PyTorch's restricted unpickler): a checkpoint file runs
+    no code, whoever wrote it.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"ckpt_path {path}: no such checkpoint file")
+    try:
+        torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"ckpt_path {path}: cannot load it as a checkpoint ({first[:300]})") from exc
 
 
 def best_checkpoint(trainer: pl.Trainer) -> str | None:

@@ -8,6 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from metalearn.api.app import create_app
+from metalearn.api.launch import LaunchCheck
 from metalearn.api.overrides import OverrideValidator
 from metalearn.api.runner import Runner
 from metalearn.registry import Store
@@ -34,9 +35,15 @@ def store(sqlite_url: str) -> Store:
 
 
 @pytest.fixture
-def runner(store: Store, tmp_path: Path) -> Runner:
+def log_root(tmp_path: Path) -> Path:
+    """The server's log folder: the only place it loads checkpoints from."""
+    return tmp_path / "logs"
+
+
+@pytest.fixture
+def runner(store: Store, validator: OverrideValidator, log_root: Path, tmp_path: Path) -> Runner:
     """A runner that is never started: submitted attempts stay queued."""
-    return Runner(store, ROOT, log_dir=tmp_path / "api-logs")
+    return Runner(store, ROOT, LaunchCheck(validator, store, log_root), log_dir=tmp_path / "api-logs")
 
 
 @pytest.fixture

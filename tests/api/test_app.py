@@ -45,7 +45,10 @@ def test_binding_off_loopback_without_token_is_refused(monkeypatch: pytest.Monke
     monkeypatch.delenv("METALEARN_API_TOKEN", raising=False)
     with pytest.raises(RegistryError, match="needs METALEARN_API_TOKEN"):
         build(sqlite_url, "0.0.0.0")
-    monkeypatch.setenv("METALEARN_API_TOKEN", "t")
+    monkeypatch.setenv("METALEARN_API_TOKEN", "t")  # one character guards nothing
+    with pytest.raises(RegistryError, match="at least 32.*secrets.token_urlsafe"):
+        build(sqlite_url, "0.0.0.0")
+    monkeypatch.setenv("METALEARN_API_TOKEN", "x" * 32)
     assert build(sqlite_url, "0.0.0.0") is not None
 
 
@@ -69,10 +72,13 @@ def test_post_runs_queues_an_attempt(client: TestClient, store: Store, auth: dic
         ({"experiment": "../../etc/passwd"}, "pattern"),
         ({"experiment": "no_such_experiment"}, "unknown experiment"),
         ({"experiment": "reptile_amazon", "overrides": "debug=fast"}, "list"),
-        ({**RUN, "overrides": ["nonexistent.key=1"]}, "nonexistent.key"),
-        ({**RUN, "overrides": ["trainer.max_steps=many"]}, "wrong type"),
-        ({**RUN, "overrides": ["data.shots=2.5"]}, "wrong type"),
-        ({**RUN, "overrides": ["train=yes"]}, "wrong type"),
+        ({**RUN, "overrides": ["nonexistent.key=1"]}, "nonexistent.key is not settable"),
+        ({**RUN, "overrides": ["trainer.max_steps=many"]}, "must be an integer"),
+        ({**RUN, "overrides": ["data.shots=2.5"]}, "must be an integer"),
+        ({**RUN, "overrides": ["train=yes"]}, "must be true or false"),
+        ({**RUN, "overrides": ["algorithm.inner_lr=fast"]}, "must be a number"),
+        ({**RUN, "overrides": ["model=conv4", "model.hidden=many"]}, "must be an integer"),
+        ({**RUN, "overrides": ["model.trainable_layers=9.5"]}, "must be an integer or all"),
         ({**RUN, "overrides": ["model._target_=os.system"]}, "_target_"),
         ({**RUN, "overrides": ["model={_target_:os.system}"]}, "special keys"),
         ({**RUN, "overrides": ["model.config_overrides={_target_:os.system}"]}, "special keys"),
@@ -146,24 +152,32 @@ def test_cancel_a_queued_attempt(client: TestClient, store: Store, auth: dict) -
     assert client.post("/runs/999/cancel", headers=auth).status_code == 404
 
 
-def test_meta_test_a_finished_attempt(client: TestClient, store: Store, auth: dict) -> None:
+def test_meta_test_a_finished_attempt(client: TestClient, store: Store, runner, auth: dict,  # noqa: ANN001
+                                      log_root) -> None:  # noqa: ANN001
     parent = store.create_attempt(name="p", experiment="reptile_amazon",
                                   overrides=["experiment=reptile_amazon", "debug=fast", "data.shots=3",
                                              "hydra.run.dir=/somewhere"])
-    body = {"shots": 2, "queries": 4, "episodes": 3, "domains": ["automotive", "books"]}
+    body = {"shots": 1, "queries": 2, "episodes": 3, "domains": ["automotive", "tools_hardware"]}
     assert client.post(f"/runs/{parent}/test", json=body, headers=auth).status_code == 409  # still running
-    store.set_status(parent, schema.COMPLETED, ckpt_path="/ckpts/with space/last.ckpt")
+    ckpt = log_root / "run with space" / "last.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"weights")
+    store.set_status(parent, schema.COMPLETED, ckpt_path=str(ckpt))
     response = client.post(f"/runs/{parent}/test", json=body, headers=auth)
     assert response.status_code == 202, response.text
     child = store.get_attempt(response.json()["id"])
     assert child["kind"] == "test" and child["parent_id"] == parent and child["status"] == "queued"
-    assert child["overrides"] == [
-        "experiment=reptile_amazon", "debug=fast", "train=false", "test=true",
-        "ckpt_path='/ckpts/with space/last.ckpt'", "data.shots=2", "data.queries=4",
-        "data.test_episodes=3", "data.heldout=[automotive,books]",
+    assert child["overrides"] == [  # the server's keys are added when it starts, from the parent
+        "experiment=reptile_amazon", "debug=fast", "data.shots=1", "data.queries=2",
+        "data.test_episodes=3", "data.heldout=[automotive,tools_hardware]",
+    ]
+    assert runner.check.argv(child) == [
+        "experiment=reptile_amazon", "debug=fast", "data.shots=1", "data.queries=2",
+        "data.test_episodes=3", "data.heldout=[automotive,tools_hardware]",
+        "train=false", "test=true", f"ckpt_path='{ckpt}'",
     ]
     bad = client.post(f"/runs/{parent}/test", json={"domains": ["mars"]}, headers=auth)
-    assert bad.status_code == 422 and "unknown domains" in bad.json()["detail"]
+    assert bad.status_code == 422 and "unknown domain" in bad.json()["detail"]
     assert client.post(f"/runs/{parent}/test", json={"shots": 0}, headers=auth).status_code == 422
     assert client.post(f"/runs/{parent}/test", json={"domains": ["a;rm -rf"]}, headers=auth).status_code == 422
     assert client.post("/runs/999/test", json={}, headers=auth).status_code == 404

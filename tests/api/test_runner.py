@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from metalearn.api.runner import Runner
+from metalearn.api.launch import LaunchCheck
+from metalearn.api.overrides import OverrideValidator
+from metalearn.api.runner import Runner as _Runner
+from metalearn.api.settable import Setting
 from metalearn.registry import Store, schema
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -35,14 +38,26 @@ FAKE_RUN = textwrap.dedent(
 )
 
 
+# The fake project's allowlist: what its run.py reads.
+SETTINGS = {"steps": Setting("int", 1, 10**6), "sleep": Setting("float", 0, 1),
+            "mode": Setting("choice", choices=("ok", "fail", "crash"))}
+
+
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A project whose run.py records a fake attempt, steered by key=value arguments."""
     root = tmp_path / "project"
-    root.mkdir()
+    (root / "conf").mkdir(parents=True)
     (root / "run.py").write_text(FAKE_RUN)
+    (root / "conf" / "train.yaml").write_text("steps: 5\nsleep: 0.01\nmode: ok\nsecret_dir: /x\n")
     monkeypatch.setenv("PYTHONPATH", str(SRC))
     return root
+
+
+def Runner(store: Store, project: Path, **kwargs) -> _Runner:  # noqa: N802 (stands for the class)
+    """The real Runner with the real launch check over the fake project's config and allowlist."""
+    validator = OverrideValidator(project / "conf", root=project, settings=SETTINGS, groups={})
+    return _Runner(store, project, LaunchCheck(validator, store, project / "logs"), **kwargs)
 
 
 def _wait(store: Store, attempt: int, statuses: tuple[str, ...], timeout: float = 60) -> dict:
@@ -130,3 +145,24 @@ def test_a_killed_child_is_interrupted(project: Path, sqlite_url: str) -> None:
     finally:
         runner.stop()
     assert row["status"] == schema.INTERRUPTED and "killed by SIGKILL" in row["error"]
+
+
+def test_every_row_is_validated_when_it_starts(project: Path, sqlite_url: str) -> None:
+    """A row queued behind the API's back (a shared registry) is refused at launch, not run."""
+    store = Store(sqlite_url)
+    runner = Runner(store, project, poll_s=0.05)
+    evil = store.create_attempt(status=schema.QUEUED, overrides=["secret_dir=/etc"],
+                                command=["run.py", "mode=ok"])  # the stored command is not used
+    forged = store.create_attempt(status=schema.QUEUED, overrides=["+callbacks.x._target_=builtins.print"],
+                                  command=["run.py"])
+    fine = runner.submit(None, ["steps=2"])
+    runner.start()
+    try:
+        row = _wait(store, fine, schema.TERMINAL)
+    finally:
+        runner.stop()
+    assert row["status"] == schema.COMPLETED
+    for attempt, why in ((evil, "secret_dir is not settable"), (forged, "adding (+)")):
+        row = store.get_attempt(attempt)
+        assert row["status"] == schema.FAILED and row["pid"] is None
+        assert row["error"].startswith("refused at launch") and why in row["error"]

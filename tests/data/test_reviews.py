@@ -106,3 +106,33 @@ def test_bad_json_record_is_named(tmp_path):
     dm = ReviewEpisodes(path=str(path), heldout=["x"], cache_dir=str(tmp_path / "c"))
     with pytest.raises(ValueError, match="record 0 has label 'great'"):
         dm.setup("fit")
+
+
+def test_an_empty_file_is_an_error_naming_it(tmp_path):
+    for name, text in (("books.t2.train", "good\t1\nbad\t-1\n"), ("books.t2.dev", "")):
+        (tmp_path / name).write_text(text)
+    dm = ReviewEpisodes(path=str(tmp_path), heldout=["books"], cache_dir=str(tmp_path / "c"))
+    with pytest.raises(ValueError, match=r"books\.t2\.dev: no reviews in this file"):
+        dm.setup("fit")
+    with pytest.raises(ValueError, match=r"books\.t2\.dev: no reviews"):
+        dm.preflight()
+
+
+@pytest.mark.parametrize("text, message", [("[{\"domain\": ", "not valid JSON"), ("[]", "no reviews"),
+                                           ("{\"data\": []}", "no reviews"), ("[1]", "record 0 is not")])
+def test_json_errors_name_the_file(tmp_path, text, message):
+    path = tmp_path / "dataset.json"
+    path.write_text(text)
+    dm = ReviewEpisodes(path=str(path), heldout=["x"], cache_dir=str(tmp_path / "c"))
+    with pytest.raises(ValueError, match=f"{path}: {message}"):
+        dm.setup("fit")
+
+
+def test_preflight_makes_the_checks_setup_makes_without_tokenizing(tmp_path):
+    kw = dict(path=str(ARSC), heldout=HELDOUT, domains=DOMAINS, cache_dir=str(tmp_path / "none"))
+    plan = ReviewEpisodes(**kw).preflight()
+    assert "automotive" in plan.test_groups and "books" in plan.train_groups
+    assert {"musical_instruments", "tools_hardware"} <= set(plan.groups) - set(DOMAINS)
+    assert not (tmp_path / "none").exists()  # nothing was tokenized or cached
+    with pytest.raises(ValueError, match=r"K \+ L = 40 \+ 5 .* only \d+ in class"):
+        ReviewEpisodes(**kw, shots=40).preflight()

@@ -4,21 +4,24 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any, Callable
 
-from fastapi import Depends, FastAPI, HTTPException, Query, status
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from metalearn.api.auth import TokenCheck, no_check
 from metalearn.api.models import RunRequest, TestRequest
 from metalearn.api.overrides import OverrideError, OverrideValidator
-from metalearn.api.runner import Conflict, Runner, hydra_value
+from metalearn.api.runner import Conflict, QueueFull, Runner
 from metalearn.registry import report, schema
 from metalearn.registry.errors import NotFound
 from metalearn.registry.store import Store
 
 log = logging.getLogger(__name__)
-# The parent's overrides a meta-test replaces (or that belong to the server).
-TEST_KEYS = ("experiment", "train", "test", "ckpt_path", "data.shots", "data.queries",
-             "data.test_episodes", "data.heldout", "hydra.")
+MAX_ID = 2**63 - 1  # the registry's integer columns; larger ids and steps cannot exist
+MAX_BODY = 256 * 1024  # bytes: a request is a few overrides, never megabytes
+RETRY_AFTER_S = 30
+AttemptId = Annotated[int, Path(ge=1, le=MAX_ID, description="an attempt id")]
 
 
 def create_app(
@@ -35,42 +38,49 @@ def create_app(
     app = FastAPI(title="metalearn", description="Run registry: start, meta-test and follow attempts.")
     app.state.store, app.state.runner = store, runner
 
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next: Callable) -> Any:
+        """Refuse oversized bodies before they are read (and so before they can be echoed)."""
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+            return JSONResponse({"detail": f"request body over {MAX_BODY} bytes"}, status_code=413)
+        return await call_next(request)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        """422 with where and what, never the input itself (it may be huge, or a secret)."""
+        errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))[:200],
+                   "type": e.get("type")} for e in exc.errors()[:20]]
+        return JSONResponse({"detail": errors}, status_code=422)
+
     @app.get("/health")
     def health() -> dict[str, Any]:
         with store.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
         return {"status": "ok", "schema_version": schema.SCHEMA_VERSION,
-                "running": len(runner.children), "max_parallel": runner.max_parallel}
+                "running": len(runner.children), "max_parallel": runner.max_parallel,
+                "max_queued": runner.max_queued}
 
     @app.post("/runs", status_code=status.HTTP_202_ACCEPTED, dependencies=[write])
     def start_run(body: RunRequest) -> dict[str, Any]:
-        _validate(validator, body.experiment, body.overrides)
-        attempt = runner.submit(body.experiment, body.overrides)
+        _refuse(validator.validate, body.experiment, body.overrides)
+        attempt = _submit(runner, body.experiment, body.overrides)
         return {"id": attempt, "status": schema.QUEUED}
 
     @app.post("/runs/{attempt_id}/test", status_code=status.HTTP_202_ACCEPTED, dependencies=[write])
-    def test_run(attempt_id: int, body: TestRequest) -> dict[str, Any]:
+    def test_run(attempt_id: AttemptId, body: TestRequest) -> dict[str, Any]:
         parent = _get(store.get_attempt, attempt_id)
         if parent["status"] != schema.COMPLETED or not parent["ckpt_path"]:
             raise HTTPException(status.HTTP_409_CONFLICT,
                                 f"attempt {attempt_id} is {parent['status']} with "
                                 f"{'a' if parent['ckpt_path'] else 'no'} checkpoint; "
                                 "only a completed attempt with a checkpoint can be meta-tested")
-        asked = _test_overrides(body)
-        cfg = _validate(validator, parent["experiment"], asked)
-        if body.domains:
-            known = set(cfg.data.get("domains") or [])
-            unknown = sorted(set(body.domains) - known) if known else []
-            if unknown:
-                raise HTTPException(422, f"unknown domains {unknown}")
-        inherited = [o for o in parent["overrides"] or [] if not o.startswith(TEST_KEYS)]
-        overrides = [*inherited, "train=false", "test=true",
-                     f"ckpt_path={hydra_value(parent['ckpt_path'])}", *asked]
-        attempt = runner.submit(parent["experiment"], overrides, kind="test", parent_id=attempt_id)
+        overrides = _refuse(runner.check.test_overrides, attempt_id, _test_overrides(body))
+        attempt = _submit(runner, parent["experiment"], overrides, kind="test", parent_id=attempt_id)
         return {"id": attempt, "status": schema.QUEUED, "parent_id": attempt_id}
 
     @app.post("/runs/{attempt_id}/cancel", status_code=status.HTTP_202_ACCEPTED, dependencies=[write])
-    def cancel_run(attempt_id: int) -> dict[str, Any]:
+    def cancel_run(attempt_id: AttemptId) -> dict[str, Any]:
         try:
             return {"id": attempt_id, "status": runner.cancel(attempt_id)}
         except NotFound as exc:
@@ -87,20 +97,19 @@ def create_app(
     ) -> list[dict[str, Any]]:
         bad = sorted(set(status_ or []) - set(schema.STATUSES))
         if bad:
-            raise HTTPException(422,
-                                f"unknown status {bad}; one of {list(schema.STATUSES)}")
+            raise HTTPException(422, f"unknown status; one of {list(schema.STATUSES)}")
         rows = store.list_attempts(status=status_, experiment=experiment, algorithm=algorithm, limit=limit)
         return report.jsonable(rows)
 
     @app.get("/runs/{attempt_id}", dependencies=[read])
-    def get_run(attempt_id: int) -> dict[str, Any]:
+    def get_run(attempt_id: AttemptId) -> dict[str, Any]:
         return _get(report.show, store, attempt_id)
 
     @app.get("/runs/{attempt_id}/metrics", dependencies=[read])
     def get_metrics(
-        attempt_id: int,
+        attempt_id: AttemptId,
         name: str | None = None,
-        after_step: int | None = None,
+        after_step: int | None = Query(None, ge=-1, le=MAX_ID),
         limit: int = Query(10_000, ge=1, le=100_000),
     ) -> dict[str, Any]:
         """New metric rows: pass last_step back as after_step to follow an attempt live."""
@@ -109,12 +118,21 @@ def create_app(
     return app
 
 
-def _validate(validator: OverrideValidator, experiment: str | None, overrides: list[str]) -> Any:
-    """The composed config, or 422 with the validator's message."""
+def _refuse(fn: Callable[..., Any], *args: Any) -> Any:
+    """fn(*args), with an OverrideError as 422 and its message."""
     try:
-        return validator.validate(experiment, overrides)
+        return fn(*args)
     except OverrideError as exc:
         raise HTTPException(422, str(exc)) from exc
+
+
+def _submit(runner: Runner, experiment: str | None, overrides: list[str], **kwargs: Any) -> int:
+    """Queue an attempt; a full queue is 429 with Retry-After."""
+    try:
+        return runner.submit(experiment, overrides, **kwargs)
+    except QueueFull as exc:
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, str(exc),
+                            headers={"Retry-After": str(RETRY_AFTER_S)}) from exc
 
 
 def _get(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

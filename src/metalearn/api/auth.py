@@ -7,6 +7,7 @@ import ipaddress
 from fastapi import HTTPException, Request, status
 
 TOKEN_ENV = "METALEARN_API_TOKEN"
+MIN_TOKEN_LENGTH = 32  # off loopback; secrets.token_urlsafe(32) gives 43 characters
 
 
 def is_loopback(host: str) -> bool:

@@ -24,5 +24,5 @@ class TestRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     shots: int | None = Field(default=None, ge=1, le=1000, description="K support examples per class")
     queries: int | None = Field(default=None, ge=1, le=1000, description="L query examples per class")
-    episodes: int | None = Field(default=None, ge=1, le=100_000, description="episodes per test family")
+    episodes: int | None = Field(default=None, ge=1, le=1000, description="episodes per test family")
     domains: list[Domain] | None = Field(default=None, min_length=1, max_length=64)

@@ -1,18 +1,22 @@
 """Check a request's experiment and overrides against the real config before anything starts.
 
-Overrides are parsed by Hydra's own grammar (never evaluated), restricted to changing keys
-that exist, composed with the project's config, and type-checked against the constructor
-signature the key feeds (else against the value it replaces). A model=layers spec list is
-checked too. Every refusal is an OverrideError whose message says what and why.
+Overrides are parsed by Hydra's own grammar (never evaluated); each must change a key the
+allowlist in `settable.py` declares, within its bounds, or pick an option of a settable
+config group. The result is composed with the project's config (cached per experiment and
+group choice, so a request costs milliseconds), type-checked against the constructor
+signature the key feeds (else against the value it replaces), a model=layers spec list is
+built on the meta device, and the data source checks the sizes against its data. Every
+refusal is an OverrideError whose message says what and why, without echoing long input.
 """
 from __future__ import annotations
 
+import copy
 import logging
 import re
 import threading
 import typing
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -24,14 +28,17 @@ from omegaconf.errors import OmegaConfBaseException
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 import metalearn.resolvers  # noqa: F401  (the configs use ${metalearn.data_dir:...})
+from metalearn.api.settable import GROUPS, SETTINGS, Setting, SettingError, check_setting
+from metalearn.data.episodic import DataPlan
 from metalearn.models.layers import LayerModel, LayerSpecError, check_model
 
 log = logging.getLogger(__name__)
 
-FORBIDDEN_ROOTS = {"hydra": "Hydra's own settings", "paths": "where files go",
-                   "registry": "where attempts are recorded"}
-RESERVED_KEYS = {"experiment": "give it as the request's experiment field",
-                 "ckpt_path": "meta-test a finished attempt with POST /runs/{id}/test"}
+# Why a key a request may not set is the server's: said in the refusal.
+SERVER_OWNED = {"hydra": "Hydra's own settings", "paths": "where files go",
+                "registry": "where attempts are recorded", "task_name": "names the log folder",
+                "ckpt_path": "meta-test a finished attempt with POST /runs/{id}/test instead",
+                "experiment": "give it as the request's experiment field"}
 NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./-]*$")
 SPECIAL_KEY = re.compile(r"^_.*_$")  # _target_, _partial_, _args_, _recursive_, _convert_
 MAX_OVERRIDES, MAX_LENGTH = 64, 8192
@@ -43,52 +50,115 @@ class OverrideError(ValueError):
     """A request's experiment or overrides are not acceptable (answered with 422)."""
 
 
-class OverrideValidator:
-    """Validates (experiment, overrides) against the config tree in conf_dir."""
+def shown(text: str, limit: int = 80) -> str:
+    """text for a message: repr'd and cut, so a refusal never echoes a long input back."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
 
-    def __init__(self, conf_dir: str | Path, config_name: str = "train") -> None:
+
+class OverrideValidator:
+    """Validates (experiment, overrides) against the config tree in conf_dir.
+
+    root is the project the children run in: paths in the config resolve against it, as
+    they will in the child. settings and groups are the allowlist (settable.py's by default).
+    """
+
+    def __init__(self, conf_dir: str | Path, config_name: str = "train", *,
+                 root: str | Path | None = None, settings: Mapping[str, Setting] = SETTINGS,
+                 groups: Mapping[str, str] = GROUPS, check_data: bool = True) -> None:
         self.conf_dir = Path(conf_dir).resolve()
         self.config_name = config_name
+        self.root = Path(root).resolve() if root else self.conf_dir.parent
+        self.settings, self.groups, self.check_data = settings, groups, check_data
         self._parser = OverridesParser.create()
+        self._bases: dict[tuple[str | None, tuple[str, ...]], DictConfig] = {}
 
-    def validate(self, experiment: str | None, overrides: Sequence[str]) -> DictConfig:
+    def validate(self, experiment: str | None, overrides: Sequence[str],
+                 server: Sequence[str] = ()) -> DictConfig:
         """The composed config for a request; raises OverrideError with the reason."""
+        return self.check(experiment, overrides, server)[0]
+
+    def check(self, experiment: str | None, overrides: Sequence[str],
+              server: Sequence[str] = ()) -> tuple[DictConfig, DataPlan | None]:
+        """The composed config and the data's plan for it; raises OverrideError with the reason.
+
+        server: overrides the server itself adds (e.g. ckpt_path for a meta-test), parsed and
+        applied but exempt from the allowlist.
+        """
         if experiment is not None:
             check_name("experiment", experiment)
             if not (self.conf_dir / "experiment" / f"{experiment}.yaml").is_file():
-                raise OverrideError(f"unknown experiment {experiment!r}")
+                raise OverrideError(f"unknown experiment {shown(experiment)}")
         parsed = self.parse(overrides)
-        groups = [o for o in parsed if self._is_group(o.key_or_group)]
+        groups = [o for o in parsed if o.key_or_group in self.groups]
         for o in groups:
             check_name(o.key_or_group, str(o.value()))
-        head = [f"experiment={experiment}"] if experiment is not None else []
-        base = self._compose(head + [o.input_line for o in groups])
-        cfg = self._compose(head + list(overrides))
-        for o in parsed:
-            if o not in groups:
-                check_type(base, o.key_or_group, o.value())
+        base = self._base(experiment, tuple(o.input_line for o in groups))
+        cfg = copy.deepcopy(base)
+        extra = [self._parse_one(line, server=True) for line in server]
+        for o in [*(o for o in parsed if o not in groups), *extra]:
+            key, value = o.key_or_group, o.value()
+            if not _exists(base, key):
+                raise OverrideError(f"{key}: no such key in the {experiment or 'default'} config")
+            check_type(base, key, value)
+            OmegaConf.update(cfg, key, value, merge=False)
         check_layer_model(cfg)
-        return cfg
+        return cfg, self.plan(cfg) if self.check_data else None
+
+    def plan(self, cfg: DictConfig) -> DataPlan | None:
+        """The data source's own check of the sizes and groups asked for, on its metadata."""
+        if not isinstance(cfg.get("data"), DictConfig):
+            return None
+        from metalearn.train import build  # Lightning and the data stack load only when needed
+
+        try:
+            return build(cfg.data).preflight()
+        except (ValueError, TypeError, FileNotFoundError, OmegaConfBaseException) as exc:
+            raise OverrideError(f"data: {exc}") from exc
 
     def parse(self, overrides: Sequence[str]) -> list[Override]:
-        """Parse overrides with Hydra's grammar and refuse every form that is not a plain change."""
+        """Parse overrides with Hydra's grammar; refuse every form that is not a plain change
+        of a settable key within its bounds."""
         if len(overrides) > MAX_OVERRIDES:
             raise OverrideError(f"at most {MAX_OVERRIDES} overrides")
-        parsed = []
-        for line in overrides:
-            if not isinstance(line, str) or len(line) > MAX_LENGTH:
-                raise OverrideError(f"an override is a string of at most {MAX_LENGTH} characters")
-            try:
-                (override,) = self._parser.parse_overrides([line])
-            except HydraException as exc:
-                raise OverrideError(f"cannot parse override {line!r}: {exc}") from exc
-            check_override(override)
-            parsed.append(override)
-        return parsed
+        return [self._parse_one(line) for line in overrides]
 
-    def _is_group(self, key: str) -> bool:
-        """Whether key names a config group (a folder under conf/)."""
-        return (self.conf_dir / key.replace(".", "/")).is_dir()
+    def _parse_one(self, line: str, server: bool = False) -> Override:
+        if not isinstance(line, str) or len(line) > MAX_LENGTH:
+            raise OverrideError(f"an override is a string of at most {MAX_LENGTH} characters")
+        try:
+            (override,) = self._parser.parse_overrides([line])
+        except (HydraException, ValueError) as exc:  # ValueError: an integer of 4,300+ digits
+            raise OverrideError(f"cannot parse override {shown(line)}: {_first_line(exc)}") from exc
+        check_override(override)
+        if not server:
+            self._check_allowed(override)
+        return override
+
+    def _check_allowed(self, o: Override) -> None:
+        """The allowlist: a settable group's option, or a declared key within its bounds."""
+        key = o.key_or_group
+        if key in self.groups:
+            return
+        root = key.split(".", 1)[0]
+        if root in SERVER_OWNED and key not in self.settings:
+            raise OverrideError(f"{shown(o.input_line)}: {key} ({SERVER_OWNED[root]}) is set by the server")
+        try:
+            check_setting(key, o.value(), self.settings)
+        except SettingError as exc:
+            raise OverrideError(f"{shown(o.input_line)}: {exc}") from exc
+
+    def _base(self, experiment: str | None, groups: tuple[str, ...]) -> DictConfig:
+        """The composed config for an experiment and group choices (composed once, then reused)."""
+        key = (experiment, groups)
+        if key not in self._bases:
+            head = [f"experiment={experiment}"] if experiment is not None else []
+            cfg = self._compose([*head, *groups])
+            if isinstance(cfg.get("paths"), DictConfig) and "root_dir" in cfg.paths:
+                cfg.paths.root_dir = str(self.root)  # as PROJECT_ROOT is in the child
+            if len(self._bases) >= 256:
+                self._bases.pop(next(iter(self._bases)))
+            self._bases[key] = cfg
+        return self._bases[key]
 
     def _compose(self, overrides: list[str]) -> DictConfig:
         """The config Hydra composes for these overrides; composition errors become OverrideError."""
@@ -103,29 +173,36 @@ class OverrideValidator:
 def check_name(what: str, value: str) -> None:
     """A config name: letters, digits, _ . / -, no '..'."""
     if not NAME.match(value) or ".." in value or len(value) > 128:
-        raise OverrideError(f"{what}: {value!r} is not a valid config name")
+        raise OverrideError(f"{what}: {shown(value)} is not a valid config name")
 
 
 def check_override(o: Override) -> None:
     """Only `key=value` changes of ordinary keys, with literal values."""
-    line = o.input_line
+    line = shown(o.input_line)
     if o.type != OverrideType.CHANGE:
-        raise OverrideError(f"{line!r}: adding (+) or deleting (~) keys is not allowed; change existing keys only")
+        raise OverrideError(f"{line}: adding (+) or deleting (~) keys is not allowed; change existing keys only")
     if o.package is not None:
-        raise OverrideError(f"{line!r}: package overrides (@) are not allowed")
+        raise OverrideError(f"{line}: package overrides (@) are not allowed")
     if o.is_sweep_override():
-        raise OverrideError(f"{line!r}: sweeps are not allowed; submit one run per value")
+        raise OverrideError(f"{line}: sweeps are not allowed; submit one run per value")
     parts = o.key_or_group.replace("/", ".").split(".")
     if any(SPECIAL_KEY.match(p) for p in parts):
-        raise OverrideError(f"{line!r}: {o.key_or_group} is a special key (_target_ and the like) and cannot be set")
-    if parts[0] in FORBIDDEN_ROOTS:
-        raise OverrideError(f"{line!r}: {parts[0]}.* ({FORBIDDEN_ROOTS[parts[0]]}) is set by the server")
-    if o.key_or_group in RESERVED_KEYS:
-        raise OverrideError(f"{line!r}: {RESERVED_KEYS[o.key_or_group]}")
+        raise OverrideError(f"{line}: {o.key_or_group} is a special key (_target_ and the like) and cannot be set")
     if _has_special_key(o.value()):
-        raise OverrideError(f"{line!r}: values may not contain special keys (_target_ and the like)")
+        raise OverrideError(f"{line}: values may not contain special keys (_target_ and the like)")
     if _has_interpolation(o.value()):
-        raise OverrideError(f"{line!r}: interpolations (${{...}}) are not allowed in values")
+        raise OverrideError(f"{line}: interpolations (${{...}}) are not allowed in values")
+
+
+def _exists(cfg: DictConfig, key: str) -> bool:
+    """Whether key names an existing entry of cfg (its value may be null)."""
+    parent_key, _, leaf = key.rpartition(".")
+    parent = OmegaConf.select(cfg, parent_key, throw_on_resolution_failure=False) if parent_key else cfg
+    return isinstance(parent, DictConfig) and leaf in parent
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
 
 
 def check_type(base: DictConfig, key: str, value: Any) -> None:
@@ -139,7 +216,7 @@ def check_type(base: DictConfig, key: str, value: Any) -> None:
             return
         except ValidationError as exc:
             raise OverrideError(
-                f"{key}={value!r}: wrong type, expected {_type_name(annotation)}"
+                f"{key}={shown(str(value))}: wrong type, expected {_type_name(annotation)}"
             ) from exc
     try:
         old = OmegaConf.select(base, key, throw_on_resolution_failure=True)
@@ -149,7 +226,8 @@ def check_type(base: DictConfig, key: str, value: Any) -> None:
     if OmegaConf.is_config(old):
         old = OmegaConf.to_container(old, resolve=False)
     if not _same_kind(old, value):
-        raise OverrideError(f"{key}={value!r}: wrong type, expected {type(old).__name__} like {old!r}")
+        raise OverrideError(f"{key}={shown(str(value))}: wrong type, expected {type(old).__name__} "
+                            f"like {shown(str(old))}")
 
 
 def check_layer_model(cfg: DictConfig) -> None:

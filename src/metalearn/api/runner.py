@@ -5,12 +5,14 @@ several servers may share one registry: a server takes a row only by moving it f
 queued to running in one conditional UPDATE. While a child lives, the server renews its
 lease too (the child also does, once its imports are done); when a child exits without a
 final status, the server records one from its exit code and the tail of its log.
+
+Every row is validated again when it starts (`LaunchCheck.argv`), whoever queued it, and the
+child gets the validated arguments, never the row's stored command line.
 """
 from __future__ import annotations
 
 import logging
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -23,6 +25,8 @@ from pathlib import Path
 from typing import Sequence
 
 from metalearn.api.auth import TOKEN_ENV
+from metalearn.api.launch import LaunchCheck
+from metalearn.api.overrides import OverrideError
 from metalearn.registry import schema
 from metalearn.registry.engine import URL_ENV
 from metalearn.registry.errors import RegistryError
@@ -30,11 +34,14 @@ from metalearn.registry.record import ATTEMPT_ENV
 from metalearn.registry.store import Store, utcnow
 
 log = logging.getLogger(__name__)
-SAFE_VALUE = re.compile(r"^[A-Za-z0-9_./:+-]+$")
 
 
 class Conflict(RegistryError):
     """The attempt is not in a state that allows the request (answered with 409)."""
+
+
+class QueueFull(RegistryError):
+    """As many attempts wait as the server allows (answered with 429 and Retry-After)."""
 
 
 @dataclass
@@ -54,18 +61,21 @@ class Runner:
         self,
         store: Store,
         root: str | Path,
+        check: LaunchCheck,
         *,
         max_parallel: int = 1,
+        max_queued: int = 16,
         python: str = sys.executable,
         log_dir: str | Path | None = None,
         poll_s: float = 0.5,
         lease_s: float = 60.0,
         kill_after_s: float = 15.0,
     ) -> None:
-        if max_parallel < 1:
-            raise ValueError("max_parallel must be at least 1")
-        self.store, self.root = store, Path(root).resolve()
-        self.max_parallel, self.python = max_parallel, python
+        if max_parallel < 1 or max_queued < 1:
+            raise ValueError(f"max_parallel and max_queued must be at least 1 (got "
+                             f"{max_parallel}, {max_queued})")
+        self.store, self.root, self.check = store, Path(root).resolve(), check
+        self.max_parallel, self.max_queued, self.python = max_parallel, max_queued, python
         self.log_dir = Path(log_dir) if log_dir else self.root / "logs" / "api"
         self.poll_s, self.lease_s, self.kill_after_s = poll_s, lease_s, kill_after_s
         self.children: dict[int, Child] = {}
@@ -78,13 +88,16 @@ class Runner:
     # ---- requests --------------------------------------------------------------------------
     def submit(self, experiment: str | None, overrides: Sequence[str], *, kind: str = "train",
                parent_id: int | None = None) -> int:
-        """Queue a run.py attempt; returns its id at once."""
+        """Queue a run.py attempt; returns its id at once, or raises QueueFull."""
         head = [f"experiment={experiment}"] if experiment else []
-        attempt = self.store.create_attempt(
-            status=schema.QUEUED, kind=kind, parent_id=parent_id, experiment=experiment,
-            name=experiment or "train", overrides=head + list(overrides),
-            command=["run.py", *head, *overrides],
-        )
+        with self._lock:  # one count-then-insert at a time in this server
+            if len(self.store.queued(self.max_queued)) >= self.max_queued:
+                raise QueueFull(f"{self.max_queued} attempts are already waiting; try again later")
+            attempt = self.store.create_attempt(
+                status=schema.QUEUED, kind=kind, parent_id=parent_id, experiment=experiment,
+                name=experiment or "train", overrides=head + list(overrides),
+                command=["run.py", *head, *overrides],
+            )
         self._wake.set()
         return attempt
 
@@ -156,18 +169,24 @@ class Runner:
                 self._launch(row)
 
     def _launch(self, row: dict) -> None:
-        """Take a queued row (if no one else did) and start its process."""
+        """Take a queued row (if no one else did), validate it again and start its process."""
         attempt_id = row["id"]
         if not self.store.set_status(attempt_id, schema.RUNNING, only_status=[schema.QUEUED],
                                      host=socket.gethostname(), started_at=schema_now(),
                                      lease_until=schema_now(self.lease_s)):
+            return
+        try:
+            argv = self.check.argv(self.store.get_attempt(attempt_id))
+        except OverrideError as exc:
+            log.warning("attempt %d refused at launch: %s", attempt_id, exc)
+            self.store.set_status(attempt_id, schema.FAILED, error=f"refused at launch: {exc}")
             return
         log_path = self.log_dir / f"{utcnow():%Y-%m-%d_%H-%M-%S}_attempt-{attempt_id}.log"
         env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}  # the child needs no API token
         env.update({ATTEMPT_ENV: str(attempt_id), URL_ENV: self.store.url, "PROJECT_ROOT": str(self.root)})
         if (self.root / "src" / "metalearn").is_dir():  # a checkout that is not pip-installed
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.root / "src"), env.get("PYTHONPATH")]))
-        command = [self.python, *row["command"], run_dir_override(attempt_id)]
+        command = [self.python, "run.py", *argv, run_dir_override(attempt_id)]
         try:
             with open(log_path, "ab") as out:
                 proc = subprocess.Popen(command, cwd=self.root, env=env, stdout=out,
@@ -205,13 +224,6 @@ class Runner:
 def run_dir_override(attempt_id: int) -> str:
     """A Hydra run folder of its own, so attempts started in the same second never share one."""
     return f"hydra.run.dir=${{paths.log_dir}}/${{task_name}}/runs/${{now:%Y-%m-%d_%H-%M-%S}}_a{attempt_id}"
-
-
-def hydra_value(value: str) -> str:
-    """value as a Hydra override literal (quoted unless plainly safe)."""
-    if SAFE_VALUE.match(value):
-        return value
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def schema_now(plus_s: float = 0.0) -> datetime:

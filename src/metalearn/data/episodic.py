@@ -5,6 +5,7 @@ in `setup()`, and turns an `EpisodeSpec` into an `Episode` in `build()`.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -14,6 +15,15 @@ from torch.utils.data import DataLoader
 from metalearn.data.episodes import EpisodeSet, MetaBatchSampler, RankSlice, as_list
 from metalearn.episode import Episode
 from metalearn.tasks.sampler import EpisodeSpec, TaskSampler
+
+
+@dataclass(frozen=True)
+class DataPlan:
+    """Which groups (domains, alphabets, ...) a data configuration holds, trains and tests on."""
+
+    groups: tuple[str, ...]
+    train_groups: tuple[str, ...]
+    test_groups: tuple[str, ...]
 
 
 class EpisodicDataModule(pl.LightningDataModule):
@@ -58,6 +68,12 @@ class EpisodicDataModule(pl.LightningDataModule):
 
     def build(self, spec: EpisodeSpec) -> Episode:
         raise NotImplementedError
+
+    def preflight(self) -> DataPlan | None:
+        """Check the settings against the data as cheaply as possible (no decoding, no
+        tokenizing), raising ValueError as `setup` would; None where a source has no such
+        check beyond its constructor's. The HTTP API calls it before it accepts a run."""
+        return None
 
     def prepare_data(self) -> None:
         """Read and preprocess once into the on-disk cache (a no-op when the cache is there)."""

@@ -21,8 +21,8 @@ from transformers import AutoTokenizer
 
 from metalearn.data.arsc import task_file_episodes
 from metalearn.data.episodes import pad_token_rows
-from metalearn.data.episodic import EpisodicDataModule
-from metalearn.data.reviews import canonical_domain, read_reviews, source_files
+from metalearn.data.episodic import DataPlan, EpisodicDataModule
+from metalearn.data.reviews import canonical_domain, read_reviews, review_index, source_files
 from metalearn.data.disk_cache import digest
 from metalearn.data.tokenized import tokenized_dataset
 from metalearn.episode import Episode
@@ -118,7 +118,28 @@ class ReviewEpisodes(EpisodicDataModule):
             return
         data = self._load()
         cols = columns(data, ["domain", "task", "split"])
-        domains, tasks, splits = cols["domain"], cols["task"], cols["split"]
+        plan = self._plan(cols["domain"], cols["task"], cols["split"], self.labels)
+        for name in ("train_sampler", "val_sampler", "val_specs", "test_sampler", "test_specs"):
+            setattr(self, name, plan[name])
+        if self.test_sampler is None:
+            self._log_arsc_test()
+        log.info("%d meta-train families, %d meta-val families (%d episodes), %d meta-test "
+                 "families (%d episodes)", len(self.train_sampler.families),
+                 len(self.val_sampler.families) if self.val_sampler else 0, len(self.val_specs),
+                 len({s.family for s in self.test_specs}), len(self.test_specs))
+
+    def preflight(self) -> DataPlan:
+        """Every check `setup` makes, on the labels and names alone (no text, no tokenizer)."""
+        index = review_index(self.path)
+        plan = self._plan(index["domain"], index["task"], index["split"], index["label"])
+        groups = sorted(set(index["domain"].tolist()))
+        return DataPlan(groups=tuple(groups), train_groups=tuple(plan["train_domains"]),
+                        test_groups=tuple(self.heldout))
+
+    def _plan(self, domains: np.ndarray, tasks: np.ndarray, splits: np.ndarray,
+              labels: np.ndarray) -> dict:
+        """Samplers and fixed episodes from the reviews' domain, task, split and label columns;
+        raises ValueError, naming the family, for whatever the data cannot serve."""
         present = sorted(set(domains.tolist()))
         wanted = self.heldout + (self.domains or [])
         unknown = sorted(set(wanted) - set(present))
@@ -151,7 +172,7 @@ class ReviewEpisodes(EpisodicDataModule):
             for family in sorted(set(fam[mask].tolist())):
                 in_family = mask & (fam == family)
                 for label, name in enumerate(CLASSES):
-                    out[family][name] = np.flatnonzero(in_family & (self.labels == label))
+                    out[family][name] = np.flatnonzero(in_family & (labels == label))
             return dict(out)
 
         if has_splits:
@@ -177,33 +198,30 @@ class ReviewEpisodes(EpisodicDataModule):
             log.info("meta-validation leaves those %d families out: their %s files are "
                      "meta-training data here", len(fallback), "/".join(self.val_splits))
 
-        self.train_sampler = TaskSampler(train_pools, self.ways, self.train_shots,
-                                         self.train_queries)
-        self.test_sampler = None
+        train_sampler = TaskSampler(train_pools, self.ways, self.train_shots, self.train_queries)
+        test_sampler = None
         if self.test_protocol == "episodes":
-            self.test_sampler = TaskSampler(pools(self.heldout, self.test_splits),
-                                            self.ways, self.shots, self.queries)
+            test_sampler = TaskSampler(pools(self.heldout, self.test_splits),
+                                       self.ways, self.shots, self.queries)
         need = self.shots + self.queries
         small = [f for f, p in val_pools.items() if min(len(v) for v in p.values()) < need]
         if small:
             log.warning("meta-validation skips %d families with fewer than K+L=%d examples in a "
                         "class: %s", len(small), need, ", ".join(small))
         val_pools = {f: p for f, p in val_pools.items() if f not in small}
-        self.val_sampler = (TaskSampler(val_pools, self.ways, self.shots, self.queries)
-                            if val_pools else None)
-        self.val_specs = (self.val_sampler.fixed_episodes(self.eval_seed, self.val_episodes)
-                          if self.val_sampler else [])
-        if self.test_sampler is not None:
-            self.test_specs = self.test_sampler.fixed_episodes(self.eval_seed + 1, self.test_episodes)
+        val_sampler = (TaskSampler(val_pools, self.ways, self.shots, self.queries)
+                       if val_pools else None)
+        val_specs = val_sampler.fixed_episodes(self.eval_seed, self.val_episodes) if val_sampler else []
+        if test_sampler is not None:
+            test_specs = test_sampler.fixed_episodes(self.eval_seed + 1, self.test_episodes)
         else:
             held = np.isin(domains, self.heldout) & np.isin(tasks, use_tasks)
-            self.test_specs = task_file_episodes(
-                sorted(set(fam[held].tolist())), fam, splits, self.labels,
+            test_specs = task_file_episodes(
+                sorted(set(fam[held].tolist())), fam, splits, labels,
                 self.test_query_limit, self.eval_seed)
-            self._log_arsc_test()
-        log.info("%d meta-train families, %d meta-val families (%d episodes), %d meta-test "
-                 "families (%d episodes)", len(train_pools), len(val_pools), len(self.val_specs),
-                 len({s.family for s in self.test_specs}), len(self.test_specs))
+        return {"train_sampler": train_sampler, "val_sampler": val_sampler, "val_specs": val_specs,
+                "test_sampler": test_sampler, "test_specs": test_specs,
+                "train_domains": train_domains}
 
     def _log_arsc_test(self) -> None:
         """Say what the fixed meta-test holds, and where it differs from the training shots."""

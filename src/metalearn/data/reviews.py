@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import json
 import re
+from functools import lru_cache
 from pathlib import Path
+from typing import Iterator
 
+import numpy as np
 from datasets import Dataset
 
 ARSC_NAME = re.compile(r"^(?P<domain>[a-z_]+)\.(?P<task>t\d)\.(?P<split>train|dev|test)$")
 JSON_LABELS = {"positive": 1, "negative": 0}
+COLUMNS = ("text", "label", "domain", "task", "split")
 
 
 def canonical_domain(name: str) -> str:
@@ -27,14 +31,18 @@ def arsc_files(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if ARSC_NAME.match(p.name))
 
 
-def read_arsc(root: Path) -> Dataset:
-    """All ARSC split files under `root` as one Dataset."""
+def arsc_rows(root: Path) -> Iterator[tuple[str, int, str, str, str]]:
+    """(text, label, domain, task, split) of every review in the ARSC files under root, in order.
+
+    A file without a single review is an error naming it: an empty family would otherwise
+    vanish from the data without a word.
+    """
     files = arsc_files(root)
     if not files:
         raise FileNotFoundError(f"no ARSC files (<domain>.t2.train, ...) in {root}")
-    cols: dict[str, list] = {"text": [], "label": [], "domain": [], "task": [], "split": []}
     for path in files:
         meta = ARSC_NAME.match(path.name).groupdict()
+        found = 0
         with path.open(encoding="utf-8") as f:
             for lineno, line in enumerate(f, 1):
                 line = line.rstrip("\n")
@@ -43,24 +51,38 @@ def read_arsc(root: Path) -> Dataset:
                 text, sep, label = line.rpartition("\t")
                 if not sep or label not in ("1", "-1"):
                     raise ValueError(f"{path}:{lineno}: expected 'text<TAB>1|-1', got {line[:80]!r}")
-                cols["text"].append(text)
-                cols["label"].append(1 if label == "1" else 0)
-                cols["domain"].append(meta["domain"])
-                cols["task"].append(meta["task"])
-                cols["split"].append(meta["split"])
+                found += 1
+                yield text, 1 if label == "1" else 0, meta["domain"], meta["task"], meta["split"]
+        if not found:
+            raise ValueError(f"{path}: no reviews in this file (it is empty); remove it or fill it")
+
+
+def read_arsc(root: Path) -> Dataset:
+    """All ARSC split files under `root` as one Dataset."""
+    cols: dict[str, list] = {name: [] for name in COLUMNS}
+    for row in arsc_rows(root):
+        for name, value in zip(COLUMNS, row):
+            cols[name].append(value)
     return Dataset.from_dict(cols)
 
 
 def read_review_json(path: Path) -> Dataset:
     """The seed document's `dataset.json` format as a Dataset (task `all`, split `all`)."""
-    with path.open(encoding="utf-8") as f:
-        records = json.load(f)
+    try:
+        with path.open(encoding="utf-8") as f:
+            records = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not valid JSON: {exc}") from exc
     if isinstance(records, dict):
         if "data" not in records:
             raise ValueError(f"{path}: expected a JSON list of reviews or an object with a 'data' list")
         records = records["data"]
-    cols: dict[str, list] = {"text": [], "label": [], "domain": [], "task": [], "split": []}
+    if not isinstance(records, list) or not records:
+        raise ValueError(f"{path}: no reviews (expected a non-empty JSON list)")
+    cols: dict[str, list] = {name: [] for name in COLUMNS}
     for i, rec in enumerate(records):
+        if not isinstance(rec, dict):
+            raise ValueError(f"{path}: record {i} is not an object with domain, label and text")
         missing = {"domain", "label", "text"} - set(rec)
         if missing:
             raise ValueError(f"{path}: record {i} lacks {sorted(missing)}")
@@ -88,3 +110,25 @@ def read_reviews(path: Path) -> Dataset:
             f"(amazon_reviews/arsc) or to a dataset.json file"
         )
     return read_arsc(path) if path.is_dir() else read_review_json(path)
+
+
+def review_index(path: Path) -> dict[str, np.ndarray]:
+    """label, domain, task and split of every review, without the texts: what checks need.
+
+    Read from the files (no tokenizer), remembered while they are unchanged, so a server can
+    check each request against the data in milliseconds.
+    """
+    path = Path(path)
+    return _review_index(path, tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns)
+                                     for p in source_files(path)))
+
+
+@lru_cache(maxsize=4)
+def _review_index(path: Path, signature: tuple) -> dict[str, np.ndarray]:  # noqa: ARG001 (cache key)
+    if path.is_dir():
+        rows = [row[1:] for row in arsc_rows(path)]
+        label, domain, task, split = (list(col) for col in zip(*rows))
+        return {"label": np.asarray(label), "domain": np.asarray(domain),
+                "task": np.asarray(task), "split": np.asarray(split)}
+    data = read_review_json(path)
+    return {name: np.asarray(data[name]) for name in COLUMNS[1:]}

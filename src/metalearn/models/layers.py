@@ -37,6 +37,10 @@ PLACEHOLDERS = ("num_labels", "vocab_size")
 TOKEN_LAYERS = ("Embedding", "EmbeddingBag")
 MAX_LAYERS = 64
 MAX_PARAMETERS = 50_000_000
+# Activations per example, in elements: any one layer's output, and all layers' together (what
+# a backward pass keeps). 2^21 floats are 8 MB; a 28 px Conv4 needs 5e4 per layer.
+MAX_ACTIVATION = 2**21
+MAX_ACTIVATIONS = 2**23
 
 
 class LayerSpecError(ValueError):
@@ -51,7 +55,11 @@ def check_layers(
     values: Mapping[str, int] | None = None,
     max_parameters: int = MAX_PARAMETERS,
 ) -> tuple[list[tuple[type[nn.Module], dict[str, Any]]], tuple[int, ...]]:
-    """Check specs on the meta device: the (class, arguments) per layer and the output shape."""
+    """Check specs on the meta device: the (class, arguments) per layer and the output shape.
+
+    Parameters and activations are both bounded: a layer with few parameters can still make a
+    huge output (a 1x1 convolution with a padding of 20,000).
+    """
     specs = _plain(specs)
     if not isinstance(specs, list) or not specs:
         raise LayerSpecError("layers must be a non-empty list of layer specs")
@@ -60,7 +68,7 @@ def check_layers(
     probe = torch.zeros(
         2, *_shape(input_shape), dtype=torch.long if tokens else torch.float32, device="meta"
     )
-    plan, total = [], 0
+    plan, total, activations = [], 0, 0
     for index, spec in enumerate(specs):
         kwargs = _kwargs(spec, f"layer {index}")
         cls = ALLOWED_LAYERS[kwargs.pop("name")]
@@ -72,6 +80,14 @@ def check_layers(
         if total > max_parameters:
             raise LayerSpecError(f"{where}: the model would have over {max_parameters:,} parameters")
         probe = _forward(shadow.eval(), probe, where)
+        size = probe[0].numel()  # one example's output
+        activations += size
+        if size > MAX_ACTIVATION:
+            raise LayerSpecError(f"{where}: its output of shape {list(probe.shape[1:])} has {size:,} "
+                                 f"values per example; at most {MAX_ACTIVATION:,}")
+        if activations > MAX_ACTIVATIONS:
+            raise LayerSpecError(f"{where}: the layers up to here keep {activations:,} values per "
+                                 f"example for the backward pass; at most {MAX_ACTIVATIONS:,}")
         plan.append((cls, kwargs))
     return plan, tuple(probe.shape[1:])
 
@@ -203,7 +219,7 @@ def _kwargs(spec: Any, where: str) -> dict[str, Any]:
         )
     for key, value in kwargs.items():
         if not _is_plain(value):
-            raise LayerSpecError(f"{where}: {key} must be a number, string, bool or list, got {value!r}")
+            raise LayerSpecError(f"{where}: {key} must be a number, string, bool or list, got {str(value)[:80]!r}")
     return kwargs
 
 

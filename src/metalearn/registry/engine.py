@@ -30,9 +30,14 @@ def find_project_root(start: str | os.PathLike[str] | None = None) -> Path:
     """The nearest folder at or above start holding run.py and conf/, else start itself."""
     here = Path(start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
-        if (folder / "run.py").is_file() and (folder / "conf").is_dir():
+        if is_project(folder):
             return folder
     return here
+
+
+def is_project(folder: Path) -> bool:
+    """Whether folder is a metalearn project (run.py and conf/)."""
+    return (folder / "run.py").is_file() and (folder / "conf").is_dir()
 
 
 def normalize_url(url: str) -> URL:

@@ -8,27 +8,75 @@ import subprocess
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from metalearn.registry import schema
 from metalearn.registry.engine import default_url
+from metalearn.registry.errors import RegistryError
 from metalearn.registry.session import AttemptSession, activate
-from metalearn.registry.store import Store
+from metalearn.registry.store import Store, utcnow
 
 log = logging.getLogger(__name__)
 
 ATTEMPT_ENV = "METALEARN_ATTEMPT_ID"  # set by the API server: record into this queued row
 WRITER_KEYS = ("flush_s", "heartbeat_s", "lease_s", "batch_size")
+_entered = False  # whether record_attempt ran in this process (then it records any failure)
+
+
+@contextmanager
+def recorded_launch(argv: Sequence[str], root: str | os.PathLike[str] | None = None) -> Iterator[None]:
+    """Around run.py's Hydra main: a failure before `train()` (an unknown experiment or key,
+    a config that does not compose) becomes a `failed` attempt with its message, as every
+    later failure does, and a one-line error instead of a traceback."""
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # let composition errors reach us
+    try:
+        yield
+    except Exception as exc:
+        if _entered:
+            raise
+        message = f"{type(exc).__name__}: {exc}"
+        try:
+            _record_launch_failure(list(argv), message, root)
+        except (RegistryError, SQLAlchemyError, OSError) as err:
+            log.warning("the failure could not be recorded: %s", err)
+        log.error("%s", message)
+        raise SystemExit(1) from exc
+
+
+def _record_launch_failure(argv: list[str], message: str, root: str | os.PathLike[str] | None) -> None:
+    """A failed attempt for a command line that never reached train()."""
+    overrides = [a for a in argv if not a.startswith("-")]
+    values = dict(a.split("=", 1) for a in overrides if "=" in a)
+    if values.get("registry") == "off":
+        return
+    url = values.get("registry.url") or default_url(root)
+    store = Store(url)
+    try:
+        adopt = os.environ.pop(ATTEMPT_ENV, None)
+        if adopt:
+            store.set_status(int(adopt), schema.FAILED, error=message,
+                             only_status=[*schema.ACTIVE, schema.QUEUED])
+            return
+        experiment = values.get("experiment")
+        store.create_attempt(
+            status=schema.FAILED, kind="train", name=experiment or "train", experiment=experiment,
+            overrides=[_redact_arg(a) for a in overrides],
+            command=[_redact_arg(a) for a in sys.argv], host=socket.gethostname(),
+            pid=os.getpid(), git_commit=git_commit(root), error=message, ended_at=utcnow())
+    finally:
+        store.close()
 
 
 @contextmanager
 def record_attempt(cfg: DictConfig) -> Iterator[AttemptSession | None]:
     """Record the attempt run inside this block; failures are stored with their traceback."""
+    global _entered
+    _entered = True
     rcfg = cfg.get("registry")
     if rcfg is None or not _is_rank_zero():  # registry=off sets it to null
         yield None
