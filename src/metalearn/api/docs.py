@@ -19,8 +19,8 @@ Start, meta-test, cancel and follow training attempts of the metalearn run regis
 
 **Authorization.** Requests that change something (every `POST`) need the bearer token the
 server was started with (`{TOKEN_ENV}`); reads need it too when the server listens off
-loopback. On this page press **Authorize**, paste the token (without `Bearer `) and confirm:
-every request sent from the page then carries `Authorization: Bearer <token>`. A wrong or
+loopback. On the `/docs` page press **Authorize**, paste the token (without `Bearer `) and
+confirm: every request sent from it then carries `Authorization: Bearer <token>`. A wrong or
 missing token is answered with 401; a server started without a token refuses those requests
 with 403. `/health` is always open.
 
