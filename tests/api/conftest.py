@@ -1,9 +1,16 @@
-"""API fixtures: an app over a temp registry with the project's real config tree."""
+"""API fixtures: an app over a temp registry with the project's real config tree, and a real
+`metalearn serve` process on loopback."""
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Iterator
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -12,10 +19,12 @@ from metalearn.api.launch import LaunchCheck
 from metalearn.api.overrides import OverrideValidator
 from metalearn.api.runner import Runner
 from metalearn.registry import Store
+from tests.conftest import _free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+LIVE_TOKEN = "live-test-token"  # the token the `server` process starts with
 
 
 @pytest.fixture
@@ -50,3 +59,35 @@ def runner(store: Store, validator: OverrideValidator, log_root: Path, tmp_path:
 def client(store: Store, runner: Runner, validator: OverrideValidator) -> Iterator[TestClient]:
     with TestClient(create_app(store, runner, validator, token=TOKEN)) as c:
         yield c
+
+
+@pytest.fixture
+def server(sqlite_url: str, tmp_path: Path) -> Iterator[str]:
+    """`metalearn serve` on a free loopback port over a temp registry; yields its base URL."""
+    port = _free_port()
+    env = {**os.environ, "METALEARN_API_TOKEN": LIVE_TOKEN,
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
+    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 (closed below)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "metalearn.cli", "--url", sqlite_url, "serve", "--port", str(port),
+         "--root", str(ROOT)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass  # not listening yet
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start:\n{(tmp_path / 'server.log').read_text()}")
+            time.sleep(0.3)
+        yield base
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()

@@ -1,60 +1,16 @@
 """End to end: a real server on loopback trains a debug=fast run, follows it, meta-tests it."""
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-TOKEN = "live-test-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
+from tests.api.conftest import LIVE_TOKEN
+
+AUTH = {"Authorization": f"Bearer {LIVE_TOKEN}"}
 TERMINAL = {"completed", "failed", "interrupted"}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def server(sqlite_url: str, tmp_path: Path) -> Iterator[str]:
-    """`metalearn serve` on a free loopback port over a temp registry; yields its base URL."""
-    port = _free_port()
-    env = {**os.environ, "METALEARN_API_TOKEN": TOKEN,
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
-    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 (closed below)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "metalearn.cli", "--url", sqlite_url, "serve", "--port", str(port),
-         "--root", str(ROOT)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass  # not listening yet
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start:\n{(tmp_path / 'server.log').read_text()}")
-            time.sleep(0.3)
-        yield base
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def _follow(base: str, attempt: int, timeout: float) -> tuple[dict, list[dict], bool]:

@@ -9,8 +9,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from metalearn.api import responses as r
 from metalearn.api.auth import TokenCheck, no_check
-from metalearn.api.models import RunRequest, TestRequest
+from metalearn.api.docs import DESCRIPTION, TAGS, add_docs
+from metalearn.api.models import (Attempt, AttemptSummary, Cancelled, Health, MetricsPage, Queued,
+                                  RunRequest, TestQueued, TestRequest)
 from metalearn.api.overrides import OverrideError, OverrideValidator
 from metalearn.api.runner import Conflict, QueueFull, Runner
 from metalearn.registry import report, schema
@@ -35,7 +38,10 @@ def create_app(
     """The FastAPI app; writes always need the bearer token, reads too when token_for_reads."""
     write = Depends(TokenCheck(token))
     read = Depends(TokenCheck(token) if token_for_reads else no_check)
-    app = FastAPI(title="metalearn", description="Run registry: start, meta-test and follow attempts.")
+    app = FastAPI(title="metalearn", description=DESCRIPTION, openapi_tags=TAGS,
+                  docs_url=None, redoc_url=None)
+    add_docs(app)
+    reads = r.guarded(token_for_reads)
     app.state.store, app.state.runner = store, runner
 
     @app.middleware("http")
@@ -53,7 +59,9 @@ def create_app(
                    "type": e.get("type")} for e in exc.errors()[:20]]
         return JSONResponse({"detail": errors}, status_code=422)
 
-    @app.get("/health")
+    @app.get("/health", tags=["server"], response_model=Health, summary="Is the server up",
+             response_description="The registry answered",
+             description="Open to anyone: the registry answers a query; how many attempts run.")
     def health() -> dict[str, Any]:
         with store.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
@@ -61,13 +69,24 @@ def create_app(
                 "running": len(runner.children), "max_parallel": runner.max_parallel,
                 "max_queued": runner.max_queued}
 
-    @app.post("/runs", status_code=status.HTTP_202_ACCEPTED, dependencies=[write])
+    @app.post("/runs", status_code=status.HTTP_202_ACCEPTED, dependencies=[write], tags=["runs"],
+              response_model=Queued, summary="Start a training attempt",
+              description="Validates the experiment and overrides against the project's config, "
+                          "then queues the attempt; the server starts it when a slot is free.",
+              responses={202: {"description": "Queued"}, **r.AUTH, **r.INVALID, **r.QUEUE_FULL})
     def start_run(body: RunRequest) -> dict[str, Any]:
         _refuse(validator.validate, body.experiment, body.overrides)
         attempt = _submit(runner, body.experiment, body.overrides)
         return {"id": attempt, "status": schema.QUEUED}
 
-    @app.post("/runs/{attempt_id}/test", status_code=status.HTTP_202_ACCEPTED, dependencies=[write])
+    @app.post("/runs/{attempt_id}/test", status_code=status.HTTP_202_ACCEPTED, dependencies=[write],
+              tags=["runs"], response_model=TestQueued, summary="Meta-test an attempt's checkpoint",
+              description="Queues a test attempt that loads the completed attempt's checkpoint and "
+                          "meta-tests it with the given shots, queries, episodes and domains (the "
+                          "attempt's own settings for those not given).",
+              responses={202: {"description": "Queued"}, **r.AUTH, **r.NOT_FOUND,
+                         **r.conflict("The attempt has not completed, or has no checkpoint."),
+                         **r.INVALID, **r.QUEUE_FULL})
     def test_run(attempt_id: AttemptId, body: TestRequest) -> dict[str, Any]:
         parent = _get(store.get_attempt, attempt_id)
         if parent["status"] != schema.COMPLETED or not parent["ckpt_path"]:
@@ -79,7 +98,13 @@ def create_app(
         attempt = _submit(runner, parent["experiment"], overrides, kind="test", parent_id=attempt_id)
         return {"id": attempt, "status": schema.QUEUED, "parent_id": attempt_id}
 
-    @app.post("/runs/{attempt_id}/cancel", status_code=status.HTTP_202_ACCEPTED, dependencies=[write])
+    @app.post("/runs/{attempt_id}/cancel", status_code=status.HTTP_202_ACCEPTED, dependencies=[write],
+              tags=["runs"], response_model=Cancelled, summary="Cancel an attempt",
+              description="A queued attempt is marked interrupted at once; a running one is sent "
+                          "SIGTERM and is recorded as interrupted when its process ends.",
+              responses={202: {"description": "Cancelled or cancelling"}, **r.AUTH, **r.NOT_FOUND,
+                         **r.conflict("The attempt has already ended, or runs outside this server."),
+                         **r.INVALID})
     def cancel_run(attempt_id: AttemptId) -> dict[str, Any]:
         try:
             return {"id": attempt_id, "status": runner.cancel(attempt_id)}
@@ -88,7 +113,12 @@ def create_app(
         except Conflict as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
 
-    @app.get("/runs", dependencies=[read])
+    @app.get("/runs", dependencies=[read], tags=["runs"], response_model=list[AttemptSummary],
+             response_model_exclude_unset=True, summary="List attempts",
+             response_description="Attempts, newest first",
+             description="Newest first, without their configs; filter by `status` (repeatable), "
+                         "`experiment` and `algorithm`, at most `limit` rows.",
+             responses={**reads, **r.INVALID})
     def list_runs(
         status_: Annotated[list[str] | None, Query(alias="status")] = None,
         experiment: str | None = None,
@@ -101,11 +131,23 @@ def create_app(
         rows = store.list_attempts(status=status_, experiment=experiment, algorithm=algorithm, limit=limit)
         return report.jsonable(rows)
 
-    @app.get("/runs/{attempt_id}", dependencies=[read])
+    @app.get("/runs/{attempt_id}", dependencies=[read], tags=["runs"], response_model=Attempt,
+             response_model_exclude_unset=True, summary="Show an attempt",
+             response_description="The attempt",
+             description="Its row, composed config, a summary of each metric and its test results.",
+             responses={**reads, **r.NOT_FOUND, **r.INVALID})
     def get_run(attempt_id: AttemptId) -> dict[str, Any]:
         return _get(report.show, store, attempt_id)
 
-    @app.get("/runs/{attempt_id}/metrics", dependencies=[read])
+    @app.get("/runs/{attempt_id}/metrics", dependencies=[read], tags=["runs"],
+             response_model=MetricsPage, response_model_exclude_unset=True,
+             summary="Follow an attempt's metrics",
+             response_description="A page of new metric rows",
+             description="Metric rows logged after `after_step` (all when omitted), optionally "
+                         "only those named `name`, whole steps only, at most `limit` rows. Pass "
+                         "each page's `last_step` back as `after_step` to see every row once "
+                         "while the attempt runs.",
+             responses={**reads, **r.NOT_FOUND, **r.INVALID})
     def get_metrics(
         attempt_id: AttemptId,
         name: str | None = None,

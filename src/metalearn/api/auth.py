@@ -4,10 +4,20 @@ from __future__ import annotations
 import hmac
 import ipaddress
 
-from fastapi import HTTPException, Request, status
+from fastapi import HTTPException, Security, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 TOKEN_ENV = "METALEARN_API_TOKEN"
 MIN_TOKEN_LENGTH = 32  # off loopback; secrets.token_urlsafe(32) gives 43 characters
+# Declares the bearer scheme in the OpenAPI document (the docs page's Authorize button); the
+# checking is TokenCheck's, so a missing token is 401 or 403 as below, never HTTPBearer's own.
+BEARER = HTTPBearer(
+    scheme_name="bearerToken",
+    description=f"The token the server was started with ({TOKEN_ENV}). On the docs page: "
+                "**Authorize**, paste the token alone (no `Bearer ` before it), **Authorize**; "
+                "every request the page sends then carries it.",
+    auto_error=False,
+)
 
 
 def is_loopback(host: str) -> bool:
@@ -26,14 +36,14 @@ class TokenCheck:
     def __init__(self, token: str | None) -> None:
         self.token = token or None
 
-    def __call__(self, request: Request) -> None:
+    def __call__(self, credentials: HTTPAuthorizationCredentials | None = Security(BEARER)) -> None:
         if self.token is None:
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN,
                 f"this server has no API token: set {TOKEN_ENV} where it starts to allow this request",
             )
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self.token.encode()):
+        given = credentials.credentials if credentials is not None else ""  # None: no Bearer header
+        if not hmac.compare_digest(given.strip().encode(), self.token.encode()):
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,
                 "missing or wrong bearer token (Authorization: Bearer <token>)",
