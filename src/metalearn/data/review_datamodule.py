@@ -9,7 +9,6 @@ episodes are fixed by `eval_seed`, so every run is scored on the same episodes.
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from functools import partial
 from pathlib import Path
 
@@ -162,18 +161,24 @@ class ReviewEpisodes(EpisodicDataModule):
         if not has_splits:  # seed JSON: one task per domain, family = domain
             fam = domains.astype(str)
 
+        names, code = np.unique(fam, return_inverse=True)  # families in sorted order
+
         def pools(family_domains, split_names, exclude=None):
-            out: dict[str, dict[str, np.ndarray]] = defaultdict(dict)
+            """{family: {class: ascending row indices}} of the rows the mask keeps."""
             mask = np.isin(domains, family_domains) & np.isin(tasks, use_tasks)
             if has_splits:
                 mask &= np.isin(splits, split_names)
             if exclude is not None:
                 mask &= ~exclude
-            for family in sorted(set(fam[mask].tolist())):
-                in_family = mask & (fam == family)
-                for label, name in enumerate(CLASSES):
-                    out[family][name] = np.flatnonzero(in_family & (labels == label))
-            return dict(out)
+            rows = np.flatnonzero(mask)
+            rows = rows[np.lexsort((rows, labels[rows], code[rows]))]  # by family, class, row
+            key = code[rows] * len(CLASSES) + labels[rows]
+            cuts = np.flatnonzero(np.diff(key)) + 1
+            out = {str(names[c]): {name: rows[:0] for name in CLASSES}
+                   for c in np.unique(code[rows])}
+            for chunk in np.split(rows, cuts) if len(rows) else []:
+                out[str(names[code[chunk[0]]])][CLASSES[labels[chunk[0]]]] = chunk
+            return out
 
         if has_splits:
             val_mask = np.isin(splits, self.val_splits)
