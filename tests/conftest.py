@@ -3,6 +3,7 @@ and registry URLs for SQLite and for a throwaway PostgreSQL server."""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 # Every test, and every run.py / server process a test starts, uses this checkout's code (not
@@ -11,10 +12,10 @@ from pathlib import Path
 # thread, 34 s on two, measured on a loaded machine).
 _SRC = str(Path(__file__).resolve().parents[1] / "src")
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [_SRC, os.environ.get("PYTHONPATH")]))
+sys.path.insert(0, _SRC)  # this process too: the installed package may be another checkout's
 os.environ["OMP_NUM_THREADS"] = "1"
 
 import pwd
-import sys
 import shutil
 import socket
 import subprocess
