@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 ATTEMPT_ENV = "METALEARN_ATTEMPT_ID"  # set by the API server: record into this queued row
 WRITER_KEYS = ("flush_s", "heartbeat_s", "lease_s", "batch_size")
+NO_TRAINING = "none"  # the algorithm column of an attempt that trains nothing
 
 
 @contextmanager
@@ -76,7 +77,7 @@ def describe(cfg: DictConfig) -> dict[str, Any]:
         "name": name,
         "kind": "train" if training or not cfg.get("test", False) else "test",
         "experiment": choices.get("experiment"),
-        "algorithm": choices.get("algorithm") or _target_name(cfg, "algorithm"),
+        "algorithm": trained_by(cfg, choices),
         "config": _redact_config(_container(cfg)),
         "overrides": [_redact_arg(a) for a in overrides],
         "command": [_redact_arg(a) for a in sys.argv],
@@ -87,6 +88,16 @@ def describe(cfg: DictConfig) -> dict[str, Any]:
         "output_dir": output_dir or OmegaConf.select(cfg, "paths.output_dir", default=None),
         "ckpt_path": None if training else cfg.get("ckpt_path"),
     }
+
+
+def trained_by(cfg: DictConfig, choices: dict[str, Any] | None = None) -> str:
+    """The algorithm whose weights the attempt ends with: the configured one when it trains or
+    meta-tests a checkpoint (trained by that algorithm), else `none` (`pretrained_*`: the
+    model as built, with the algorithm only adapting it at meta-test time)."""
+    if not cfg.get("train", True) and cfg.get("ckpt_path") is None:
+        return NO_TRAINING
+    name = (choices or {}).get("algorithm") or _target_name(cfg, "algorithm")
+    return str(name) if name else NO_TRAINING
 
 
 def git_commit(root: str | os.PathLike[str] | None) -> str | None:
