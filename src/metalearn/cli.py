@@ -145,7 +145,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         return 0
     head = Table(show_header=False, title=f"attempt {data['id']}")
     for key in ("name", "kind", "parent_id", "experiment", "algorithm", "status", "created_at",
-                "started_at", "ended_at", "host", "pid", "git_commit", "output_dir", "ckpt_path"):
+                "started_at", "ended_at", "host", "pid", "git_commit", "output_dir", "ckpt_path",
+                "log_name"):
         head.add_row(key, _status(data[key]) if key == "status" else _fmt(data[key]))
     head.add_row("overrides", _fmt(" ".join(data["overrides"] or [])))
     _out().print(head)

@@ -24,7 +24,6 @@ log = logging.getLogger(__name__)
 
 ATTEMPT_ENV = "METALEARN_ATTEMPT_ID"  # set by the API server: record into this queued row
 WRITER_KEYS = ("flush_s", "heartbeat_s", "lease_s", "batch_size")
-NO_TRAINING = "none"  # the algorithm column of an attempt that trains nothing
 
 
 @contextmanager
@@ -42,6 +41,9 @@ def record_attempt(cfg: DictConfig) -> Iterator[AttemptSession | None]:
     )
     activate(session)
     try:
+        # Again now that the attempt has an id: the loggers' version (${metalearn.log_version:})
+        # names the attempt, so the stored config shows the run name they use.
+        session.update(config=_redact_config(_container(cfg)))
         yield session
     except SystemExit as exc:  # includes Lightning's SIGTERMException and its Ctrl-C exit
         # SIGTERMException carries no exit code, so it is told apart by its name (this
@@ -95,9 +97,9 @@ def trained_by(cfg: DictConfig, choices: dict[str, Any] | None = None) -> str:
     meta-tests a checkpoint (trained by that algorithm), else `none` (`pretrained_*`: the
     model as built, with the algorithm only adapting it at meta-test time)."""
     if not cfg.get("train", True) and cfg.get("ckpt_path") is None:
-        return NO_TRAINING
+        return schema.NO_TRAINING
     name = (choices or {}).get("algorithm") or _target_name(cfg, "algorithm")
-    return str(name) if name else NO_TRAINING
+    return str(name) if name else schema.NO_TRAINING
 
 
 def git_commit(root: str | os.PathLike[str] | None) -> str | None:
