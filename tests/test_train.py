@@ -150,6 +150,7 @@ def test_every_logger_names_the_run_by_its_attempt_and_tensorboard_has_the_hpara
         make_cfg, tmp_path, capsys, monkeypatch):
     metrics = train(make_cfg("logger=many_loggers", "seed=3", "trainer.max_steps=2",
                              "trainer.limit_val_batches=2", "data.test_episodes=1"))
+    assert {"val/acc", "test/acc"} <= set(metrics)  # meta-training's metrics too (run.py's return)
     version = "attempt-1_data.test_episodes=1_debug=fast_seed=3_trainer.limit_val_batches=2_trainer.max_steps=2"
     run = tmp_path / "logs" / "tensorboard" / "reptile_amazon" / version
     assert [p.name for p in run.parent.iterdir()] == [version]
