@@ -13,6 +13,7 @@ from pathlib import Path
 _SRC = str(Path(__file__).resolve().parents[1] / "src")
 sys.path.insert(0, _SRC)  # this process too: an editable install may point at another checkout
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [_SRC, os.environ.get("PYTHONPATH")]))
+sys.path.insert(0, _SRC)  # this process too: the installed package may be another checkout's
 os.environ["OMP_NUM_THREADS"] = "1"
 
 import pwd

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
 import pytest
 
 from metalearn.cli import main
-from metalearn.registry import Store, schema
+from metalearn.registry import NotFound, RegistryError, Store, schema
 
 
 @pytest.fixture
@@ -133,3 +134,83 @@ def test_serve_limits_are_checked(flag: str, value: str, capsys: pytest.CaptureF
     with pytest.raises(SystemExit) as exit_:
         main(["serve", flag, value])
     assert exit_.value.code == 2 and flag in capsys.readouterr().err
+
+
+# Text that rich would read as markup: a plain list, a style tag and a link.
+MARKUP = ("[brackets]", "[bold]x[/bold]", "[link=http://x]y[/link]", ":thumbs_up:")
+
+
+@pytest.fixture
+def marked_up(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """One failed attempt whose every user-given field holds rich markup."""
+    monkeypatch.setenv("COLUMNS", "400")
+    store = Store(sqlite_url)
+    text = " ".join(MARKUP)
+    attempt = store.create_attempt(
+        name=f"sweep {text}", experiment="exp[1]", algorithm="[red]maml[/red]",
+        config={"data": {"heldout": "[musical_instruments,tools_hardware]"}, "note": text},
+        overrides=["data.heldout=[musical_instruments,tools_hardware]", f"+note={text}"],
+        output_dir="/logs/[bold]x[/bold]",
+    )
+    store.add_metrics(attempt, [{"name": "test/[acc]", "step": 1, "value": 0.5, "time": time.time()}])
+    store.put_test_results(attempt, [{"domain": "[bold]dom[/bold]", "acc": 0.5, "ci95": 0.1,
+                                      "episodes": 2, "shots": 1, "queries": 1}])
+    store.set_status(attempt, schema.FAILED, error=f"ValueError: {text}")
+    other = store.create_attempt(name="plain", config={"data": {"heldout": "[a]"}, "note": "n"})
+    store.set_status(other, schema.COMPLETED)
+    return sqlite_url
+
+
+def _shown(out: str) -> str:
+    """Console output with table borders and wrapping whitespace squeezed out."""
+    return " ".join(out.replace("│", " ").replace("┃", " ").split())
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["runs", "list"], ["sweep", *MARKUP, "exp[1]", "[red]maml[/red]"]),
+    (["runs", "show", "1"], ["sweep", *MARKUP, "exp[1]", "[red]maml[/red]",
+                             "data.heldout=[musical_instruments,tools_hardware]",
+                             "/logs/[bold]x[/bold]", "test/[acc]", "[bold]dom[/bold]",
+                             f"ValueError: {' '.join(MARKUP)}"]),
+    (["runs", "compare", "1", "2"], ["sweep", *MARKUP, "data.heldout=[musical_instruments,tools_hardware]",
+                                     "[musical_instruments,tools_hardware]", "test/[acc]",
+                                     "[bold]dom[/bold] (acc ± ci95)"]),
+    (["runs", "best", "--metric", "test/[acc]"], ["best by test/[acc] (max)", "sweep", *MARKUP,
+                                                  "exp[1]", "[red]maml[/red]"]),
+])
+def test_every_view_prints_registry_text_literally(marked_up: str, capsys: pytest.CaptureFixture,
+                                                   argv: list[str], expected: list[str]) -> None:
+    assert main(["--url", marked_up, *argv]) == 0
+    out = _shown(capsys.readouterr().out)
+    for text in expected:
+        assert text in out, (text, out)
+
+
+def test_messages_print_user_text_literally(marked_up: str, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "[bold]attempt.json"
+    assert main(["--url", marked_up, "runs", "export", "1", "-o", str(target)]) == 0
+    assert f"wrote {target}" in _shown(capsys.readouterr().out)
+    assert main(["--url", marked_up, "runs", "retract", "1", "--reason", "[bold]bug[/bold]"]) == 0
+    assert "attempt 1 retracted" in capsys.readouterr().out
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise RegistryError("cannot read [bold]x[/bold] [link=http://x]y[/link]")
+
+    monkeypatch.setattr(Store, "list_attempts", refuse)
+    assert main(["--url", marked_up, "runs", "list"]) == 1
+    assert "registry error: cannot read [bold]x[/bold] [link=http://x]y[/link]" in _shown(capsys.readouterr().err)
+    monkeypatch.setattr(Store, "get_attempt", lambda *a, **k: (_ for _ in ()).throw(NotFound("no [b]7[/b]")))
+    assert main(["--url", marked_up, "runs", "show", "7"]) == 1
+    assert "no [b]7[/b]" in capsys.readouterr().err
+
+
+def test_status_keeps_its_colour(marked_up: str, capsys: pytest.CaptureFixture,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    assert main(["--url", marked_up, "runs", "list"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"\x1b\[31mfailed *\x1b\[0m", out) and re.search(r"\x1b\[32mcompleted *\x1b\[0m", out)
+    assert "[red]maml[/red]" in out  # the algorithm's own text, still not styled

@@ -42,7 +42,7 @@ def test_tables_and_notebook_read_the_registry_and_logs(two_attempts, monkeypatc
     text = "\n".join(outputs.values())
     assert "2 completed attempts" in text
     assert "'reptile_amazon': {3:" in text and "5:" in text  # accuracy against K, per experiment
-    assert "reptile_amazon/version_0" in text  # a val/acc curve from TensorBoard
+    assert "reptile_amazon/attempt-1_" in text  # a val/acc curve from TensorBoard, found by the registry
 
 
 def test_variants_join_their_benchmarks_table():

@@ -12,7 +12,9 @@ import pytest
 import torch
 from hydra.errors import MissingConfigException
 from pytorch_lightning import Callback
+from tensorboard.plugins.hparams import metadata as hp_metadata
 
+from metalearn.cli import main as cli_main
 from metalearn.registry import Store
 from metalearn.train import train
 from tests.conftest import ROOT, run_py, scalars
@@ -20,14 +22,15 @@ from tests.conftest import ROOT, run_py, scalars
 
 def losses(out_dir: Path) -> dict[int, float]:
     """train/query_loss per step from the CSV logger."""
-    (path,) = out_dir.glob("csv/version_*/metrics.csv")
+    (path,) = out_dir.glob("csv/*/*/metrics.csv")
     rows = list(csv.DictReader(path.open()))
     return {int(r["step"]): float(r["train/query_loss"]) for r in rows if r.get("train/query_loss")}
 
 
 def test_run_py_debug_fast_end_to_end_writes_tensorboard_test_scalars(tmp_path):
     run_py(tmp_path, "experiment=reptile_amazon", "debug=fast")
-    (version,) = tmp_path.glob("tensorboard/reptile_amazon/version_*")
+    (version,) = tmp_path.glob("tensorboard/reptile_amazon/*")
+    assert version.name == "attempt-1_debug=fast"  # the registry's id; experiment= is the name
     acc = scalars(version)
     tags = set(acc.Tags()["scalars"])
     for domain in ["automotive", "computer_video_games", "office_products"]:
@@ -98,7 +101,7 @@ def test_ddp_over_two_processes_takes_the_same_steps_as_one(tmp_path, experiment
         ckpt = torch.load(last, weights_only=False)
         assert ckpt["global_step"] == 4
         weights[trainer] = ckpt["state_dict"]
-        (version,) = out.glob(f"tensorboard/{experiment}/version_*")
+        (version,) = out.glob(f"tensorboard/{experiment}/*")  # registry=off: named by its folder
         losses[trainer] = [e.value for e in scalars(version).Scalars(loss)]
     assert len(losses["default"]) == 4
     assert losses["ddp_sim"] == pytest.approx(losses["default"], abs=1e-6)
@@ -177,3 +180,44 @@ def test_a_config_that_does_not_compose_is_a_failed_attempt(tmp_path):
     (row,) = Store(url).list_attempts()
     assert row["status"] == "failed" and row["experiment"] == "no_such_experiment"
     assert "no_such_experiment" in Store(url).get_attempt(row["id"])["error"]
+
+
+def test_every_logger_names_the_run_by_its_attempt_and_tensorboard_has_the_hparams(
+        make_cfg, tmp_path, capsys, monkeypatch):
+    metrics = train(make_cfg("logger=many_loggers", "seed=3", "trainer.max_steps=2",
+                             "trainer.limit_val_batches=2", "data.test_episodes=1"))
+    assert {"val/acc", "test/acc"} <= set(metrics)  # meta-training's metrics too (run.py's return)
+    version = "attempt-1_data.test_episodes=1_debug=fast_seed=3_trainer.limit_val_batches=2_trainer.max_steps=2"
+    run = tmp_path / "logs" / "tensorboard" / "reptile_amazon" / version
+    assert [p.name for p in run.parent.iterdir()] == [version]
+    assert (tmp_path / "out" / "csv" / "reptile_amazon" / version / "metrics.csv").is_file()
+    url = f"sqlite:///{tmp_path}/logs/registry.db"
+    row = Store(url).get_attempt(1)
+    assert row["log_name"] == f"reptile_amazon/{version}"
+    assert row["config"]["logger"]["tensorboard"]["version"] == version  # the config as it ran
+    monkeypatch.setenv("COLUMNS", "300")
+    assert cli_main(["--url", url, "runs", "show", "1"]) == 0
+    assert f"reptile_amazon/{version}" in capsys.readouterr().out
+
+    events = scalars(run)
+    hparams = events.PluginTagToContent("hparams")
+    experiment = hp_metadata.parse_experiment_plugin_data(hparams[hp_metadata.EXPERIMENT_TAG])
+    assert {"test/acc", "val/acc", "test/automotive/acc"} <= {m.name.tag for m in experiment.metric_infos}
+    start = hp_metadata.parse_session_start_info_plugin_data(hparams[hp_metadata.SESSION_START_INFO_TAG])
+    assert start.hparams["seed"].number_value == 3 and start.hparams["train"].string_value == "true"
+    assert start.hparams["algorithm._target_"].string_value.endswith("Reptile")
+    assert start.hparams["data.heldout"].string_value.startswith('["automotive"')
+    # the tab reads the values from the run's scalars, to which nothing is added
+    assert [e.value for e in events.Scalars("test/acc")] == [pytest.approx(metrics["test/acc"])]
+    assert [e.step for e in events.Scalars("train/query_loss")] == [0, 1]
+
+
+def test_a_sweep_names_each_jobs_run_by_its_attempt_and_its_own_overrides(tmp_path):
+    run_py(tmp_path, "-m", "experiment=reptile_amazon", "debug=fast", "train=false",
+           "data.test_episodes=1", "seed=1,2")
+    runs = sorted(p.name for p in (tmp_path / "tensorboard" / "reptile_amazon").iterdir())
+    # the job's overrides as Hydra's sweeper hands them on (it writes booleans as Python does)
+    assert runs == [f"attempt-{i}_data.test_episodes=1_debug=fast_seed={i}_train=False" for i in (1, 2)]
+    rows = sorted(Store(f"sqlite:///{tmp_path / 'registry.db'}").list_attempts(), key=lambda r: r["id"])
+    assert [r["log_name"] for r in rows] == [f"reptile_amazon/{run}" for run in runs]
+    assert [(r["name"], r["algorithm"]) for r in rows] == [("reptile_amazon/0", "none"), ("reptile_amazon/1", "none")]

@@ -1,4 +1,9 @@
-"""The `metalearn` command: follow and compare attempts in the run registry, or serve the API."""
+"""The `metalearn` command: follow and compare attempts in the run registry, or serve the API.
+
+Every value printed that came from a user, a config or the registry goes to rich as `Text`,
+never as a markup string: Hydra overrides (`data.heldout=[a,b]`), names and tracebacks hold
+brackets that rich would otherwise read as styles, links or emoji codes and drop.
+"""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +15,7 @@ from typing import Any, Sequence
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from metalearn.registry import report
 from metalearn.registry.engine import URL_ENV, default_url, find_project_root, is_project
@@ -28,10 +34,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except NotFound as exc:
-        Console(stderr=True).print(f"[red]{exc}[/red]")
+        Console(stderr=True).print(Text(str(exc), style="red"))
         return 1
     except RegistryError as exc:
-        Console(stderr=True).print(f"[red]registry error:[/red] {exc}")
+        Console(stderr=True).print(Text.assemble(("registry error:", "red"), " ", str(exc)))
         return 1
 
 
@@ -134,12 +140,13 @@ def _dump(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
-def _fmt(value: Any) -> str:
+def _fmt(value: Any) -> Text:
+    """A value as plain text (never markup): — for none, floats to 4 decimals."""
     if value is None:
-        return "—"
+        return Text("—")
     if isinstance(value, float):
-        return f"{value:.4f}"
-    return str(value)
+        return Text(f"{value:.4f}")
+    return Text(str(value))
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -153,7 +160,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     for column in ("id", "name", "kind", "experiment", "algorithm", "status", "started", "ended"):
         table.add_column(column)
     for r in rows:
-        table.add_row(str(r["id"]), _fmt(r["name"]), r["kind"], _fmt(r["experiment"]),
+        table.add_row(_fmt(r["id"]), _fmt(r["name"]), _fmt(r["kind"]), _fmt(r["experiment"]),
                       _fmt(r["algorithm"]), _status(r["status"]), _time(r["started_at"]),
                       _time(r["ended_at"]))
     _out().print(table)
@@ -167,21 +174,22 @@ def cmd_show(args: argparse.Namespace) -> int:
         return 0
     head = Table(show_header=False, title=f"attempt {data['id']}")
     for key in ("name", "kind", "parent_id", "experiment", "algorithm", "status", "created_at",
-                "started_at", "ended_at", "host", "pid", "git_commit", "output_dir", "ckpt_path"):
+                "started_at", "ended_at", "host", "pid", "git_commit", "output_dir", "ckpt_path",
+                "log_name"):
         head.add_row(key, _status(data[key]) if key == "status" else _fmt(data[key]))
-    head.add_row("overrides", " ".join(data["overrides"] or []))
+    head.add_row("overrides", _fmt(" ".join(data["overrides"] or [])))
     _out().print(head)
     metrics = Table(title="metrics")
     for column in ("name", "count", "last step", "last", "min", "max"):
         metrics.add_column(column)
     for name, m in data["metrics"].items():
-        metrics.add_row(name, str(m["count"]), str(m["last_step"]), _fmt(m["last"]),
+        metrics.add_row(_fmt(name), _fmt(m["count"]), _fmt(m["last_step"]), _fmt(m["last"]),
                         _fmt(m["min"]), _fmt(m["max"]))
     _out().print(metrics)
     if data["test_results"]:
         _out().print(_results_table(data["test_results"]))
     if data["error"]:
-        _out().print("[red]error[/red]", data["error"], markup=True, highlight=False)
+        _out().print(Text("error", style="red"), _fmt(data["error"]))
     _out().print("config", style="bold")
     _out().print_json(data=data["config"])
     return 0
@@ -192,8 +200,8 @@ def _results_table(rows: list[dict[str, Any]]) -> Table:
     for column in ("domain", "acc", "ci95", "episodes", "K", "L"):
         table.add_column(column)
     for r in rows:
-        table.add_row(r["domain"], _fmt(r["acc"]), _fmt(r["ci95"]), str(r["episodes"]),
-                      str(r["shots"]), str(r["queries"]))
+        table.add_row(_fmt(r["domain"]), _fmt(r["acc"]), _fmt(r["ci95"]), _fmt(r["episodes"]),
+                      _fmt(r["shots"]), _fmt(r["queries"]))
     return table
 
 
@@ -202,25 +210,26 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.json:
         _dump(data)
         return 0
-    heads = [f"#{a['id']} {a['name'] or ''}".strip() for a in data["attempts"]]
+    heads = [Text(f"#{a['id']} {a['name'] or ''}".strip()) for a in data["attempts"]]
     diff = Table(title="config differences")
     diff.add_column("key")
     for h in heads:
         diff.add_column(h)
     diff.add_row("status", *[_status(a["status"]) for a in data["attempts"]])
-    diff.add_row("overrides", *[" ".join(o) for o in data["overrides"]])
+    diff.add_row("overrides", *[_fmt(" ".join(o)) for o in data["overrides"]])
     for key, values in data["config_diff"].items():
-        diff.add_row(key, *[_fmt(v) for v in values])
+        diff.add_row(_fmt(key), *[_fmt(v) for v in values])
     _out().print(diff)
     scores = Table(title="test metrics")
     scores.add_column("metric")
     for h in heads:
         scores.add_column(h)
     for name, values in data["test_metrics"].items():
-        scores.add_row(name, *[_fmt(v) for v in values])
+        scores.add_row(_fmt(name), *[_fmt(v) for v in values])
     for domain, values in data["test_results"].items():
-        scores.add_row(f"{domain} (acc ± ci95)",
-                       *["—" if v is None else f"{_fmt(v['acc'])} ± {_fmt(v['ci95'])}" for v in values])
+        scores.add_row(_fmt(f"{domain} (acc ± ci95)"),
+                       *[_fmt(None) if v is None else Text.assemble(_fmt(v["acc"]), " ± ", _fmt(v["ci95"]))
+                         for v in values])
     _out().print(scores)
     return 0
 
@@ -231,11 +240,11 @@ def cmd_best(args: argparse.Namespace) -> int:
     if args.json:
         _dump([{**report.jsonable(a), args.metric: v} for a, v in ranked])
         return 0
-    table = Table(title=f"best by {args.metric} ({args.mode})")
+    table = Table(title=Text(f"best by {args.metric} ({args.mode})"))
     for column in ("rank", "id", "name", "experiment", "algorithm", "status", args.metric):
-        table.add_column(column)
+        table.add_column(Text(column))
     for rank, (a, value) in enumerate(ranked, 1):
-        table.add_row(str(rank), str(a["id"]), _fmt(a["name"]), _fmt(a["experiment"]),
+        table.add_row(_fmt(rank), _fmt(a["id"]), _fmt(a["name"]), _fmt(a["experiment"]),
                       _fmt(a["algorithm"]), _status(a["status"]), _fmt(value))
     _out().print(table)
     return 0
@@ -246,7 +255,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.output:
         with open(args.output, "w", encoding="utf-8") as fh:
             json.dump(data, fh, indent=2)
-        _out().print(f"wrote {args.output}")
+        _out().print(Text(f"wrote {args.output}"))
     else:
         _dump(data)
     return 0
@@ -254,7 +263,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_retract(args: argparse.Namespace) -> int:
     _store(args).retract(args.id, args.reason)
-    _out().print(f"attempt {args.id} retracted")
+    _out().print(Text(f"attempt {args.id} retracted"))
     return 0
 
 
@@ -270,12 +279,13 @@ _COLOURS = {"completed": "green", "failed": "red", "interrupted": "yellow", "run
             "testing": "cyan", "queued": "dim", "retracted": "magenta"}
 
 
-def _status(status: str) -> str:
-    return f"[{_COLOURS.get(status, 'white')}]{status}[/]"
+def _status(status: str) -> Text:
+    """The status in its colour (the style is set on the text, not parsed from it)."""
+    return Text(str(status), style=_COLOURS.get(status, "white"))
 
 
-def _time(value: Any) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else "—"
+def _time(value: Any) -> Text:
+    return _fmt(value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else None)
 
 
 if __name__ == "__main__":

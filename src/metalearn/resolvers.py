@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from omegaconf import OmegaConf
+
+MAX_OVERRIDES_CHARS = 150  # of a run name's overrides part (a folder name holds 255 bytes)
 
 
 def data_dir(root: str) -> str:
@@ -15,10 +18,46 @@ def data_dir(root: str) -> str:
     return str(shared if shared.exists() else Path(root).resolve() / "data")
 
 
+def log_version() -> str | None:
+    """The version every logger files this run under (TensorBoard shows `<name>/<version>`).
+
+    `attempt-<id>` of the registry attempt being recorded, else (registry=off) the Hydra output
+    folder's name, with its sweep folder's for a sweep job; then `_` and the job's own overrides
+    as `hydra.job.override_dirname` lists them (conf/hydra/default.yaml leaves out paths and
+    the like), so the runs of a sweep tell apart at a glance: `attempt-12_seed=1_data.shots=8`.
+    None (each logger numbers its runs itself) with neither an attempt nor Hydra.
+    """
+    from hydra.core.hydra_config import HydraConfig
+
+    from metalearn.registry.session import active
+
+    hydra = HydraConfig.get() if HydraConfig.initialized() else None
+    session = active()
+    if session is not None:
+        head = f"attempt-{session.attempt_id}"
+    elif hydra is not None and OmegaConf.select(hydra, "runtime.output_dir", default=None):
+        out = Path(hydra.runtime.output_dir)
+        head = f"{out.parent.name}-{out.name}" if str(hydra.mode) == "RunMode.MULTIRUN" else out.name
+    else:
+        return None
+    overrides = OmegaConf.select(hydra, "job.override_dirname", default=None) if hydra else None
+    return version_name(head, overrides or "")
+
+
+def version_name(head: str, overrides: str) -> str:
+    """`<head>_<overrides>` as one folder name: separators replaced, long overrides cut."""
+    overrides = re.sub(r"[/\\]", "-", overrides)
+    if len(overrides) > MAX_OVERRIDES_CHARS:
+        overrides = overrides[: MAX_OVERRIDES_CHARS - 3] + "..."
+    return f"{head}_{overrides}" if overrides else head
+
+
 def register() -> None:
-    """Make `${metalearn.data_dir:<root>}` available to Hydra configs."""
+    """Make `${metalearn.data_dir:<root>}` and `${metalearn.log_version:}` available to configs."""
     if not OmegaConf.has_resolver("metalearn.data_dir"):
         OmegaConf.register_new_resolver("metalearn.data_dir", data_dir)
+    if not OmegaConf.has_resolver("metalearn.log_version"):
+        OmegaConf.register_new_resolver("metalearn.log_version", log_version)
 
 
 register()

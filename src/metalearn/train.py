@@ -1,19 +1,25 @@
 """`train(cfg)`: build everything from the Hydra config, meta-train, then meta-test."""
 from __future__ import annotations
 
+import json
 import logging
 import pickle
 import warnings
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.errors import InstantiationException
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
+from torch.utils.tensorboard.summary import hparams
 
-import metalearn.resolvers  # noqa: F401  (registers ${metalearn.data_dir:...})
+import metalearn.resolvers  # noqa: F401  (registers ${metalearn.data_dir:...}, ${metalearn.log_version:})
 from metalearn.registry.record import record_attempt
+from metalearn.registry.report import flatten
 
 log = logging.getLogger(__name__)
 # The frozen trunk stays in eval mode on purpose (SplitModel.train); Lightning warns about it.
@@ -60,17 +66,22 @@ def _train(cfg: DictConfig) -> dict[str, float]:
     loggers = instantiate_dict(cfg.get("logger"))
     callbacks = instantiate_dict(cfg.get("callbacks"))
     trainer: pl.Trainer = build(cfg.trainer, logger=loggers, callbacks=callbacks)
+    config = OmegaConf.to_container(cfg, resolve=True)
     for lg in loggers:
-        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        lg.log_hyperparams(config)
 
+    metrics: dict[str, float] = {}  # the last value of each, from meta-training then meta-test
     if cfg.get("train", True):
         trainer.fit(learner, datamodule=datamodule, ckpt_path=ckpt_path)
+        metrics.update(_floats(trainer.callback_metrics))  # the test stage starts them afresh
         ckpt_path = best_checkpoint(trainer) or None
     if cfg.get("test", True):
         if not cfg.get("train", True) and ckpt_path is None:
             log.info("meta-testing the model as built, with no meta-training")
         trainer.test(learner, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-    return {k: float(v) for k, v in trainer.callback_metrics.items()}
+        metrics.update(_floats(trainer.callback_metrics))
+    log_final_hparams(loggers, config, metrics)
+    return metrics
 
 
 def check_checkpoint(path: str) -> None:
@@ -96,3 +107,27 @@ def best_checkpoint(trainer: pl.Trainer) -> str | None:
         if path and Path(path).exists():
             return path
     return None
+
+
+def log_final_hparams(loggers: list, config: dict[str, Any], metrics: dict[str, float]) -> None:
+    """The resolved config, with the final metrics, in TensorBoard's HPARAMS tab.
+
+    Only the plugin's records are written (config keys dotted as in overrides): the tab takes
+    each metric's value from the run's own scalars, so no point is added to their curves (as
+    Lightning's `log_hyperparams(params, metrics)` would).
+    """
+    if not metrics:
+        return
+    params = {k: v if isinstance(v, (int, float, str)) and not isinstance(v, bool) else json.dumps(v)
+              for k, v in flatten(config).items()}
+    records = hparams(params, metrics)  # experiment, session start, session end
+    for lg in loggers:
+        if isinstance(lg, TensorBoardLogger) and rank_zero_only.rank == 0:
+            writer = lg.experiment._get_file_writer()  # as Lightning's log_hyperparams does
+            for record in records:
+                writer.add_summary(record)
+            lg.experiment.flush()
+
+
+def _floats(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items()}

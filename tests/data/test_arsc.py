@@ -139,7 +139,8 @@ def test_bad_protocol_options_are_refused_before_reading():
 
 def test_run_py_reptile_arsc_logs_the_twelve_tasks_and_their_mean(tmp_path):
     run_py(tmp_path, "experiment=reptile_arsc", "debug=fast")
-    (version,) = tmp_path.glob("tensorboard/reptile_arsc/version_*")
+    (version,) = tmp_path.glob("tensorboard/reptile_arsc/*")
+    assert version.name == "attempt-1_debug=fast"
     events = scalars(version)
     per_task = [events.Scalars(f"test/{t}/acc")[-1].value for t in TASKS]
     mean = events.Scalars("test/acc")[-1].value

@@ -186,3 +186,21 @@ def test_ddp_spawn_workers_write_into_the_attempt(tmp_path: Path, sqlite_url: st
     assert row["status"] == schema.COMPLETED and row["ckpt_path"]
     assert [r["step"] for r in store.metrics(attempt, name="train/query_loss")] == list(range(6))
     assert len(store.list_attempts()) == 1
+
+
+def test_the_attempt_records_the_run_name_of_its_loggers(tmp_path: Path, sqlite_url: str) -> None:
+    """TensorBoard's run (<name>/<version>) when there is one, else another logger's."""
+    from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+
+    names = []
+    for others in ([CSVLogger(tmp_path, name="csv"), TensorBoardLogger(tmp_path, name="tiny", version="v_a")],
+                   [CSVLogger(tmp_path, name="tiny_csv")]):
+        with record_attempt(_cfg(sqlite_url)) as session:
+            trainer = pl.Trainer(
+                max_steps=2, logger=[RegistryLogger(), *others], callbacks=[RegistryCallback(save_last=False)],
+                default_root_dir=str(tmp_path), enable_checkpointing=False, enable_progress_bar=False,
+                enable_model_summary=False, accelerator="cpu", limit_val_batches=0,
+            )
+            trainer.fit(Tiny(), _loader())
+            names.append(Store(sqlite_url).get_attempt(session.attempt_id)["log_name"])
+    assert names == ["tiny/v_a", "tiny_csv/version_0"]

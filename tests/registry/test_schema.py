@@ -1,6 +1,9 @@
 """Schema versioning: created fresh, upgraded step by step, or refused with a clear message."""
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
 import pytest
 from sqlalchemy import text
 
@@ -59,3 +62,41 @@ def test_tables_without_version_are_refused(registry_url: str) -> None:
         conn.execute(text("DROP TABLE metalearn_meta"))
     with pytest.raises(SchemaError, match="no schema version record"):
         Store(registry_url)
+
+
+V1_DUMP = Path(__file__).with_name("data") / "registry_v1.sql"
+
+
+def test_a_version_1_file_is_upgraded_keeping_its_rows(tmp_path: Path) -> None:
+    """A registry file written by schema version 1 (no log_name) opens and is upgraded."""
+    path = tmp_path / "registry.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(V1_DUMP.read_text())
+    conn.close()
+    store = Store(f"sqlite:///{path}")
+    assert _version(store) == schema.SCHEMA_VERSION
+    row = store.get_attempt(1)
+    assert (row["name"], row["status"], row["algorithm"], row["log_name"]) == (
+        "reptile_amazon", "completed", "reptile", None)
+    assert row["overrides"] == ["experiment=reptile_amazon", "seed=1"]
+    assert store.metric_summary(1)["val/acc"]["last"] == 0.7
+    assert store.test_results(1)[0]["domain"] == "automotive"
+    store.update_attempt(1, log_name="reptile_amazon/attempt-1_seed=1")
+    assert store.get_attempt(1)["log_name"] == "reptile_amazon/attempt-1_seed=1"
+    assert store.create_attempt(name="next") == 2  # ids go on after the old ones
+
+
+def test_upgrade_to_v2_adds_log_name_and_marks_untrained_attempts(registry_url: str) -> None:
+    store = Store(registry_url)
+    trained = store.create_attempt(name="a", algorithm="reptile", config={"train": True})
+    untrained = store.create_attempt(name="b", algorithm="reptile", config={"train": False, "ckpt_path": None})
+    tested = store.create_attempt(name="c", algorithm="maml", config={"train": False, "ckpt_path": "/x.ckpt"})
+    bare = store.create_attempt(name="d", algorithm="anil")  # no config (a queued row, say)
+    with store.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE metalearn_attempts DROP COLUMN log_name"))
+    _set_version(store, 1)
+    upgraded = Store(registry_url)
+    assert _version(upgraded) == 2
+    algorithms = {r["id"]: (r["algorithm"], r["log_name"]) for r in upgraded.list_attempts()}
+    assert algorithms == {trained: ("reptile", None), untrained: ("none", None),
+                          tested: ("maml", None), bare: ("anil", None)}

@@ -9,6 +9,7 @@ from typing import Any, Mapping
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.loggers.logger import Logger
 from pytorch_lightning.utilities import rank_zero_only
 
@@ -131,6 +132,13 @@ class RegistryCallback(Callback):
     def __init__(self, save_last: bool = True) -> None:
         self.save_last = save_last
 
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Record the run name the other loggers file the attempt under (TensorBoard's run)."""
+        session = _session(trainer)
+        name = log_name(trainer)
+        if session is not None and name is not None:
+            session.update(log_name=name)
+
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         session = _session(trainer)
         if session is not None:
@@ -182,6 +190,18 @@ def _session(trainer: pl.Trainer) -> AttemptSession | None:
     if session is None:
         log.warning("RegistryCallback has no RegistryLogger and no active attempt; recording nothing")
     return session
+
+
+def log_name(trainer: pl.Trainer) -> str | None:
+    """`<name>/<version>` of the trainer's TensorBoard logger, else of its first other logger
+    that names runs: the run name TensorBoard shows and the folder under each logger's root."""
+    named = [lg for lg in trainer.loggers if not isinstance(lg, RegistryLogger) and lg.name]
+    named.sort(key=lambda lg: not isinstance(lg, TensorBoardLogger))
+    for logger in named:
+        version = logger.version
+        if version is not None:
+            return f"{logger.name}/{version if isinstance(version, str) else f'version_{version}'}"
+    return None
 
 
 def _checkpoint_path(trainer: pl.Trainer) -> str | None:

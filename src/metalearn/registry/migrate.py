@@ -12,8 +12,22 @@ from metalearn.registry.errors import SchemaError
 
 log = logging.getLogger(__name__)
 
+
+def _v1_to_v2(conn: Connection) -> None:
+    """Add attempts.log_name (the loggers' run name); attempts that trained nothing (train=false,
+    no checkpoint: pretrained_*) were recorded with the algorithm configured for meta-testing,
+    and now say `none` as new ones do."""
+    conn.execute(text("ALTER TABLE metalearn_attempts ADD COLUMN log_name TEXT"))
+    a = schema.attempts
+    rows = conn.execute(select(a.c.id, a.c.config).where(a.c.config.is_not(None))).all()
+    untrained = [i for i, config in rows if isinstance(config, dict)
+                 and config.get("train", True) is False and config.get("ckpt_path") is None]
+    if untrained:
+        conn.execute(a.update().where(a.c.id.in_(untrained)).values(algorithm=schema.NO_TRAINING))
+
+
 # MIGRATIONS[v] upgrades a database at version v to v + 1, inside the caller's transaction.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2}
 
 _PG_LOCK_KEY = 0x6D6C7267  # "mlrg": serializes schema set-up between processes
 

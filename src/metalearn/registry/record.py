@@ -89,6 +89,9 @@ def record_attempt(cfg: DictConfig) -> Iterator[AttemptSession | None]:
     )
     activate(session)
     try:
+        # Again now that the attempt has an id: the loggers' version (${metalearn.log_version:})
+        # names the attempt, so the stored config shows the run name they use.
+        session.update(config=_redact_config(_container(cfg)))
         yield session
     except SystemExit as exc:  # includes Lightning's SIGTERMException and its Ctrl-C exit
         # SIGTERMException carries no exit code, so it is told apart by its name (this
@@ -124,7 +127,7 @@ def describe(cfg: DictConfig) -> dict[str, Any]:
         "name": name,
         "kind": "train" if training or not cfg.get("test", False) else "test",
         "experiment": choices.get("experiment"),
-        "algorithm": choices.get("algorithm") or _target_name(cfg, "algorithm"),
+        "algorithm": trained_by(cfg, choices),
         "config": _redact_config(_container(cfg)),
         "overrides": [_redact_arg(a) for a in overrides],
         "command": [_redact_arg(a) for a in sys.argv],
@@ -135,6 +138,16 @@ def describe(cfg: DictConfig) -> dict[str, Any]:
         "output_dir": output_dir or OmegaConf.select(cfg, "paths.output_dir", default=None),
         "ckpt_path": None if training else cfg.get("ckpt_path"),
     }
+
+
+def trained_by(cfg: DictConfig, choices: dict[str, Any] | None = None) -> str:
+    """The algorithm whose weights the attempt ends with: the configured one when it trains or
+    meta-tests a checkpoint (trained by that algorithm), else `none` (`pretrained_*`: the
+    model as built, with the algorithm only adapting it at meta-test time)."""
+    if not cfg.get("train", True) and cfg.get("ckpt_path") is None:
+        return schema.NO_TRAINING
+    name = (choices or {}).get("algorithm") or _target_name(cfg, "algorithm")
+    return str(name) if name else schema.NO_TRAINING
 
 
 def git_commit(root: str | os.PathLike[str] | None) -> str | None:

@@ -16,7 +16,7 @@ from sqlalchemy import (
 )
 
 # Bump on any change to the tables below and add the step to migrate.MIGRATIONS.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: attempts.log_name
 
 QUEUED, RUNNING, TESTING = "queued", "running", "testing"
 COMPLETED, FAILED, INTERRUPTED = "completed", "failed", "interrupted"
@@ -24,6 +24,7 @@ RETRACTED = "retracted"  # finished, then withdrawn by hand (a bug found later):
 STATUSES = (QUEUED, RUNNING, TESTING, COMPLETED, FAILED, INTERRUPTED, RETRACTED)
 ACTIVE = (RUNNING, TESTING)
 TERMINAL = (COMPLETED, FAILED, INTERRUPTED, RETRACTED)
+NO_TRAINING = "none"  # the algorithm of an attempt that trains nothing (pretrained_*)
 
 metadata = MetaData()
 
@@ -58,6 +59,7 @@ attempts = Table(
     Column("git_commit", String(64)),
     Column("output_dir", Text),
     Column("ckpt_path", Text),
+    Column("log_name", Text),  # <name>/<version> the loggers file it under: TensorBoard's run
     Column("error", Text),
     sqlite_autoincrement=True,  # ids are never reused after a delete
 )

@@ -1,0 +1,25 @@
+"""What an attempt's row says about the run: the algorithm that trained, the loggers' run name."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from metalearn.registry.record import describe
+from tests.conftest import compose_config
+
+
+@pytest.mark.parametrize("overrides, algorithm", [
+    (["experiment=reptile_amazon"], "reptile"),
+    (["experiment=finetune_amazon"], "finetune"),  # the baseline trains: it is named
+    (["experiment=pretrained_amazon"], "none"),  # train=false, nothing trained
+    (["experiment=pretrained_arsc"], "none"),
+    (["experiment=pretrained_omniglot"], "none"),  # builds on finetune_omniglot, trains nothing
+    (["experiment=reptile_amazon", "train=false"], "none"),
+    # meta-testing a checkpoint: the weights were trained by the configured algorithm
+    (["experiment=reptile_amazon", "train=false", "ckpt_path=/x/last.ckpt"], "reptile"),
+    (["experiment=maml_omniglot", "train=false", "ckpt_path=/x/last.ckpt"], "maml"),
+])
+def test_the_algorithm_column_says_what_trained(tmp_path: Path, overrides: list[str], algorithm: str) -> None:
+    fields = describe(compose_config([*overrides, f"paths.log_dir={tmp_path}"], tmp_path / "out"))
+    assert fields["algorithm"] == algorithm
