@@ -296,3 +296,21 @@ def test_amazon_hf_config_names_the_same_split_as_amazon():
     assert list(hf.groups) == list(amazon.domains) and list(hf.heldout) == list(amazon.heldout)
     for key in ("train_splits", "val_splits", "steps_per_epoch", "val_episodes", "test_episodes"):
         assert hf[key] == amazon[key], key
+
+
+# ---- through train(cfg): a 3-way and a 2-way family in one run ---------------------------------
+@pytest.mark.parametrize("algorithm", ["reptile", "protonet", "finetune"])
+def test_a_run_trains_on_3_way_and_2_way_families_and_meta_tests_the_heldout_one(
+        algorithm, csv_file, tmp_path):
+    from metalearn.train import train
+
+    cfg = compose_config(
+        ["experiment=reptile_hf_text", "debug=fast", f"algorithm={algorithm}",
+         f"data.data_files={csv_file}", "data.label_column=intent",
+         "data.task_column=customer", "data.heldout=[hotel]", "data.num_labels=3",
+         "data.shots=2", "data.queries=2", "data.val_row_fraction=0.4",
+         f"paths.log_dir={tmp_path}/logs", f"paths.cache_dir={tmp_path}/cache",
+         "callbacks.rich_progress_bar=null", "registry=off"], tmp_path / "out")
+    assert cfg.model.num_labels == 3  # the model's head follows the data
+    metrics = train(cfg)
+    assert {"test/acc", "test/hotel/acc"} <= set(metrics)

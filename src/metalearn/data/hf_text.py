@@ -63,7 +63,7 @@ class Plan:
     """What `_plan` decides: samplers, fixed episodes, and the groups of each part."""
 
     train_sampler: FamilySampler
-    val_sampler: FamilySampler
+    val_sampler: FamilySampler | None
     test_sampler: FamilySampler
     val_specs: list[EpisodeSpec]
     test_specs: list[EpisodeSpec]
@@ -224,7 +224,7 @@ class HFTextEpisodes(EpisodicDataModule):
         log.info("%d meta-train families (groups: %s), %d meta-val families (%d episodes), "
                  "%d meta-test families (groups: %s; %d episodes)",
                  len(plan.train_sampler.families), _listing(plan.train_groups, 8),
-                 len(plan.val_sampler.families), len(plan.val_specs),
+                 len(plan.val_sampler.families) if plan.val_sampler else 0, len(plan.val_specs),
                  len(plan.test_sampler.families), _listing(plan.test_groups, 8),
                  len(plan.test_specs))
 
@@ -252,9 +252,9 @@ class HFTextEpisodes(EpisodicDataModule):
         rest = [g for g in groups if g not in test]
         if self.val_groups is not None:
             both = sorted(set(self.val_groups) & set(test))
-            if both:
-                raise ValueError(f"{both} are named both in data.val_groups and as meta-test groups")
-            val = sorted(set(self.val_groups))
+            if both:  # a meta-test of a checkpoint may name its meta-validation groups
+                log.warning("%s held out for meta-test: not meta-validation groups here", both)
+            val = sorted(set(self.val_groups) - set(test))
         else:
             val = seeded_pick(rest, self.val_fraction, self.split_seed, "val")
         train = [g for g in rest if g not in val]
@@ -329,10 +329,10 @@ class HFTextEpisodes(EpisodicDataModule):
                              f"with K + L = {need_train} examples each; lower data.shots / "
                              f"data.queries (or data.train_shots / train_queries)")
         val = self._usable(pools(val_mask), need, "meta-validation")
-        if not val:
-            raise ValueError(f"no meta-validation episodes: no family in {val_from} has "
-                             f"{self.ways or 2} classes with K + L = {need} examples each; set "
-                             f"data.val_groups or data.val_fraction, or lower data.shots / queries")
+        if not val:  # as for the reviews: train without it (a meta-test run needs none)
+            log.warning("no meta-validation episodes: no family in %s has %d classes with "
+                        "K + L = %d examples each; set data.val_groups or data.val_fraction, or "
+                        "lower data.shots / queries", val_from, self.ways or 2, need)
         test_all = pools(test_mask)
         empty = sorted(g for g in test_g if g not in {family_group[f] for f in test_all})
         test = self._usable(test_all, need, "meta-test", strict=self.heldout is not None)
@@ -340,18 +340,19 @@ class HFTextEpisodes(EpisodicDataModule):
             raise ValueError(f"meta-test group(s) {empty or test_g} have no family with rows "
                              f"in data.test_splits {self.test_splits} and {self.ways or 2} "
                              f"classes of K + L = {need} examples")
-        samplers = [FamilySampler(p, self.ways, k, q, self.shuffle_labels) for p, k, q in
-                    ((train, self.train_shots, self.train_queries), (val, self.shots, self.queries),
-                     (test, self.shots, self.queries))]
-        widest = max(samplers, key=lambda s: s.max_ways)
+        samplers = [FamilySampler(p, self.ways, k, q, self.shuffle_labels) if p else None
+                    for p, k, q in ((train, self.train_shots, self.train_queries),
+                                    (val, self.shots, self.queries), (test, self.shots, self.queries))]
+        widest = max((s for s in samplers if s), key=lambda s: s.max_ways)
         if widest.max_ways > self.num_labels:
             fam = max(widest.family_ways, key=widest.family_ways.get)
             raise ValueError(f"family {fam!r} gives {widest.max_ways}-way episodes (data.ways: "
-                             f"{self.ways}), but data.num_labels={self.num_labels}, the model "
+                             f"{'null' if self.ways is None else self.ways}), but data.num_labels={self.num_labels}, the model "
                              f"head's outputs: set data.num_labels={widest.max_ways} (or "
                              f"data.ways={self.num_labels})")
         return Plan(train_sampler=samplers[0], val_sampler=samplers[1], test_sampler=samplers[2],
-                    val_specs=samplers[1].fixed_episodes(self.eval_seed, self.val_episodes),
+                    val_specs=samplers[1].fixed_episodes(self.eval_seed, self.val_episodes)
+                    if samplers[1] else [],
                     test_specs=samplers[2].fixed_episodes(self.eval_seed + 1, self.test_episodes),
                     groups=present, train_groups=sorted({family_group[f] for f in train}),
                     val_groups=val_g, test_groups=test_g, family_group=family_group)
@@ -414,7 +415,8 @@ class HFTextEpisodes(EpisodicDataModule):
         module = getattr(self.trainer, "lightning_module", None) if self.trainer else None
         head = getattr(getattr(getattr(module, "model", None), "top", None), "head", None)
         out = getattr(head, "out_features", None)
-        widest = max(s.max_ways for s in (self.train_sampler, self.val_sampler, self.test_sampler))
+        widest = max(s.max_ways for s in (self.train_sampler, self.val_sampler, self.test_sampler)
+                     if s is not None)
         if out is not None and out < widest:
             raise ValueError(f"the model's head has {out} outputs but episodes are up to "
                              f"{widest}-way: set model.num_labels={widest} (the hf_text "

@@ -155,13 +155,13 @@ class ImageFolderEpisodes(EpisodicDataModule):
                 raise ValueError(f"data.{key} names {unknown}, not groups of {self.path}; its "
                                  f"groups are: {_listing(groups)}")
         both = sorted(set(self.heldout or []) & set(self.val_groups or []))
-        if both:
-            raise ValueError(f"{both} are named both in data.heldout and in data.val_groups")
+        if both:  # a meta-test of a checkpoint may name its meta-validation groups
+            log.warning("%s held out for meta-test: not meta-validation groups here", both)
         test = [c for c in classes if group_of[c] in (self.heldout or [])]
-        val = [c for c in classes if group_of[c] in (self.val_groups or [])]
+        val = [c for c in classes if group_of[c] in (self.val_groups or []) and c not in test]
         rest = [c for c in classes if c not in set(test) | set(val)]
         train, more_val, more_test = stratified_split(
-            rest, group_of, 0.0 if self.val_groups else self.val_fraction,
+            rest, group_of, 0.0 if val else self.val_fraction,
             0.0 if self.heldout else self.test_fraction, self.split_seed)
         return train, sorted(val + more_val), sorted(test + more_test)
 
