@@ -51,8 +51,8 @@ def csv_file(tmp_path_factory) -> Path:
     return write_csv(tmp_path_factory.mktemp("intents") / "intents.csv", rows())
 
 
-def make(path: Path, cache: Path, **kwargs) -> HFTextEpisodes:
-    args = dict(data_files=str(path), label_column="intent", task_column="customer",
+def make(csv: Path, cache: Path, **kwargs) -> HFTextEpisodes:
+    args = dict(data_files=str(csv), label_column="intent", task_column="customer",
                 heldout=["hotel"], shots=2, queries=2, num_labels=4, val_row_fraction=0.4,
                 val_episodes=2, test_episodes=3, max_length=32, cache_dir=str(cache))
     return HFTextEpisodes(**{**args, **kwargs})
@@ -314,3 +314,29 @@ def test_a_run_trains_on_3_way_and_2_way_families_and_meta_tests_the_heldout_one
     assert cfg.model.num_labels == 3  # the model's head follows the data
     metrics = train(cfg)
     assert {"test/acc", "test/hotel/acc"} <= set(metrics)
+
+
+@pytest.mark.parametrize("form", ["jsonl", "parquet", "tsv", "saved"])
+def test_other_file_forms_give_the_same_families(form, csv_file, tmp_path):
+    """JSON Lines, Parquet, TSV and a save_to_disk folder hold the CSV's rows: same index."""
+    from datasets import Dataset
+
+    data = Dataset.from_list(rows())
+    if form == "jsonl":
+        data.to_json(tmp_path / "rows.jsonl")
+        source = dict(data_files=str(tmp_path / "rows.jsonl"))
+    elif form == "parquet":
+        data.to_parquet(tmp_path / "rows.parquet")
+        source = dict(data_files=str(tmp_path / "rows.parquet"))
+    elif form == "tsv":
+        data.to_csv(tmp_path / "rows.tsv", sep="\t", index=False)
+        source = dict(data_files=str(tmp_path / "rows.tsv"))
+    else:
+        data.save_to_disk(str(tmp_path / "saved"))
+        source = dict(data_files=None, path=str(tmp_path / "saved"))
+    other = make(csv_file, tmp_path, **source)
+    reference = make(csv_file, tmp_path).read_index()
+    index = other.read_index()
+    for key in ("family", "group", "label", "rank"):
+        assert np.array_equal(index[key], reference[key]), key
+    assert other.preflight() == make(csv_file, tmp_path).preflight()
