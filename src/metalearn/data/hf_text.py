@@ -8,9 +8,11 @@ episode (`shuffle_labels`). Families belong to groups (`group_column`; none: eac
 own group), and groups are split into meta-train / meta-val / meta-test: `heldout` and
 `val_groups` by name, else seeded fractions (`test_fraction`, `val_fraction`; `split_seed`).
 Where the source gives per-family splits (`split_column`, or data_files per split), meta-train
-families train on `train_splits` and meta-validate on their `val_splits`; without either, a
-seeded `val_row_fraction` of each meta-train class is kept for meta-validation. Tokenized
-once and cached on disk (data/tokenized.py); the tokenizer follows the model.
+families train on `train_splits` rows. Without meta-validation groups, the meta-train
+families meta-validate on their `val_splits` rows, or where they have none, on a seeded
+`val_row_fraction` of each class kept out of training (where even that leaves no episode, the
+run trains without meta-validation, as data=amazon does, and says so). Tokenized once and
+cached on disk (data/tokenized.py); the tokenizer follows the model.
 
 Families or classes with fewer than K + L examples are named in a warning and left out of
 meta-training and meta-validation; in a meta-test group named in `heldout` they are an error.
@@ -21,7 +23,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -186,13 +187,13 @@ class HFTextEpisodes(EpisodicDataModule):
         tok = AutoTokenizer.from_pretrained(resolve_pretrained(self.tokenizer_name))
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
         files = self.source.files()
-        if files is None:  # a Hub dataset: its own fingerprint names its contents
-            data, columns = self._opened()
-            settings = [data._fingerprint]
-            read = lambda: index_dataset(data, columns, self.describe())  # noqa: E731
-        else:
-            settings = []
-            read = lambda: index_dataset(*self._opened(), self.describe())  # noqa: E731
+        opened = self._opened() if files is None else None
+        # a Hub dataset has no local files: its own fingerprint names its contents
+        settings = [] if opened is None else [opened[0]._fingerprint]
+
+        def read():
+            return index_dataset(*(opened or self._opened()), self.describe())
+
         key = digest(files or [], CACHE_FORMAT, self.source.layout, self.source.config_name,
                      self.columns, self.tokenizer_name, self.max_length, *settings)
         data, self.tokenized_now = tokenized_dataset(read, tok, self.max_length,

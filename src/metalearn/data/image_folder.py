@@ -35,7 +35,7 @@ def stratified_split(classes: list[str], group_of: dict[str, str], val_fraction:
     train: list[str] = []
     val: list[str] = []
     test: list[str] = []
-    for group in sorted(set(group_of[c] for c in classes)):
+    for group in sorted({group_of[c] for c in classes}):
         members = sorted(c for c in classes if group_of[c] == group)
         order = np.random.default_rng([seed, stable_hash(group)]).permutation(len(members))
         members = [members[i] for i in order]
