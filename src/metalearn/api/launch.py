@@ -55,7 +55,7 @@ class LaunchCheck:
                                 f"not {experiment!r}")
         user = [o for o in overrides if _key(o) not in ("train", "test", "ckpt_path")]
         server = ["train=false", "test=true", f"ckpt_path={hydra_value(self.checkpoint(parent))}"]
-        _, parent_plan = self.validator.check(experiment, self.inherited(parent))
+        _, parent_plan = self.validator.check(experiment, self.trained_with(parent))
         _, plan = self.validator.check(experiment, user, server=server)
         trained = set(parent_plan.train_groups if parent_plan else ())
         tested = set(plan.test_groups if plan else ())
@@ -77,6 +77,13 @@ class LaunchCheck:
         Hydra's settings of the parent's own run (its output folder and the like)."""
         return [o for o in parent["overrides"] or []
                 if _key(o) not in TEST_KEYS and not _key(o).startswith("hydra.")]
+
+    def trained_with(self, parent: dict[str, Any]) -> list[str]:
+        """The parent's overrides as it trained: its own held-out groups and sizes included
+        (what `inherited` drops), so its plan names the groups it really trained on."""
+        return [o for o in parent["overrides"] or []
+                if _key(o) not in ("experiment", "train", "test", "ckpt_path")
+                and not _key(o).startswith("hydra.")]
 
     def checkpoint(self, parent: dict[str, Any]) -> str:
         """The parent's checkpoint, if it is one of this server's: a file under its log root."""

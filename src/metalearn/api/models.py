@@ -42,8 +42,9 @@ class TestRequest(BaseModel):
     episodes: int | None = Field(default=None, ge=1, le=1000, description="episodes per test family")
     domains: list[Domain] | None = Field(
         default=None, min_length=1, max_length=64,
-        description="held-out domains to test on, of those the experiment's data knows; "
-                    "omitted: the experiment's own test domains")
+        description="held-out groups to test on (review domains, text-family groups, image-folder "
+                    "groups: data.heldout), of those the experiment's data knows; omitted: the "
+                    "experiment's own test groups")
 
 
 # ---- responses --------------------------------------------------------------------------------

@@ -124,6 +124,16 @@ SETTINGS: dict[str, Setting] = {
     "data.image_size": _int(8, 105),
     "data.test_set": Setting("choice", choices=("split", "lake_runs")),
     "data.test_protocol": Setting("choice", choices=("episodes", "arsc")),
+    # data=hf_text and data=image_folder (docs/your_data.md): label order, head size, the split
+    "data.shuffle_labels": BOOL,
+    "data.num_labels": _int(2, 100),
+    "data.val_groups": Setting("names", nullable=True),
+    "data.groups": Setting("names", nullable=True),
+    "data.test_fraction": _float(0.0, 0.9),
+    "data.val_fraction": _float(0.0, 0.9),
+    "data.val_row_fraction": _float(0.0, 0.9),
+    "data.channels": _int(1, 3),
+    "data.invert": BOOL,
     # model choices (model.layers is checked on the meta device: parameters and activations)
     "model.trainable_layers": Setting("int_or_all", 0, 64),
     "model.dropout": _float(0.0, 0.9),

@@ -29,7 +29,7 @@ def tokenized_dataset(
 
     def build() -> Dataset:
         raw = read()
-        log.info("tokenizing %d reviews (max_length=%d) once; cache: %s",
+        log.info("tokenizing %d texts (max_length=%d) once; cache: %s",
                  len(raw), max_length, target)
         return raw.map(encode, batched=True, batch_size=1000, remove_columns=["text"])
 
