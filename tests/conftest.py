@@ -3,6 +3,7 @@ and registry URLs for SQLite and for a throwaway PostgreSQL server."""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 # Every test, and every run.py / server process a test starts, uses this checkout's code (not
@@ -10,6 +11,7 @@ from pathlib import Path
 # OpenMP threads per process spin against each other (12 debug test episodes: 0.7 s on one
 # thread, 34 s on two, measured on a loaded machine).
 _SRC = str(Path(__file__).resolve().parents[1] / "src")
+sys.path.insert(0, _SRC)  # this process too: an editable install may point at another checkout
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [_SRC, os.environ.get("PYTHONPATH")]))
 os.environ["OMP_NUM_THREADS"] = "1"
 

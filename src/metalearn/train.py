@@ -7,10 +7,12 @@ from pathlib import Path
 
 import hydra
 from hydra.errors import InstantiationException
+from hydra.utils import get_class
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
 import metalearn.resolvers  # noqa: F401  (registers ${metalearn.data_dir:...})
+from metalearn.objectives import require_served
 from metalearn.registry.record import record_attempt
 
 log = logging.getLogger(__name__)
@@ -47,11 +49,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 def _train(cfg: DictConfig) -> dict[str, float]:
     pl.seed_everything(cfg.seed, workers=True)
+    objective = build(cfg.objective)
+    for key in ("algorithm", "data"):  # can they serve it? (say so before anything is built)
+        require_served(objective, get_class(cfg[key]._target_), key)
     datamodule = build(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")  # every data check runs here, before any model is built
     model = build(cfg.model)
-    learner = build(cfg.algorithm, model=model)
+    learner = build(cfg.algorithm, model=model, objective=objective)
     loggers = instantiate_dict(cfg.get("logger"))
     callbacks = instantiate_dict(cfg.get("callbacks"))
     trainer: pl.Trainer = build(cfg.trainer, logger=loggers, callbacks=callbacks)

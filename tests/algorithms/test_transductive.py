@@ -12,6 +12,7 @@ from metalearn.algorithms.protonet import ProtoNet
 from metalearn.episode import Episode
 from metalearn.models.norm import EpisodeBatchNorm2d
 from metalearn.models.split import SplitModel
+from metalearn.objectives import Classification
 
 
 class ConvNet(nn.Module):
@@ -37,7 +38,8 @@ def episode(query: torch.Tensor) -> Episode:
 
 def learner(cls, transductive: bool):
     torch.manual_seed(0)
-    return cls(model=SplitModel(top=ConvNet()), optimizer=partial(torch.optim.SGD, lr=0.1),
+    return cls(model=SplitModel(top=ConvNet()), objective=Classification(),
+               optimizer=partial(torch.optim.SGD, lr=0.1),
                inner_lr=0.1, inner_steps=2, eval_inner_steps=3, transductive=transductive)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from metalearn.algorithms.inner_loop import Params, adapt, embed_with, head_prefix, logits_with
+from metalearn.algorithms.inner_loop import Params, adapt, embed_with, head_prefix, outputs_with
 from metalearn.algorithms.maml import MAML
 
 
@@ -28,13 +28,14 @@ class ANIL(MAML):
         zs = embed_with(top, params, xs)  # [S, D]: the body, once (a support-only batch)
         lr = self.step_sizes()
         lr = self.head_part(lr) if isinstance(lr, dict) else lr
-        fast_head, losses = adapt(top.head, self.head_part(params), zs, ys, steps, lr, first_order)
+        fast_head, losses = adapt(top.head, self.head_part(params), zs, ys, self.objective.loss,
+                                  steps, lr, first_order)
         prefix = head_prefix(top)
         return {**params, **{prefix + n: w for n, w in fast_head.items()}}, losses
 
     def predict(self, params: Params, xs: Any, xq: Any) -> torch.Tensor:
         zq = self.query_embedding(params, xs, xq)  # [Q, D]
-        return logits_with(self.model.top.head, self.head_part(params), zq)
+        return outputs_with(self.model.top.head, self.head_part(params), zq)
 
     def head_part(self, named: Params) -> Params:
         """The head's entries of a dict keyed by `top` parameter names, keyed as in the head."""

@@ -15,20 +15,16 @@ from typing import Any, Callable, Iterator
 import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 
-from metalearn.algorithms.inner_loop import Params, adapt, embed_with, head_prefix, logits_with
-from metalearn.algorithms.stats import binomial_ci95, mean_ci95
+from metalearn.algorithms.inner_loop import Params, adapt, embed_with, head_prefix, outputs_with
+from metalearn.algorithms.stats import mean_ci95
 from metalearn.data.episodes import row_chunks
 from metalearn.episode import Episode
 from metalearn.models.norm import has_episode_norm, support_statistics
 from metalearn.models.split import SplitModel
+from metalearn.objectives import Objective, require_served
 
 log = logging.getLogger(__name__)
-
-
-def accuracy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return (logits.argmax(-1) == y).float().mean()
 
 
 def gather_lists(values: list) -> list:
@@ -45,12 +41,16 @@ class MetaLearner(pl.LightningModule):
 
     transductive: score the query set as one batch, so batch-statistics layers see all query
     examples at once. Off (the default), each query prediction depends only on the support
-    set and itself (see metalearn.models.norm).
+    set and itself (see metalearn.models.norm). The objective gives the loss, the score and
+    the metric's name; `objectives` lists the ones an algorithm can serve.
     """
+
+    objectives: tuple[str, ...] = ("classification", "regression")
 
     def __init__(
         self,
         model: SplitModel,
+        objective: Objective,
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
         inner_lr: float = 0.05,
@@ -61,9 +61,10 @@ class MetaLearner(pl.LightningModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
+        require_served(objective, type(self), "algorithm")
         self.automatic_optimization = False
-        self.save_hyperparameters(ignore=["model", "optimizer", "scheduler"])
-        self.model = model
+        self.save_hyperparameters(ignore=["model", "objective", "optimizer", "scheduler"])
+        self.model, self.objective = model, objective
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.inner_lr, self.inner_steps, self.eval_inner_steps = inner_lr, inner_steps, eval_inner_steps
         self.transductive, self.eval_batch_size = transductive, eval_batch_size
@@ -90,21 +91,22 @@ class MetaLearner(pl.LightningModule):
 
         The fast weights cover every meta-parameter (ANIL leaves the body's as they are).
         """
-        return adapt(self.model.top, params, xs, ys, steps, self.step_sizes(), first_order)
+        return adapt(self.model.top, params, xs, ys, self.objective.loss, steps,
+                     self.step_sizes(), first_order)
 
     def predict(self, params: Params, xs: Any, xq: Any) -> torch.Tensor:
-        """Query logits with `params`, with batch statistics from the support only unless
+        """Query outputs (logits, values) with `params`, with batch statistics from the support only unless
         transductive (the support rows ride along and are dropped)."""
         top = self.model.top
         if not self.needs_support_rows():
-            return logits_with(top, params, xq)
+            return outputs_with(top, params, xq)
         n = len(xs)
         with support_statistics(top, n):
-            return logits_with(top, params, torch.cat([xs, xq]))[n:]
+            return outputs_with(top, params, torch.cat([xs, xq]))[n:]
 
     def adapt_and_predict(self, params: Params, xs: Any, ys: torch.Tensor, xq: Any, steps: int,
                           first_order: bool = True) -> tuple[Params, list[torch.Tensor], torch.Tensor]:
-        """Adapt on the support set for `steps`; return fast weights, support losses, query logits."""
+        """Adapt on the support set for `steps`; return fast weights, support losses, query outputs."""
         fast, losses = self.adapt_support(params, xs, ys, steps, first_order)
         return fast, losses, self.predict(fast, xs, xq)
 
@@ -141,14 +143,14 @@ class MetaLearner(pl.LightningModule):
         """Whether query predictions need the support rows beside them (batch statistics)."""
         return not self.transductive and has_episode_norm(self.model.top)
 
-    def task_scores(self, ep: Episode, logits_pre: torch.Tensor, logits: torch.Tensor,
+    def task_scores(self, ep: Episode, out_pre: torch.Tensor, out: torch.Tensor,
                     support_losses: list[torch.Tensor]) -> dict[str, float]:
-        """What a training task logs: query loss and accuracy before and after adapting."""
-        y = ep.query_y
-        return {"query_loss": F.cross_entropy(logits, y).item(),
-                "query_acc": accuracy(logits, y).item(),
-                "query_loss_pre": F.cross_entropy(logits_pre, y).item(),
-                "query_acc_pre": accuracy(logits_pre, y).item(),
+        """What a training task logs: query loss and score before and after adapting."""
+        y, objective, metric = ep.query_y, self.objective, self.objective.metric
+        return {"query_loss": objective.loss(out, y).item(),
+                f"query_{metric}": objective.score(out, y).item(),
+                "query_loss_pre": objective.loss(out_pre, y).item(),
+                f"query_{metric}_pre": objective.score(out_pre, y).item(),
                 "support_loss": support_losses[0].item() if support_losses else float("nan")}
 
     def task_gradient(self, ep: Episode, params: Params) -> tuple[Params, dict[str, float]]:
@@ -202,7 +204,7 @@ class MetaLearner(pl.LightningModule):
         if sch is not None:
             sch.step()
         for k, v in scores.items():
-            self.log(f"train/{k}", sum(v) / len(v), prog_bar=k == "query_acc",
+            self.log(f"train/{k}", sum(v) / len(v), prog_bar=k == f"query_{self.objective.metric}",
                      batch_size=len(v), sync_dist=True)
 
     # ---- evaluation ---------------------------------------------------------------------------
@@ -217,13 +219,13 @@ class MetaLearner(pl.LightningModule):
         with torch.enable_grad():
             fast, _ = self.adapt_support(params, xs, ep.support_y, self.eval_inner_steps)
         post, pre = torch.empty_like(ep.query_y), torch.empty_like(ep.query_y)
+        predictions = self.objective.predictions
         with torch.no_grad():
             for rows, chunk in self.query_chunks(ep):
                 xq = self.model.features(chunk)
-                post[rows] = self.predict(fast, xs, xq).argmax(-1)
-                pre[rows] = self.predict(params, xs, xq).argmax(-1)
-        return self.score(ep, (post == ep.query_y).float().mean(),
-                          (pre == ep.query_y).float().mean())
+                post[rows] = predictions(self.predict(fast, xs, xq))
+                pre[rows] = predictions(self.predict(params, xs, xq))
+        return self.score(ep, post, pre)
 
     def query_chunks(self, ep: Episode) -> list[tuple[torch.Tensor, Any]]:
         """The query set in length-sorted chunks of `eval_batch_size` for evaluation.
@@ -236,12 +238,15 @@ class MetaLearner(pl.LightningModule):
         size = len(ep.query_y) if self.transductive else self.eval_batch_size
         return row_chunks(ep.query_x, size)
 
-    @staticmethod
-    def score(ep: Episode, acc: torch.Tensor, acc_pre: torch.Tensor | None) -> dict[str, Any]:
-        """One evaluation episode's record (acc_pre: before adapting, where that means anything)."""
-        return {"domain": ep.domain, "family": ep.family, "acc": acc.item(),
-                "acc_pre": None if acc_pre is None else acc_pre.item(),
-                "shots": ep.shots, "queries": ep.queries, "n_query": len(ep.query_y)}
+    def score(self, ep: Episode, pred: torch.Tensor, pred_pre: torch.Tensor | None) -> dict[str, Any]:
+        """One evaluation episode's record from its query predictions (pred_pre: before
+        adapting, where that means anything)."""
+        rows = self.objective.example_scores(pred, ep.query_y)  # [Q]
+        pre = None if pred_pre is None else self.objective.example_scores(pred_pre, ep.query_y)
+        return {"domain": ep.domain, "family": ep.family, "value": rows.mean().item(),
+                "value_pre": None if pre is None else pre.mean().item(),
+                "ci95_examples": self.objective.episode_ci95(rows),
+                "shots": ep.shots, "queries": ep.queries}
 
     def on_validation_epoch_start(self) -> None:
         self._scores = []
@@ -253,10 +258,11 @@ class MetaLearner(pl.LightningModule):
         scores = gather_lists(self._scores)
         if not scores:
             return
-        acc, ci = mean_ci95([s["acc"] for s in scores])
-        metrics = {"val/acc": acc, "val/acc_ci95": ci}
-        if scores[0]["acc_pre"] is not None:
-            metrics["val/acc_pre"] = mean_ci95([s["acc_pre"] for s in scores])[0]
+        m = self.objective.metric
+        value, ci = mean_ci95([s["value"] for s in scores])
+        metrics = {f"val/{m}": value, f"val/{m}_ci95": ci}
+        if scores[0]["value_pre"] is not None:
+            metrics[f"val/{m}_pre"] = mean_ci95([s["value_pre"] for s in scores])[0]
         self.log_dict(metrics, rank_zero_only=True)
 
     def on_test_epoch_start(self) -> None:
@@ -270,24 +276,26 @@ class MetaLearner(pl.LightningModule):
         by_domain: dict[str, list[dict]] = defaultdict(list)
         for s in scores:
             by_domain[s["domain"]].append(s)
+        m = self.objective.metric
         self.test_results, metrics = [], {}
         for domain in sorted(by_domain):
             rows = by_domain[domain]
-            acc, ci = mean_ci95([r["acc"] for r in rows])
+            value, ci = mean_ci95([r["value"] for r in rows])
             if len(rows) == 1:  # one fixed episode (ARSC): the interval over its query examples
-                ci = binomial_ci95(acc, rows[0]["n_query"])
-            pre = None if rows[0]["acc_pre"] is None else mean_ci95([r["acc_pre"] for r in rows])[0]
-            self.test_results.append({"domain": domain, "acc": acc, "ci95": ci, "acc_pre": pre,
-                                      "episodes": len(rows), "shots": rows[0]["shots"],
-                                      "queries": rows[0]["queries"]})
-            metrics.update({f"test/{domain}/acc": acc, f"test/{domain}/acc_ci95": ci})
+                ci = rows[0]["ci95_examples"]
+            pre = (None if rows[0]["value_pre"] is None
+                   else mean_ci95([r["value_pre"] for r in rows])[0])
+            self.test_results.append({"group": domain, "metric": m, "value": value, "ci95": ci,
+                                      "value_pre": pre, "episodes": len(rows),
+                                      "shots": rows[0]["shots"], "queries": rows[0]["queries"]})
+            metrics.update({f"test/{domain}/{m}": value, f"test/{domain}/{m}_ci95": ci})
             if pre is not None:
-                metrics[f"test/{domain}/acc_pre"] = pre
+                metrics[f"test/{domain}/{m}_pre"] = pre
         if scores:
-            acc, ci = mean_ci95([s["acc"] for s in scores])
-            metrics.update({"test/acc": acc, "test/acc_ci95": ci})
+            value, ci = mean_ci95([s["value"] for s in scores])
+            metrics.update({f"test/{m}": value, f"test/{m}_ci95": ci})
         self.log_dict(metrics, rank_zero_only=True)
         for r in self.test_results:
-            pre = "" if r["acc_pre"] is None else f" (before adapting {r['acc_pre']:.4f})"
-            log.info("meta-test %-22s acc %.4f ± %.4f%s, %d episodes",
-                     r["domain"], r["acc"], r["ci95"], pre, r["episodes"])
+            pre = "" if r["value_pre"] is None else f" (before adapting {r['value_pre']:.4f})"
+            log.info("meta-test %-22s %s %.4f ± %.4f%s, %d episodes",
+                     r["group"], m, r["value"], r["ci95"], pre, r["episodes"])

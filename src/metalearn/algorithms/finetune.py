@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from metalearn.algorithms.base import MetaLearner
@@ -81,10 +80,10 @@ class FineTune(MetaLearner):
         params.update({f"pooled_head.{n}": p for n, p in self.pooled_head.named_parameters()})
         return params
 
-    def logits_and_labels(self, ep: Episode, x: Any, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The trained classifier's logits for a batch of an episode, and its labels there."""
+    def outputs_and_targets(self, ep: Episode, x: Any, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The trained network's outputs for a batch of an episode, and its targets there."""
         if self.pooled_head is None:
-            return self.model(x), y  # [B, C]
+            return self.model(x), y  # [B, C] logits, or [B, ...] values
         if ep.classes is None:
             raise ValueError("algorithm=finetune with a pooled head needs training episodes that "
                              "name their classes (Episode.classes); this data module sets none")
@@ -92,15 +91,18 @@ class FineTune(MetaLearner):
         return self.pooled_head(z), ep.classes.to(y.device)[y]  # [B, all classes]
 
     def training_step(self, episodes: list[Episode], batch_idx: int) -> torch.Tensor:
-        loss_sum, correct, n = 0.0, 0.0, 0
+        objective = self.objective
+        loss_sum, score_sum, n = 0.0, 0.0, 0
         with self.step_rng():
             for ep in episodes:
                 for x, y in ((ep.support_x, ep.support_y), (ep.query_x, ep.query_y)):
-                    logits, labels = self.logits_and_labels(ep, x, y)
-                    loss_sum = loss_sum + F.cross_entropy(logits, labels, reduction="sum")
-                    correct += (logits.argmax(-1) == labels).sum().item()
-                    n += len(labels)
+                    out, targets = self.outputs_and_targets(ep, x, y)
+                    loss_sum = loss_sum + objective.loss(out, targets, reduction="sum")
+                    scores = objective.example_scores(objective.predictions(out), targets)
+                    score_sum += scores.sum().item()
+                    n += len(targets)
         loss = loss_sum / n
         self.log("train/loss", loss.detach(), batch_size=n, sync_dist=True)
-        self.log("train/acc", correct / n, prog_bar=True, batch_size=n, sync_dist=True)
+        self.log(f"train/{objective.metric}", score_sum / n, prog_bar=True, batch_size=n,
+                 sync_dist=True)
         return loss

@@ -9,9 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from metalearn.algorithms.base import MetaLearner, accuracy
+from metalearn.algorithms.base import MetaLearner
 from metalearn.algorithms.inner_loop import embed_with
 from metalearn.episode import Episode
 
@@ -24,6 +23,9 @@ def prototype_logits(zs: torch.Tensor, ys: torch.Tensor, ways: int, zq: torch.Te
 
 class ProtoNet(MetaLearner):
     """Episodic metric learning over `model.top.embed` (the head is unused)."""
+
+    objectives = ("classification",)
+    objectives_note = "prototypes are the class means of support embeddings"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -46,10 +48,12 @@ class ProtoNet(MetaLearner):
     def training_step(self, episodes: list[Episode], batch_idx: int) -> torch.Tensor:
         with self.step_rng():
             logits = [self.episode_logits(ep) for ep in episodes]
-        loss = torch.stack([F.cross_entropy(z, ep.query_y) for z, ep in zip(logits, episodes)]).mean()
-        acc = torch.stack([accuracy(z, ep.query_y) for z, ep in zip(logits, episodes)]).mean()
+        objective = self.objective
+        loss = torch.stack([objective.loss(z, ep.query_y) for z, ep in zip(logits, episodes)]).mean()
+        score = torch.stack([objective.score(z, ep.query_y) for z, ep in zip(logits, episodes)]).mean()
         self.log("train/query_loss", loss.detach(), batch_size=len(episodes), sync_dist=True)
-        self.log("train/query_acc", acc, prog_bar=True, batch_size=len(episodes), sync_dist=True)
+        self.log(f"train/query_{objective.metric}", score, prog_bar=True, batch_size=len(episodes),
+                 sync_dist=True)
         return loss
 
     def evaluate_episode(self, ep: Episode) -> dict[str, Any]:
@@ -61,5 +65,5 @@ class ProtoNet(MetaLearner):
             zs = embed_with(self.model.top, params, xs)  # never depends on the query rows
             for rows, chunk in self.query_chunks(ep):
                 zq = self.query_embedding(params, xs, self.model.features(chunk))
-                pred[rows] = prototype_logits(zs, ep.support_y, ep.ways, zq).argmax(-1)
-        return self.score(ep, (pred == ep.query_y).float().mean(), None)
+                pred[rows] = self.objective.predictions(prototype_logits(zs, ep.support_y, ep.ways, zq))
+        return self.score(ep, pred, None)

@@ -17,9 +17,9 @@ class Reptile(MetaLearner):
 
     def task_gradient(self, ep: Episode, params: Params) -> tuple[Params, dict[str, float]]:
         xs, xq = self.model.features(ep.support_x), self.model.features(ep.query_x)
-        fast, support_losses, logits = self.adapt_and_predict(
+        fast, support_losses, out = self.adapt_and_predict(
             params, xs, ep.support_y, xq, self.inner_steps)
         with torch.no_grad():
-            logits_pre = self.predict(params, xs, xq)
+            out_pre = self.predict(params, xs, xq)
         grads = {n: params[n].detach() - fast[n].detach() for n in params}
-        return grads, self.task_scores(ep, logits_pre, logits.detach(), support_losses)
+        return grads, self.task_scores(ep, out_pre, out.detach(), support_losses)

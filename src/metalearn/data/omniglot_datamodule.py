@@ -52,6 +52,9 @@ def split_characters(alphabets: list[str], val_fraction: float, test_fraction: f
 class OmniglotEpisodes(EpisodicDataModule):
     """N-way K-shot L-query Omniglot episodes, decoded once and cached on disk."""
 
+    objectives = ("classification",)
+    objectives_note = "its targets are character classes"
+
     def __init__(
         self,
         path: str,

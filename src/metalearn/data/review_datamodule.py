@@ -43,6 +43,9 @@ def columns(data: Dataset, names: list[str]) -> dict[str, np.ndarray]:
 class ReviewEpisodes(EpisodicDataModule):
     """N-way (2) K-shot L-query sentiment episodes, tokenized once and cached on disk."""
 
+    objectives = ("classification",)
+    objectives_note = "reviews are labelled negative/positive"
+
     def __init__(
         self,
         path: str,
