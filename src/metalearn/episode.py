@@ -12,8 +12,10 @@ class Episode:
     """One few-shot task: a support set to adapt on and a disjoint query set to score.
 
     `support_x` / `query_x` are whatever the model's trunk takes (a tensor, or a dict of
-    tensors for a tokenized batch); labels are 0..ways-1 within the episode. `classes[label]`
-    is the label's class id in the whole pool of meta-train classes, where the data knows it.
+    tensors for a tokenized batch); the targets are what the objective compares outputs with:
+    class labels 0..ways-1 within the episode, or real values (regression, `ways` None).
+    `classes[label]` is the label's class id in the whole pool of meta-train classes, where
+    the data knows it. `shots` / `queries` count examples per class (per task in regression).
     """
 
     support_x: Any
@@ -22,9 +24,9 @@ class Episode:
     query_y: torch.Tensor
     family: str
     domain: str
-    ways: int
     shots: int
     queries: int
+    ways: int | None = None
     classes: torch.Tensor | None = None
 
 

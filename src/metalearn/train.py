@@ -64,14 +64,17 @@ def _train(cfg: DictConfig) -> dict[str, float]:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
     ckpt_path = cfg.get("ckpt_path")
+    metrics = {}  # the last validation's (optimized_metric is one of them), then the test's
     if cfg.get("train", True):
         trainer.fit(learner, datamodule=datamodule, ckpt_path=ckpt_path)
+        metrics.update(trainer.callback_metrics)  # trainer.test starts these afresh
         ckpt_path = best_checkpoint(trainer) or None
     if cfg.get("test", True):
         if not cfg.get("train", True) and ckpt_path is None:
             log.info("meta-testing the model as built, with no meta-training")
         trainer.test(learner, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=False)
-    return {k: float(v) for k, v in trainer.callback_metrics.items()}
+        metrics.update(trainer.callback_metrics)
+    return {k: float(v) for k, v in metrics.items()}
 
 
 def best_checkpoint(trainer: pl.Trainer) -> str | None:

@@ -146,7 +146,7 @@ def test_run_py_reptile_arsc_logs_the_twelve_tasks_and_their_mean(tmp_path):
     assert mean == pytest.approx(sum(per_task) / 12, abs=1e-6)
     (attempt,) = Store(f"sqlite:///{tmp_path / 'registry.db'}").list_attempts()
     rows = Store(f"sqlite:///{tmp_path / 'registry.db'}").test_results(attempt["id"])
-    assert [r["domain"] for r in rows] == TASKS
+    assert [r["group"] for r in rows] == TASKS and {r["metric"] for r in rows} == {"acc"}
     assert all(r["episodes"] == 1 and r["shots"] == 5 and r["queries"] == 50 for r in rows)
 
 
