@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 
 from metalearn.algorithms.reptile import Reptile
 from metalearn.algorithms.stats import seeds_ci95, t975
-from metalearn.episode import Episode
+from metalearn.data.episode import Episode
 from metalearn.models.split import SplitModel
 from metalearn.objectives import Classification
 from tests.conftest import toy_episode
@@ -31,7 +31,7 @@ def separable_episode() -> Episode:
     """Class = sign of the first coordinate: learnable from 4 support points."""
     x = torch.tensor([[2.0, 0, 0], [-2.0, 0, 0], [1.5, 1, 0], [-1.5, -1, 0]])
     y = torch.tensor([1, 0, 1, 0])
-    return Episode(x, y, x * 0.5, y, family="sep/t0", domain="sep", ways=2, shots=2, queries=2)
+    return Episode(x, y, x * 0.5, y, family="sep/t0", group="sep", ways=2, shots=2, queries=2)
 
 
 def test_evaluation_leaves_meta_weights_unchanged():
@@ -82,11 +82,11 @@ def test_scoring_the_query_in_chunks_changes_nothing(size):
     assert chunked.evaluate_episode(ep) == whole.evaluate_episode(ep)
 
 
-def scored(m: Reptile, domain: str, n: int, correct: int) -> dict:
+def scored(m: Reptile, group: str, n: int, correct: int) -> dict:
     """The record of an episode of n queries (all class 0) where `correct` are predicted right."""
     y = torch.zeros(n, dtype=torch.long)
     ep = Episode(torch.zeros(2, 3), torch.tensor([0, 1]), torch.zeros(n, 3), y,
-                 family=f"{domain}/t2", domain=domain, ways=2, shots=1, queries=n // 2)
+                 family=f"{group}/t2", group=group, ways=2, shots=1, queries=n // 2)
     pred = torch.cat([torch.zeros(correct), torch.ones(n - correct)]).long()
     return m.score(ep, pred, torch.zeros(n, dtype=torch.long))
 

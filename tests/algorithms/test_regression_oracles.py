@@ -19,8 +19,9 @@ from metalearn.algorithms.finetune import FineTune
 from metalearn.algorithms.maml import MAML
 from metalearn.algorithms.reptile import Reptile
 from metalearn.algorithms.stats import mean_ci95
-from metalearn.episode import Episode
+from metalearn.data.episode import Episode
 from metalearn.models.split import SplitModel
+from metalearn.models.top import Top
 from metalearn.objectives import Regression
 from tests.algorithms.test_family import check_by_finite_differences, params_of
 from tests.algorithms.test_oracles import one_meta_step
@@ -34,7 +35,7 @@ def regression_episode(seed: int, n: int = 6) -> Episode:
     w = torch.randn(3, 1, generator=g, dtype=torch.float64)
     xs, xq = (torch.randn(n, 3, generator=g, dtype=torch.float64) for _ in range(2))
     noise = [0.1 * torch.randn(n, 1, generator=g, dtype=torch.float64) for _ in range(2)]
-    return Episode(xs, xs @ w + noise[0], xq, xq @ w + noise[1], family="lin", domain="lin",
+    return Episode(xs, xs @ w + noise[0], xq, xq @ w + noise[1], family="lin", group="lin",
                    shots=n, queries=n)
 
 
@@ -53,9 +54,11 @@ def sgd_by_hand(W, b, x, y, steps=STEPS, lr=INNER_LR):
 
 def linear(cls, **kw):
     torch.manual_seed(0)
+    inner = dict(inner_lr=INNER_LR, eval_inner_steps=STEPS)
+    if cls is not FineTune:  # the gradient learners also adapt in training
+        inner["inner_steps"] = STEPS
     return cls(model=SplitModel(top=nn.Linear(3, 1).double()), objective=Regression(),
-               optimizer=partial(torch.optim.SGD, lr=OUTER_LR), inner_lr=INNER_LR,
-               inner_steps=STEPS, eval_inner_steps=STEPS, **kw)
+               optimizer=partial(torch.optim.SGD, lr=OUTER_LR), **inner, **kw)
 
 
 def start(learner):
@@ -101,7 +104,7 @@ def test_finetune_step_is_sgd_on_the_pooled_squared_error():
     torch.testing.assert_close(learner.model.top.bias, b0 - OUTER_LR * gb)
 
 
-class TinyRegressor(nn.Module):
+class TinyRegressor(Top):
     """tanh(x W1^T + b1) then a linear head to one output."""
 
     def __init__(self) -> None:
@@ -194,7 +197,7 @@ def test_mse_aggregates_per_group_with_its_interval_and_is_logged_as_mse():
     learner.log_dict = lambda metrics, **kw: logged.update(metrics)  # no trainer attached
     episodes = [regression_episode(s, n=8) for s in (12, 13, 14)]
     one = regression_episode(15, n=8)
-    one.domain = "alone"
+    one.group = "alone"
     learner.on_test_epoch_start()
     for ep in [*episodes, one]:
         learner.test_step(ep, 0)

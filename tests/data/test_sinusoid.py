@@ -29,7 +29,7 @@ def test_tasks_follow_the_papers_ranges_and_curve():
     assert ep.query_x.shape == ep.query_y.shape == (20, 1) and ep.ways is None
     a, phase = tasks[0].amplitude, tasks[0].phase
     torch.testing.assert_close(ep.query_y, a * torch.sin(ep.query_x - phase))
-    assert (ep.domain, ep.shots, ep.queries) == ("sinusoid", 5, 20)
+    assert (ep.group, ep.shots, ep.queries) == ("sinusoid", 5, 20)
 
 
 def test_evaluation_tasks_are_fixed_and_training_tasks_new_every_step():

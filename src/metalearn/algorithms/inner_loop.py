@@ -69,10 +69,3 @@ def embed_with(top: nn.Module, params: Params, x: Any) -> torch.Tensor:
     """`top.embed(x)` (the representation before the head) with `params` substituted."""
     return functional_call(_Embed(top), {f"top.{n}": p for n, p in params.items()}, (x,))
 
-
-def head_prefix(top: nn.Module) -> str:
-    """The parameter-name prefix of `top.head` inside `top` (e.g. 'head.' or '3.')."""
-    for name, module in top.named_modules():
-        if module is top.head and name:
-            return name + "."
-    raise ValueError(f"{type(top).__name__} has no head submodule")

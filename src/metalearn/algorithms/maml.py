@@ -13,12 +13,12 @@ import torch
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from metalearn.algorithms.base import MetaLearner
+from metalearn.algorithms.gradient import GradientLearner
 from metalearn.algorithms.inner_loop import Params
-from metalearn.episode import Episode
+from metalearn.data.episode import Episode
 
 
-class MAML(MetaLearner):
+class MAML(GradientLearner):
     """theta <- theta - beta * grad_theta L_query(adapt(theta, support))."""
 
     def __init__(self, *args, first_order: bool = False, learn_inner_lr: bool = False,

@@ -10,9 +10,10 @@ from typing import Any
 
 import torch
 
-from metalearn.algorithms.base import MetaLearner
+from metalearn.algorithms.episodic import EpisodicModule
 from metalearn.algorithms.inner_loop import embed_with
-from metalearn.episode import Episode
+from metalearn.data.episode import Episode
+from metalearn.models.top import require_top
 
 
 def prototype_logits(zs: torch.Tensor, ys: torch.Tensor, ways: int, zq: torch.Tensor) -> torch.Tensor:
@@ -21,7 +22,7 @@ def prototype_logits(zs: torch.Tensor, ys: torch.Tensor, ways: int, zq: torch.Te
     return -(zq.unsqueeze(1) - protos.unsqueeze(0)).pow(2).sum(-1)  # [Q, N]
 
 
-class ProtoNet(MetaLearner):
+class ProtoNet(EpisodicModule):
     """Episodic metric learning over `model.top.embed` (the head is unused)."""
 
     objectives = ("classification",)
@@ -29,12 +30,10 @@ class ProtoNet(MetaLearner):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.automatic_optimization = True
-        head = getattr(self.model.top, "head", None)
-        if head is not None:
-            # Never used, so never trained or adapted: frozen, it is out of meta_parameters()
-            # and out of DDP's gradient reduction (an unused trainable one stalls DDP).
-            head.requires_grad_(False)
+        top = require_top(self.model.top, "algorithm=protonet (prototypes are means of top.embed)")
+        # Never used, so never trained or adapted: frozen, the head is out of meta_parameters()
+        # and out of DDP's gradient reduction (an unused trainable one stalls DDP).
+        top.head.requires_grad_(False)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep this model's own (unused) head, so a net trained 5-way tests 20-way."""
@@ -56,8 +55,8 @@ class ProtoNet(MetaLearner):
                  sync_dist=True)
         return loss
 
-    def evaluate_episode(self, ep: Episode) -> dict[str, Any]:
-        """Prototypes from the support set, embedded once; the query scored in chunks."""
+    def query_predictions(self, ep: Episode) -> tuple[torch.Tensor, None]:
+        """Prototypes from the support set, embedded once; the query predicted in chunks."""
         params = self.meta_parameters()
         pred = torch.empty_like(ep.query_y)
         with torch.no_grad():
@@ -66,4 +65,4 @@ class ProtoNet(MetaLearner):
             for rows, chunk in self.query_chunks(ep):
                 zq = self.query_embedding(params, xs, self.model.features(chunk))
                 pred[rows] = self.objective.predictions(prototype_logits(zs, ep.support_y, ep.ways, zq))
-        return self.score(ep, pred, None)
+        return pred, None

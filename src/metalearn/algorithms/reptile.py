@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import torch
 
-from metalearn.algorithms.base import MetaLearner
+from metalearn.algorithms.gradient import GradientLearner
 from metalearn.algorithms.inner_loop import Params
-from metalearn.episode import Episode
+from metalearn.data.episode import Episode
 
 
-class Reptile(MetaLearner):
+class Reptile(GradientLearner):
     """phi <- phi + eps * mean_tasks(theta_task - phi)."""
 
     def task_gradient(self, ep: Episode, params: Params) -> tuple[Params, dict[str, float]]:

@@ -14,9 +14,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from metalearn.data.episodic import EpisodicDataModule
-from metalearn.episode import Episode
-from metalearn.tasks.sampler import stable_hash
+from metalearn.data.base import EpisodicDataModule
+from metalearn.data.episode import Episode
+from metalearn.data.sampling import stable_hash
 
 FAMILY = "sinusoid"  # one task family, reported as one group
 
@@ -118,4 +118,4 @@ class SinusoidEpisodes(EpisodicDataModule):
         xs = torch.tensor(spec.support, dtype=torch.float32).unsqueeze(1)  # [K, 1]
         xq = torch.tensor(spec.query, dtype=torch.float32).unsqueeze(1)  # [L, 1]
         return Episode(xs, spec.targets(xs), xq, spec.targets(xq), family=spec.family,
-                       domain=spec.family, shots=len(spec.support), queries=len(spec.query))
+                       group=spec.family, shots=len(spec.support), queries=len(spec.query))

@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from metalearn.models.split import SplitModel
+from metalearn.models.top import Top
 
 ALLOWED_LAYERS: dict[str, type[nn.Module]] = {
     name: getattr(nn, name)
@@ -93,8 +94,8 @@ def build_layers(
     return LayerStack(*[_construct(cls, kwargs, cls.__name__) for cls, kwargs in plan])
 
 
-class LayerStack(nn.Sequential):
-    """The built layers; the last is the head (ANIL adapts only it, ProtoNets compare `embed`)."""
+class LayerStack(nn.Sequential, Top):
+    """The built layers, run in order; the last is the head, the ones before it `embed`."""
 
     @property
     def head(self) -> nn.Module:

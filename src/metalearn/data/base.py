@@ -11,9 +11,8 @@ from typing import Any, Callable
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
-from metalearn.data.episodes import EpisodeSet, MetaBatchSampler, RankSlice, as_list
-from metalearn.episode import Episode
-from metalearn.tasks.sampler import EpisodeSpec, TaskSampler
+from metalearn.data.episode import Episode, EpisodeSpec
+from metalearn.data.sampling import EpisodeSet, MetaBatchSampler, RankSlice, TaskSampler, as_list
 
 
 class EpisodicDataModule(pl.LightningDataModule):
@@ -52,6 +51,16 @@ class EpisodicDataModule(pl.LightningDataModule):
         self.seed, self.eval_seed = seed, eval_seed
         self.cache_dir = None if cache_dir is None else Path(cache_dir).expanduser()  # None: generated data
         self.num_workers = num_workers
+
+    @property
+    def pooled_classes(self) -> int | None:
+        """The number of meta-training classes where episodes relabel theirs (Omniglot: each
+        episode draws N classes and calls them 0..N-1; `Episode.classes` maps them back), else
+        None: labels mean the same in every episode (sentiment), or there are none (regression)."""
+        sampler = self.train_sampler
+        if isinstance(sampler, TaskSampler) and sampler.shuffle_classes:
+            return sampler.num_classes
+        return None
 
     def _load(self) -> Any:
         raise NotImplementedError
