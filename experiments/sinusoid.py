@@ -54,10 +54,10 @@ def learner_of(attempt: dict):
     return learner.eval()
 
 
-def held_out_tasks(attempt: dict, shots: int) -> list:
+def held_out_tasks(attempt: dict, shots: int, tasks: int = TASKS) -> list:
     """The meta-test's fixed tasks with `shots` support points (the same curves at every K)."""
     data = hydra.utils.instantiate(attempt["config"]["data"], shots=shots, queries=100,
-                                   test_episodes=TASKS)
+                                   test_episodes=tasks)
     data.setup("test")
     return [(spec, data.build(spec)) for spec in data.test_specs]
 
@@ -71,7 +71,7 @@ def adapted(learner, ep, steps: int) -> dict:
         return learner.adapt_support(params, ep.support_x, ep.support_y, steps)[0]
 
 
-def mse_table(learners: dict, attempts: dict) -> str:
+def mse_table(learners: dict, attempts: dict, tasks: int = TASKS) -> str:
     """Markdown: one row per experiment and K, MSE ± 95% interval after 0, 1, 10 steps."""
     lines = ["| experiment | K | inner step | " + " | ".join(
         f"MSE after {s} step{'s' * (s != 1)}" for s in STEPS) + " | attempt |",
@@ -79,7 +79,7 @@ def mse_table(learners: dict, attempts: dict) -> str:
     for experiment, learner in learners.items():
         for shots in SHOTS:
             cells = []
-            episodes = [ep for _, ep in held_out_tasks(attempts[experiment], shots)]
+            episodes = [ep for _, ep in held_out_tasks(attempts[experiment], shots, tasks)]
             for steps in STEPS:
                 values = [learner.objective.score(learner.predict(
                     adapted(learner, ep, steps), ep.support_x, ep.query_x).detach(),
@@ -98,7 +98,7 @@ def figure(learners: dict, attempts: dict, path: Path, tasks: int = 3) -> None:
                              squeeze=False, sharex=True)
     grid = torch.linspace(-5, 5, 200).unsqueeze(1)  # [200, 1]
     for row, (experiment, learner) in enumerate(learners.items()):
-        for col, (spec, ep) in enumerate(held_out_tasks(attempts[experiment], 10)[:tasks]):
+        for col, (spec, ep) in enumerate(held_out_tasks(attempts[experiment], 10, tasks)):
             ax = axes[row][col]
             ax.plot(grid, spec.targets(grid), color="black", lw=2, label="true curve")
             ax.scatter(ep.support_x, ep.support_y, color="black", marker="^", zorder=3,
@@ -118,6 +118,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", default=None, help="registry URL (default: the project's SQLite)")
     parser.add_argument("--write", action="store_true", help=f"refresh the table in {README}")
+    parser.add_argument("--figure", type=Path, default=FIGURE, help="where to write the figure")
+    parser.add_argument("--tasks", type=int, default=TASKS, help="held-out tasks to score")
     args = parser.parse_args()
     torch.manual_seed(0)
     attempts = newest_attempts(Store(args.url or default_url()))
@@ -125,8 +127,8 @@ def main() -> None:
         raise SystemExit(f"no completed sinusoid attempts in the registry; run "
                          f"`python run.py experiment=maml_sinusoid` ({', '.join(EXPERIMENTS)})")
     learners = {e: learner_of(a) for e, a in attempts.items()}
-    table = mse_table(learners, attempts)
-    figure(learners, attempts, FIGURE)
+    table = mse_table(learners, attempts, args.tasks)
+    figure(learners, attempts, args.figure)
     print(table)
     if args.write:
         text = README.read_text()
