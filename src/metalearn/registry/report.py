@@ -11,7 +11,7 @@ from metalearn.registry.errors import RegistryError
 from metalearn.registry.store import Store
 
 MISSING = "<missing>"
-BENCHMARKS = ("amazon", "arsc", "omniglot")  # the order results tables are printed in
+BENCHMARKS = ("amazon", "arsc", "omniglot", "sinusoid")  # the order results tables are printed in
 
 
 def benchmark(experiment: str) -> str:
