@@ -41,8 +41,8 @@ PUBLISHED = {
                 "(Lake et al. 2015).",
     "sinusoid": "Finn et al. 2017 show curves, not a table: after one step of 0.01 on K = 10 "
                 "points MAML's prediction follows the task's sine wave, and more steps improve "
-                "it further; the joint-training baseline barely moves from its near-flat "
-                "average. Per step counts: experiments/sinusoid.py.",
+                "it further; the joint-training baseline barely moves from the average of all "
+                "tasks. Per step counts: experiments/sinusoid.py.",
 }
 
 

@@ -49,3 +49,9 @@ def test_evaluation_tasks_are_fixed_and_training_tasks_new_every_step():
 def test_bad_ranges_name_the_key(key, value):
     with pytest.raises(ValueError, match=f"data.{key} must be \\[low, high\\]"):
         SinusoidEpisodes(**{key: value})
+
+
+@pytest.mark.parametrize("setting", ["shots", "queries", "train_queries", "meta_batch_size"])
+def test_the_shared_episode_settings_are_checked_too(setting):
+    with pytest.raises(ValueError, match=rf"data\.{setting} must be >= 1"):
+        SinusoidEpisodes(**{setting: 0})
