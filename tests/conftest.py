@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("PROJECT_ROOT", str(ROOT))
 
 import metalearn.resolvers  # noqa: E402,F401
-from metalearn.episode import Episode  # noqa: E402
+from metalearn.data.episode import Episode  # noqa: E402
 
 
 def compose_config(overrides: list[str], out_dir: Path) -> DictConfig:
@@ -88,7 +88,7 @@ def toy_episode(seed: int, n: int = 6, dim: int = 3, family: str = "toy/t0") -> 
     xs, xq = torch.randn(n, dim, generator=g), torch.randn(n, dim, generator=g)
     ys = torch.tensor([0, 1] * (n // 2))
     yq = torch.tensor([1, 0] * (n // 2))
-    return Episode(xs, ys, xq, yq, family=family, domain=family.split("/")[0],
+    return Episode(xs, ys, xq, yq, family=family, group=family.split("/")[0],
                    ways=2, shots=n // 2, queries=n // 2)
 
 

@@ -26,8 +26,8 @@ def url(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
         store.add_metrics(attempt, [{"name": "train/query_loss", "step": s, "value": 1 / (s + 1), "time": time.time()}
                                     for s in range(10)])
         store.add_metrics(attempt, [{"name": "test/acc", "step": 10, "value": acc, "time": time.time()}])
-        store.put_test_results(attempt, [{"domain": "automotive", "acc": acc, "ci95": 0.03, "episodes": 30,
-                                          "shots": shots, "queries": 5}])
+        store.put_test_results(attempt, [{"group": "automotive", "metric": "acc", "value": acc, "ci95": 0.03,
+                                          "episodes": 30, "shots": shots, "queries": 5}])
         store.set_status(attempt, schema.COMPLETED)
     failed = store.create_attempt(name="train", experiment="fomaml_amazon", algorithm="fomaml")
     store.set_status(failed, schema.FAILED, error="Traceback ...\nValueError: bad data")
@@ -63,7 +63,7 @@ def test_compare_shows_differences_and_test_metrics(url: str, capsys: pytest.Cap
     data = json.loads(capsys.readouterr().out)
     assert data["config_diff"] == {"algorithm.name": ["reptile", "maml"], "data.shots": [5, 2]}
     assert data["test_metrics"]["test/acc"] == [0.61, 0.72]
-    assert data["test_results"]["automotive"][1]["shots"] == 2
+    assert data["test_results"]["automotive"]["acc"][1]["shots"] == 2
 
 
 def test_best(url: str, capsys: pytest.CaptureFixture) -> None:
@@ -72,6 +72,23 @@ def test_best(url: str, capsys: pytest.CaptureFixture) -> None:
     assert [(r["id"], r["test/acc"]) for r in json.loads(out)] == [(2, 0.72), (1, 0.61)], out
     assert main(["--url", url, "runs", "best", "--metric", "train/query_loss", "--mode", "min", "--top", "1"]) == 0
     assert "best by train/query_loss" in capsys.readouterr().out
+    assert main(["--url", url, "runs", "best", "--json"]) == 0  # the objective's: test/acc, max
+    assert [r["id"] for r in json.loads(capsys.readouterr().out)] == [2, 1]
+
+
+def test_best_follows_the_objective_metric_and_direction(url: str, capsys: pytest.CaptureFixture) -> None:
+    store = Store(url)
+    for mse in (0.9, 0.2, 0.5):
+        attempt = store.create_attempt(name="train", experiment="maml_sinusoid", algorithm="maml",
+                                       config={"objective": {"metric": "mse", "mode": "min"}})
+        store.add_metrics(attempt, [{"name": "test/mse", "step": 3, "value": mse, "time": 0.0}])
+        store.set_status(attempt, schema.COMPLETED)
+    assert main(["--url", url, "runs", "best", "--experiment", "maml_sinusoid", "--json"]) == 0
+    assert [r["test/mse"] for r in json.loads(capsys.readouterr().out)] == [0.2, 0.5, 0.9]
+    assert main(["--url", url, "runs", "best", "--metric", "val/mse", "--experiment", "maml_sinusoid"]) == 0
+    assert "best by val/mse (min)" in capsys.readouterr().out
+    assert main(["--url", url, "runs", "best"]) == 1  # acc and mse attempts: no one ranking
+    assert "different objectives: acc (max), mse (min)" in capsys.readouterr().err
 
 
 def test_export(url: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -80,7 +97,7 @@ def test_export(url: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None
     assert "wrote" in capsys.readouterr().out
     data = json.loads(target.read_text())
     assert data["attempt"]["id"] == 1 and len(data["metrics"]["train/query_loss"]) == 10
-    assert data["test_results"][0]["domain"] == "automotive"
+    assert data["test_results"][0]["group"] == "automotive"
     assert main(["--url", url, "runs", "export", "2"]) == 0
     assert json.loads(capsys.readouterr().out)["attempt"]["algorithm"] == "maml"
 
@@ -106,7 +123,7 @@ def test_retract_keeps_the_record_but_not_as_completed(url: str, capsys: pytest.
     assert main(["--url", url, "runs", "show", "1", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["status"] == "retracted" and shown["error"] == "retracted: episodes replayed (bug #1)"
-    assert shown["test_results"][0]["acc"] == 0.61  # nothing recorded is lost
+    assert shown["test_results"][0]["value"] == 0.61  # nothing recorded is lost
     assert main(["--url", url, "runs", "retract", "3", "--reason", "x"]) == 0  # a failed one too
     assert "ValueError: bad data" in Store(url).get_attempt(3)["error"]
     running = Store(url).create_attempt(name="train", experiment="e")
@@ -153,7 +170,7 @@ def marked_up(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
         output_dir="/logs/[bold]x[/bold]",
     )
     store.add_metrics(attempt, [{"name": "test/[acc]", "step": 1, "value": 0.5, "time": time.time()}])
-    store.put_test_results(attempt, [{"domain": "[bold]dom[/bold]", "acc": 0.5, "ci95": 0.1,
+    store.put_test_results(attempt, [{"group": "[bold]dom[/bold]", "metric": "[acc]", "value": 0.5, "ci95": 0.1,
                                       "episodes": 2, "shots": 1, "queries": 1}])
     store.set_status(attempt, schema.FAILED, error=f"ValueError: {text}")
     other = store.create_attempt(name="plain", config={"data": {"heldout": "[a]"}, "note": "n"})
@@ -174,7 +191,7 @@ def _shown(out: str) -> str:
                              f"ValueError: {' '.join(MARKUP)}"]),
     (["runs", "compare", "1", "2"], ["sweep", *MARKUP, "data.heldout=[musical_instruments,tools_hardware]",
                                      "[musical_instruments,tools_hardware]", "test/[acc]",
-                                     "[bold]dom[/bold] (acc ± ci95)"]),
+                                     "[bold]dom[/bold] ([acc] ± ci95)"]),
     (["runs", "best", "--metric", "test/[acc]"], ["best by test/[acc] (max)", "sweep", *MARKUP,
                                                   "exp[1]", "[red]maml[/red]"]),
 ])

@@ -10,7 +10,7 @@ from nbclient import NotebookClient
 
 from metalearn.registry.report import benchmark
 from metalearn.train import train
-from tests.conftest import ROOT
+from tests.conftest import ROOT, compose_config
 
 
 @pytest.fixture
@@ -49,3 +49,21 @@ def test_variants_join_their_benchmarks_table():
     assert benchmark("reptile_omniglot_lake") == "omniglot"
     assert benchmark("protonet_arsc") == "arsc"
     assert benchmark("reptile_sinusoid") == "sinusoid"  # unknown: its last part
+
+
+@pytest.mark.slow
+def test_the_sinusoid_script_scores_trained_attempts_and_draws_them(tmp_path):
+    """A two-step maml_sinusoid attempt, then experiments/sinusoid.py on its registry."""
+    cfg = compose_config(["experiment=maml_sinusoid", "trainer.max_steps=2",
+                          "data.steps_per_epoch=2", "data.val_episodes=2", "data.test_episodes=2",
+                          f"paths.log_dir={tmp_path}", "callbacks.rich_progress_bar=null",
+                          "logger=csv"], tmp_path / "run")
+    train(cfg)
+    figure = tmp_path / "sinusoid.png"
+    out = subprocess.run([sys.executable, str(ROOT / "experiments" / "sinusoid.py"), "--url",
+                          f"sqlite:///{tmp_path}/registry.db", "--figure", str(figure),
+                          "--tasks", "4"], capture_output=True, text=True, check=True).stdout
+    rows = [line for line in out.splitlines() if line.startswith("| `maml_sinusoid`")]
+    assert [r.split(" | ")[1] for r in rows] == ["5", "10", "20"]
+    assert all(r.count(" ± ") == 3 for r in rows)  # after 0, 1 and 10 steps
+    assert figure.stat().st_size > 10_000

@@ -64,6 +64,30 @@ def test_bad_input_is_refused_before_training(make_cfg, override, error, message
         train(make_cfg(override))
 
 
+@pytest.mark.parametrize("overrides, message", [
+    (["objective=regression", "algorithm=protonet"],
+     "algorithm: ProtoNet serves objective=classification only, not objective=regression"),
+    (["objective=regression"],
+     "data: ReviewEpisodes serves objective=classification only, not objective=regression: "
+     "reviews are labelled"),
+    (["objective.mode=min"], "objective.mode='min', but objective=classification computes mode"),
+])
+def test_an_objective_the_run_cannot_serve_is_refused_before_anything_is_built(
+        make_cfg, overrides, message, monkeypatch):
+    from metalearn.data.review_datamodule import ReviewEpisodes
+    monkeypatch.setattr(ReviewEpisodes, "__init__", lambda *a, **k: pytest.fail("data built"))
+    with pytest.raises(ValueError, match=message):
+        train(make_cfg(*overrides))
+
+
+def test_the_monitor_and_the_sweep_value_follow_the_objective(make_cfg):
+    for objective, metric, mode in (("classification", "val/acc", "max"),
+                                    ("regression", "val/mse", "min")):
+        cfg = make_cfg(f"objective={objective}")
+        assert cfg.callbacks.model_checkpoint.monitor == cfg.optimized_metric == metric
+        assert cfg.callbacks.model_checkpoint.mode == mode
+
+
 def test_unknown_algorithm_lists_the_known_ones(make_cfg):
     with pytest.raises(MissingConfigException, match="algorithm/nosuch") as err:
         make_cfg("algorithm=nosuch")

@@ -22,7 +22,7 @@ def test_omniglot_experiment_builds_with_debug_fast(experiment, tmp_path):
     assert cfg.data._target_.endswith("OmniglotEpisodes") and "max_length" not in cfg.data
     assert cfg.data.path.endswith("/omniglot")
     model = build(cfg.model)
-    learner = build(cfg.algorithm, model=model)
+    learner = build(cfg.algorithm, model=model, objective=build(cfg.objective))
     assert type(model).__name__ == "Conv4" and model.top.head.out_features == cfg.data.ways
     assert learner.model is model
 

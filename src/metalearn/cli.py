@@ -69,8 +69,10 @@ def parser() -> argparse.ArgumentParser:
     cmp_.set_defaults(func=cmd_compare)
 
     best = sub.add_parser("best", help="attempts ranked by the final value of a metric")
-    best.add_argument("--metric", default="test/acc")
-    best.add_argument("--mode", choices=("max", "min"), default="max")
+    best.add_argument("--metric", help="default: test/<the attempts' objective metric>, "
+                                       "e.g. test/acc or test/mse")
+    best.add_argument("--mode", choices=("max", "min"),
+                      help="default: the objective's direction (max for acc, min for mse)")
     best.add_argument("--top", type=int, default=5)
     best.add_argument("--status", action="append", choices=STATUSES)
     best.add_argument("--experiment")
@@ -197,11 +199,11 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def _results_table(rows: list[dict[str, Any]]) -> Table:
     table = Table(title="test results")
-    for column in ("domain", "acc", "ci95", "episodes", "K", "L"):
+    for column in ("group", "metric", "value", "ci95", "episodes", "K", "L"):
         table.add_column(column)
     for r in rows:
-        table.add_row(_fmt(r["domain"]), _fmt(r["acc"]), _fmt(r["ci95"]), _fmt(r["episodes"]),
-                      _fmt(r["shots"]), _fmt(r["queries"]))
+        table.add_row(_fmt(r["group"]), _fmt(r["metric"]), _fmt(r["value"]), _fmt(r["ci95"]),
+                      _fmt(r["episodes"]), _fmt(r["shots"]), _fmt(r["queries"]))
     return table
 
 
@@ -226,22 +228,25 @@ def cmd_compare(args: argparse.Namespace) -> int:
         scores.add_column(h)
     for name, values in data["test_metrics"].items():
         scores.add_row(_fmt(name), *[_fmt(v) for v in values])
-    for domain, values in data["test_results"].items():
-        scores.add_row(_fmt(f"{domain} (acc ± ci95)"),
-                       *[_fmt(None) if v is None else Text.assemble(_fmt(v["acc"]), " ± ", _fmt(v["ci95"]))
-                         for v in values])
+    for group, by_metric in data["test_results"].items():
+        for metric, values in by_metric.items():
+            scores.add_row(_fmt(f"{group} ({metric} ± ci95)"),
+                           *[_fmt(None) if v is None else Text.assemble(_fmt(v["value"]), " ± ", _fmt(v["ci95"]))
+                             for v in values])
     _out().print(scores)
     return 0
 
 
 def cmd_best(args: argparse.Namespace) -> int:
-    ranked = _store(args).best(args.metric, mode=args.mode, limit=args.top, status=args.status,
-                               experiment=args.experiment, algorithm=args.algorithm)
+    store = _store(args)
+    filters = dict(status=args.status, experiment=args.experiment, algorithm=args.algorithm)
+    metric, mode = report.ranking(store, args.metric, args.mode, **filters)
+    ranked = store.best(metric, mode=mode, limit=args.top, **filters)
     if args.json:
-        _dump([{**report.jsonable(a), args.metric: v} for a, v in ranked])
+        _dump([{**report.jsonable(a), metric: v} for a, v in ranked])
         return 0
-    table = Table(title=Text(f"best by {args.metric} ({args.mode})"))
-    for column in ("rank", "id", "name", "experiment", "algorithm", "status", args.metric):
+    table = Table(title=Text(f"best by {metric} ({mode})"))
+    for column in ("rank", "id", "name", "experiment", "algorithm", "status", metric):
         table.add_column(Text(column))
     for rank, (a, value) in enumerate(ranked, 1):
         table.add_row(_fmt(rank), _fmt(a["id"]), _fmt(a["name"]), _fmt(a["experiment"]),

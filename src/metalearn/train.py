@@ -10,6 +10,7 @@ from typing import Any
 
 import hydra
 from hydra.errors import InstantiationException
+from hydra.utils import get_class
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import TensorBoardLogger
@@ -18,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard.summary import hparams
 
 import metalearn.resolvers  # noqa: F401  (registers ${metalearn.data_dir:...}, ${metalearn.log_version:})
+from metalearn.objectives import require_served
 from metalearn.registry.record import record_attempt
 from metalearn.registry.report import flatten
 
@@ -58,11 +60,14 @@ def _train(cfg: DictConfig) -> dict[str, float]:
     if ckpt_path:
         check_checkpoint(ckpt_path)
     pl.seed_everything(cfg.seed, workers=True)
+    objective = build(cfg.objective)
+    for key in ("algorithm", "data"):  # can they serve it? (say so before anything is built)
+        require_served(objective, get_class(cfg[key]._target_), key)
     datamodule = build(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")  # every data check runs here, before any model is built
     model = build(cfg.model)
-    learner = build(cfg.algorithm, model=model)
+    learner = build(cfg.algorithm, model=model, objective=objective)
     loggers = instantiate_dict(cfg.get("logger"))
     callbacks = instantiate_dict(cfg.get("callbacks"))
     trainer: pl.Trainer = build(cfg.trainer, logger=loggers, callbacks=callbacks)

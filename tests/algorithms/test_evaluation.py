@@ -11,8 +11,9 @@ from torch.utils.data import DataLoader
 
 from metalearn.algorithms.reptile import Reptile
 from metalearn.algorithms.stats import seeds_ci95, t975
-from metalearn.episode import Episode
+from metalearn.data.episode import Episode
 from metalearn.models.split import SplitModel
+from metalearn.objectives import Classification
 from tests.conftest import toy_episode
 
 
@@ -21,7 +22,8 @@ def learner() -> Reptile:
     top = nn.Linear(3, 2)
     nn.init.zeros_(top.weight)
     nn.init.zeros_(top.bias)
-    return Reptile(model=SplitModel(top=top), optimizer=partial(torch.optim.SGD, lr=1.0),
+    return Reptile(model=SplitModel(top=top), objective=Classification(),
+                   optimizer=partial(torch.optim.SGD, lr=1.0),
                    inner_lr=1.0, inner_steps=3, eval_inner_steps=10)
 
 
@@ -29,7 +31,7 @@ def separable_episode() -> Episode:
     """Class = sign of the first coordinate: learnable from 4 support points."""
     x = torch.tensor([[2.0, 0, 0], [-2.0, 0, 0], [1.5, 1, 0], [-1.5, -1, 0]])
     y = torch.tensor([1, 0, 1, 0])
-    return Episode(x, y, x * 0.5, y, family="sep/t0", domain="sep", ways=2, shots=2, queries=2)
+    return Episode(x, y, x * 0.5, y, family="sep/t0", group="sep", ways=2, shots=2, queries=2)
 
 
 def test_evaluation_leaves_meta_weights_unchanged():
@@ -50,8 +52,8 @@ def test_no_adaptation_leaks_into_the_next_task():
 
 def test_evaluation_really_adapts():
     scores = learner().evaluate_episode(separable_episode())
-    assert scores["acc_pre"] == 0.5  # zero weights: a tie, argmax picks class 0
-    assert scores["acc"] == 1.0
+    assert scores["value_pre"] == 0.5  # zero weights: a tie, argmax picks class 0
+    assert scores["value"] == 1.0
 
 
 def run_test(inference_mode: bool) -> list[dict]:
@@ -66,7 +68,8 @@ def test_lightning_inference_mode_cannot_silently_disable_adaptation():
     with pytest.raises(RuntimeError, match="inference_mode=False"):
         run_test(inference_mode=True)
     results = run_test(inference_mode=False)
-    assert results[0]["acc"] == 1.0 and results[0]["acc_pre"] == 0.5
+    assert results[0]["value"] == 1.0 and results[0]["value_pre"] == 0.5
+    assert results[0]["metric"] == "acc"
 
 
 @pytest.mark.parametrize("size", [1, 2, 5])
@@ -79,20 +82,26 @@ def test_scoring_the_query_in_chunks_changes_nothing(size):
     assert chunked.evaluate_episode(ep) == whole.evaluate_episode(ep)
 
 
+def scored(m: Reptile, group: str, n: int, correct: int) -> dict:
+    """The record of an episode of n queries (all class 0) where `correct` are predicted right."""
+    y = torch.zeros(n, dtype=torch.long)
+    ep = Episode(torch.zeros(2, 3), torch.tensor([0, 1]), torch.zeros(n, 3), y,
+                 family=f"{group}/t2", group=group, ways=2, shots=1, queries=n // 2)
+    pred = torch.cat([torch.zeros(correct), torch.ones(n - correct)]).long()
+    return m.score(ep, pred, torch.zeros(n, dtype=torch.long))
+
+
 def test_one_episode_task_gets_a_binomial_interval_over_its_queries():
     # ARSC scores each task with one fixed episode: an interval "over episodes" would be 0.
     m = learner()
-    m._scores = [{"domain": "a", "family": "a/t2", "acc": 0.75, "acc_pre": 0.5, "shots": 5,
-                  "queries": 40, "n_query": 80},
-                 {"domain": "b", "family": "b/t2", "acc": 0.6, "acc_pre": 0.5, "shots": 5,
-                  "queries": 5, "n_query": 10},
-                 {"domain": "b", "family": "b/t2", "acc": 0.8, "acc_pre": 0.5, "shots": 5,
-                  "queries": 5, "n_query": 10}]
+    m._scores = [scored(m, "a", 80, 60), scored(m, "b", 10, 6), scored(m, "b", 10, 8)]
     m.log_dict = lambda *a, **k: None  # no trainer attached
     m.on_test_epoch_end()
-    ci = {r["domain"]: r["ci95"] for r in m.test_results}
+    ci = {r["group"]: r["ci95"] for r in m.test_results}
     assert ci["a"] == pytest.approx(1.96 * (0.75 * 0.25 / 80) ** 0.5)
     assert ci["b"] == pytest.approx(1.96 * 0.1)  # two episodes: s = 0.1414, s / sqrt(2) = 0.1
+    assert {(r["group"], r["metric"], r["value_pre"]) for r in m.test_results} == {
+        ("a", "acc", 1.0), ("b", "acc", 1.0)}
 
 
 def test_interval_over_a_few_seeds_uses_student_t():

@@ -19,17 +19,20 @@ from metalearn.algorithms.anil import ANIL
 from metalearn.algorithms.finetune import FineTune
 from metalearn.algorithms.maml import MAML
 from metalearn.algorithms.protonet import ProtoNet, prototype_logits
-from metalearn.episode import Episode
+from metalearn.data.base import EpisodicDataModule
+from metalearn.data.episode import Episode
+from metalearn.data.sampling import TaskSampler
 from metalearn.models.conv4 import Conv4
 from metalearn.models.split import SplitModel
-from metalearn.tasks.sampler import TaskSampler
+from metalearn.models.top import Top
+from metalearn.objectives import Classification
 from tests.algorithms.test_oracles import one_meta_step
 from tests.conftest import toy_episode
 
 INNER_LR, STEPS = 0.4, 2
 
 
-class TinyNet(nn.Module):
+class TinyNet(Top):
     """tanh(x W1^T + b1) then a linear head: a body and a head, as the real tops have."""
 
     def __init__(self) -> None:
@@ -80,9 +83,10 @@ def check_by_finite_differences(f, p: dict, grads: dict, eps: float = 1e-6) -> N
 
 def learner_of(cls, outer_lr: float = 0.5, **kw):
     torch.manual_seed(0)
-    return cls(model=SplitModel(top=TinyNet().double()),
-               optimizer=partial(torch.optim.SGD, lr=outer_lr),
-               inner_lr=INNER_LR, inner_steps=STEPS, eval_inner_steps=STEPS, **kw)
+    inner = {ProtoNet: {}, FineTune: dict(inner_lr=INNER_LR, eval_inner_steps=STEPS)}.get(
+        cls, dict(inner_lr=INNER_LR, inner_steps=STEPS, eval_inner_steps=STEPS))
+    return cls(model=SplitModel(top=TinyNet().double()), objective=Classification(),
+               optimizer=partial(torch.optim.SGD, lr=outer_lr), **inner, **kw)
 
 
 def double_episodes(*seeds):
@@ -185,7 +189,7 @@ def test_protonet_step_is_sgd_on_the_prototype_loss_and_ignores_the_head():
     torch.testing.assert_close(top["head.weight"].detach(), p0["head.weight"].detach())
     # evaluation: nothing adapted, no "before adapting" score
     scores = learner.evaluate_episode(episodes[0])
-    assert scores["acc_pre"] is None and 0.0 <= scores["acc"] <= 1.0
+    assert scores["value_pre"] is None and 0.0 <= scores["value"] <= 1.0
 
 
 def test_finetune_step_is_sgd_on_the_pooled_examples():
@@ -209,6 +213,8 @@ class RelabelledEpisodes(pl.LightningDataModule):
         self.episodes = episodes
         pools = {"x": {f"c{i}": np.arange(10 * i, 10 * i + 10) for i in range(6)}}
         self.train_sampler = TaskSampler(pools, ways=2, shots=1, queries=1, shuffle_classes=True)
+
+    pooled_classes = EpisodicDataModule.pooled_classes  # what the data sources say: 6 here
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader([self.episodes], batch_size=None)
@@ -254,7 +260,7 @@ def test_finetune_on_relabelled_episodes_is_sgd_on_a_pooled_classifier():
 def test_trained_5_way_loads_into_a_20_way_model(cls):
     """ProtoNet's head is unused and a pooled fine-tuner's is zero, so its shape (N ways)
     must not block testing at another N; everything else loads."""
-    five, twenty = (cls(model=Conv4(ways=n, hidden=8), optimizer=None) for n in (5, 20))
+    five, twenty = (cls(model=Conv4(ways=n, hidden=8), objective=Classification(), optimizer=None) for n in (5, 20))
     if cls is FineTune:
         for learner in (five, twenty):
             learner.add_pooled_head(12)
@@ -301,7 +307,7 @@ def conv4_query_loss(p: dict, e, first_order: bool) -> tuple[torch.Tensor, dict]
 def test_maml_and_fomaml_on_conv4_with_episode_batch_norm_match_a_hand_written_network(first_order):
     # The Omniglot setting: batch norm on support-only statistics inside the adapted network.
     torch.manual_seed(0)
-    learner = MAML(model=Conv4(hidden=3, ways=3, image_size=16).double(),
+    learner = MAML(model=Conv4(hidden=3, ways=3, image_size=16).double(), objective=Classification(),
                    optimizer=partial(torch.optim.SGD, lr=0.5), inner_lr=INNER_LR,
                    inner_steps=STEPS, eval_inner_steps=STEPS, first_order=first_order)
     p0 = params_of(learner.model.top)
@@ -310,7 +316,7 @@ def test_maml_and_fomaml_on_conv4_with_episode_batch_norm_match_a_hand_written_n
     for _ in range(2):
         x = torch.rand(12, 1, 16, 16, generator=g, dtype=torch.float64)
         y = torch.arange(3).repeat(4)
-        episodes.append(Episode(x[:6], y[:6], x[6:], y[6:], family="img", domain="img",
+        episodes.append(Episode(x[:6], y[:6], x[6:], y[6:], family="img", group="img",
                                 ways=3, shots=2, queries=2))
     ref = {n: torch.zeros_like(v) for n, v in p0.items()}
     for e in episodes:

@@ -5,6 +5,7 @@ from functools import partial
 
 import pytorch_lightning as pl
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -12,6 +13,7 @@ from metalearn.algorithms.inner_loop import adapt
 from metalearn.algorithms.maml import MAML
 from metalearn.algorithms.reptile import Reptile
 from metalearn.models.split import SplitModel
+from metalearn.objectives import Classification
 from tests.conftest import toy_episode
 
 
@@ -33,7 +35,7 @@ def sgd_by_hand(W, b, x, y, steps, lr):
 def linear_learner(cls, outer_lr, **kw):
     torch.manual_seed(0)
     model = SplitModel(top=nn.Linear(3, 2))
-    return cls(model=model, optimizer=partial(torch.optim.SGD, lr=outer_lr),
+    return cls(model=model, objective=Classification(), optimizer=partial(torch.optim.SGD, lr=outer_lr),
                inner_lr=0.3, inner_steps=3, eval_inner_steps=3, **kw)
 
 
@@ -92,7 +94,7 @@ def test_maml_second_order_gradient_matches_finite_differences():
     params = dict(top.named_parameters())
 
     def query_loss(p):
-        fast, _ = adapt(top, p, xs, e.support_y, steps=2, lr=0.4, first_order=False)
+        fast, _ = adapt(top, p, xs, e.support_y, F.cross_entropy, steps=2, lr=0.4, first_order=False)
         return nn.functional.cross_entropy(torch.func.functional_call(top, fast, (xq,)), e.query_y)
 
     grads = torch.autograd.grad(query_loss(params), list(params.values()))
@@ -110,7 +112,7 @@ def test_maml_second_order_gradient_matches_finite_differences():
             torch.testing.assert_close(g.reshape(-1)[i], fd.detach(), rtol=1e-5, atol=1e-7)
     # and second order really differs from first order here (the test could otherwise pass
     # with create_graph silently off)
-    fast, _ = adapt(top, params, xs, e.support_y, steps=2, lr=0.4, first_order=True)
+    fast, _ = adapt(top, params, xs, e.support_y, F.cross_entropy, steps=2, lr=0.4, first_order=True)
     q = nn.functional.cross_entropy(torch.func.functional_call(top, fast, (xq,)), e.query_y)
     first_order = torch.autograd.grad(q, list(fast.values()))
     assert max((a - b).abs().max().item() for a, b in zip(grads, first_order)) > 1e-4

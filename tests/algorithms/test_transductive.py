@@ -9,12 +9,14 @@ from torch import nn
 
 from metalearn.algorithms.maml import MAML
 from metalearn.algorithms.protonet import ProtoNet
-from metalearn.episode import Episode
+from metalearn.data.episode import Episode
 from metalearn.models.norm import EpisodeBatchNorm2d
 from metalearn.models.split import SplitModel
+from metalearn.models.top import Top
+from metalearn.objectives import Classification
 
 
-class ConvNet(nn.Module):
+class ConvNet(Top):
     def __init__(self) -> None:
         super().__init__()
         self.body = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), EpisodeBatchNorm2d(4), nn.ReLU(),
@@ -32,13 +34,14 @@ def episode(query: torch.Tensor) -> Episode:
     g = torch.Generator().manual_seed(0)
     xs = torch.randn(6, 1, 5, 5, generator=g)
     return Episode(xs, torch.tensor([0, 1, 2] * 2), query, torch.zeros(len(query), dtype=torch.long),
-                   family="img", domain="img", ways=3, shots=2, queries=len(query))
+                   family="img", group="img", ways=3, shots=2, queries=len(query))
 
 
 def learner(cls, transductive: bool):
     torch.manual_seed(0)
-    return cls(model=SplitModel(top=ConvNet()), optimizer=partial(torch.optim.SGD, lr=0.1),
-               inner_lr=0.1, inner_steps=2, eval_inner_steps=3, transductive=transductive)
+    inner = dict(inner_lr=0.1, inner_steps=2, eval_inner_steps=3) if cls is MAML else {}
+    return cls(model=SplitModel(top=ConvNet()), objective=Classification(),
+               optimizer=partial(torch.optim.SGD, lr=0.1), transductive=transductive, **inner)
 
 
 def adapted_query_logits(m: MAML, ep: Episode) -> torch.Tensor:

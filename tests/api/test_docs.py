@@ -136,7 +136,7 @@ def test_response_models_describe_without_changing(client: TestClient, store: St
     attempt = store.create_attempt(name="x", experiment="reptile_amazon", config={"seed": 1})
     store.add_metrics(attempt, [{"name": "val/acc", "step": s, "value": s / 10, "time": time.time()}
                                 for s in range(3)])
-    store.put_test_results(attempt, [{"domain": "books", "acc": 0.5, "ci95": 0.01, "episodes": 3,
+    store.put_test_results(attempt, [{"group": "books", "metric": "acc", "value": 0.5, "ci95": 0.01, "episodes": 3,
                                       "shots": 5, "queries": 10}])
     store.set_status(attempt, schema.COMPLETED)
     assert client.get(f"/runs/{attempt}").json() == report.show(store, attempt)

@@ -58,7 +58,8 @@ def test_train_follow_and_meta_test_over_http(server: str) -> None:
     assert tested["kind"] == "test" and tested["parent_id"] == attempt
     assert tested["ckpt_path"] == shown["ckpt_path"]
     (result,) = tested["test_results"]
-    assert (result["domain"], result["shots"], result["queries"]) == ("automotive", 2, 3)
+    assert (result["group"], result["metric"], result["shots"], result["queries"]) == (
+        "automotive", "acc", 2, 3)
     assert result["episodes"] == 3  # one episode for each of automotive's three task families
     listed = httpx.get(f"{server}/runs").json()
     assert [r["id"] for r in listed] == [test_id, attempt]

@@ -71,7 +71,7 @@ def test_query_is_the_test_file_in_order(dm):
 
 def test_test_episodes_are_reported_per_task(dm):
     episodes = list(dm.test_dataloader())
-    assert [ep.domain for ep in episodes] == TASKS  # MetaLearner groups test metrics by domain
+    assert [ep.group for ep in episodes] == TASKS  # test metrics are grouped by task
     assert all(ep.shots == 5 and ep.support_y.tolist().count(1) == 5 for ep in episodes)
     assert episodes[0].query_y.shape == (829,)
 
@@ -83,7 +83,7 @@ def test_target_domains_never_drawn_in_meta_training(dm):
     loader = dm.train_dataloader()
     for start in (0, 1000):
         loader.batch_sampler.first_step = lambda: start
-        assert all(ep.domain not in TARGETS for batch in loader for ep in batch)
+        assert all(ep.group not in TARGETS for batch in loader for ep in batch)
 
 
 def test_training_families_draw_from_train_files_music_video_from_dev_and_test(dm):
@@ -147,7 +147,7 @@ def test_run_py_reptile_arsc_logs_the_twelve_tasks_and_their_mean(tmp_path):
     assert mean == pytest.approx(sum(per_task) / 12, abs=1e-6)
     (attempt,) = Store(f"sqlite:///{tmp_path / 'registry.db'}").list_attempts()
     rows = Store(f"sqlite:///{tmp_path / 'registry.db'}").test_results(attempt["id"])
-    assert [r["domain"] for r in rows] == TASKS
+    assert [r["group"] for r in rows] == TASKS and {r["metric"] for r in rows} == {"acc"}
     assert all(r["episodes"] == 1 and r["shots"] == 5 and r["queries"] == 50 for r in rows)
 
 

@@ -107,7 +107,7 @@ def test_training_loader_never_draws_the_heldout_family(dm):
     for start in (0, 50, 100):
         loader.batch_sampler.first_step = lambda: start
         for batch in loader:
-            assert all(ep.family != "hotel" and ep.domain != "hotel" for ep in batch)
+            assert all(ep.family != "hotel" and ep.group != "hotel" for ep in batch)
 
 
 def test_small_class_is_named_in_a_warning_and_left_out(csv_file, tmp_path, caplog):
@@ -283,7 +283,7 @@ def test_arsc_through_hf_text_gives_the_same_token_tensors(tmp_path):
     assert len(amazon.val_specs) == len(hf.val_specs) > 0
     assert len(amazon.test_specs) == len(hf.test_specs) == 6
     for x, y in pairs:
-        assert (x.family, x.domain, x.ways) == (y.family, y.domain, y.ways)
+        assert (x.family, x.group, x.ways) == (y.family, y.group, y.ways)
         for part in ("support", "query"):
             assert torch.equal(getattr(x, f"{part}_y"), getattr(y, f"{part}_y"))
             for k in ("input_ids", "attention_mask"):

@@ -119,7 +119,7 @@ def test_lake_runs_are_20_one_shot_20_way_episodes_with_their_labels(lake):
     with zipfile.ZipFile(OMNIGLOT / LAKE_ZIP) as z:
         for r, ep in enumerate(episodes, start=1):
             assert ep.support_x.shape == (20, 1, 28, 28) and ep.query_x.shape == (20, 1, 28, 28)
-            assert (ep.ways, ep.shots, ep.queries, ep.domain) == (20, 1, 1, "lake_runs")
+            assert (ep.ways, ep.shots, ep.queries, ep.group) == (20, 1, 1, "lake_runs")
             assert ep.support_y.tolist() == list(range(20))
             lines = z.read(f"run{r:02d}/class_labels.txt").decode().split()
             for i, (item, cls) in enumerate(zip(lines[::2], lines[1::2])):

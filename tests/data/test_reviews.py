@@ -32,8 +32,8 @@ def test_heldout_domains_never_drawn_in_meta_training(arsc):
     for start in (0, 25):
         loader.batch_sampler.first_step = lambda: start
         for batch in loader:
-            assert all(ep.domain not in held for ep in batch)
-    assert all(ep.domain in held for ep in arsc.test_dataloader())
+            assert all(ep.group not in held for ep in batch)
+    assert all(ep.group in held for ep in arsc.test_dataloader())
 
 
 def test_validation_uses_dev_files_of_training_families(arsc):
@@ -84,7 +84,7 @@ def test_seed_json_format_loads(tmp_path, wrapped):
     assert dm.train_sampler.families == ["apparel", "baby"]
     assert dm.test_sampler.families == ["computer_video_games"]
     ep = next(iter(dm.test_dataloader()))
-    assert ep.support_y.tolist() == [0, 0, 1, 1] and ep.domain == "computer_video_games"
+    assert ep.support_y.tolist() == [0, 0, 1, 1] and ep.group == "computer_video_games"
 
 
 def test_tokenized_once_then_cached(tmp_path):

@@ -63,3 +63,23 @@ def test_the_model_must_end_in_num_labels() -> None:
 def test_token_input_needs_an_embedding_first() -> None:
     with pytest.raises(LayerSpecError, match="first layer must be one of"):
         check_model([{"name": "Linear", "in_features": "auto", "out_features": 2}], input_shape=[16])
+
+
+SINE_MLP = [  # Finn et al. 2017's sinusoid regressor: 1-40-40-1 with ReLU
+    {"name": "Linear", "in_features": "auto", "out_features": 40}, {"name": "ReLU"},
+    {"name": "Linear", "in_features": "auto", "out_features": 40}, {"name": "ReLU"},
+    {"name": "Linear", "in_features": "auto", "out_features": 1},
+]
+
+
+def test_a_regressor_declares_its_output_shape_instead_of_num_labels() -> None:
+    model = LayerModel(SINE_MLP, num_labels=None, input="tensor", input_shape=[1], output_shape=[1])
+    assert model(torch.randn(5, 1)).shape == (5, 1)
+    assert [p.shape for p in model.top.parameters()] == [(40, 1), (40,), (40, 40), (40,), (1, 40), (1,)]
+    assert model.top.head is model.top[4] and model.top.embed(torch.randn(5, 1)).shape == (5, 40)
+    with pytest.raises(LayerSpecError, match=r"must end in output_shape = \[2\]"):
+        check_model(SINE_MLP, input="tensor", input_shape=[1], output_shape=[2])
+    with pytest.raises(LayerSpecError, match="output_shape must be a list of positive integers"):
+        check_model(SINE_MLP, input="tensor", input_shape=[1], output_shape=[0])
+    with pytest.raises(LayerSpecError, match="num_labels must be a positive integer"):
+        check_model(SINE_MLP, num_labels=None, input="tensor", input_shape=[1])

@@ -24,7 +24,8 @@ JOB = textwrap.dedent(
         session.add_metrics({"train/query_loss": 1.0 / (step + 1), "train/query_acc": 0.5}, step)
         if step % 100 == 0:
             store.list_attempts()  # readers run between the writes, as the CLI would
-    session.put_test_results([{"domain": "d", "acc": 0.5, "ci95": 0.1, "episodes": 1, "shots": 1, "queries": 1}])
+    session.put_test_results([{"group": "d", "metric": "acc", "value": 0.5, "ci95": 0.1,
+                               "episodes": 1, "shots": 1, "queries": 1}])
     session.finish("completed")
     """
 )

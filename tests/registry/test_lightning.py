@@ -46,7 +46,8 @@ class Tiny(pl.LightningModule):
         acc = (self.net(x).argmax(1) == y).float().mean()
         self.log("test/acc", acc)
         self.test_results = [
-            {"domain": "books", "acc": float(acc), "ci95": 0.01, "episodes": 4, "shots": 5, "queries": 3}
+            {"group": "books", "metric": "acc", "value": float(acc), "ci95": 0.01, "episodes": 4,
+             "shots": 5, "queries": 3}
         ]
 
     def configure_optimizers(self):  # noqa: ANN201
@@ -93,7 +94,7 @@ def test_a_run_records_every_step_its_checkpoint_and_test_results(tmp_path: Path
     assert [r["step"] for r in loss] == list(range(20))  # every step, not only the last
     summary = store.metric_summary(attempt)
     assert {"val/acc", "test/acc", "train/query_acc"} <= set(summary)
-    assert store.test_results(attempt)[0]["domain"] == "books"
+    assert store.test_results(attempt)[0]["group"] == "books"
 
 
 def test_a_failing_run_is_failed_with_traceback_and_keeps_its_metrics(tmp_path: Path, sqlite_url: str) -> None:

@@ -87,11 +87,11 @@ def test_test_results_and_best(registry_url: str) -> None:
         store.set_status(attempt, schema.COMPLETED)
         ids.append(attempt)
     store.put_test_results(ids[0], [
-        {"domain": "books", "acc": 0.6, "ci95": 0.02, "episodes": 100, "shots": 5, "queries": 10},
-        {"domain": "dvd", "acc": math.nan, "ci95": 0.0, "episodes": 100, "shots": 5, "queries": 10},
+        {"group": "books", "metric": "acc", "value": 0.6, "ci95": 0.02, "episodes": 100, "shots": 5, "queries": 10},
+        {"group": "dvd", "metric": "acc", "value": math.nan, "ci95": 0.0, "episodes": 100, "shots": 5, "queries": 10},
     ])
     results = store.test_results(ids[0])
-    assert [r["domain"] for r in results] == ["books", "dvd"] and results[1]["acc"] is None
+    assert [r["group"] for r in results] == ["books", "dvd"] and results[1]["value"] is None
     best = store.best("test/acc")
     assert [(a["id"], v) for a, v in best] == [(ids[1], 0.8), (ids[0], 0.6)]
     assert [a["id"] for a, _ in store.best("test/acc", mode="min", limit=1)] == [ids[0]]

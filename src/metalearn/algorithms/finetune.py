@@ -1,52 +1,67 @@
 """The fine-tuning baseline: plain supervised training on the pooled meta-train examples.
 
-What the source document says meta-learning beats. Every training episode's support and query
-examples are just a labelled mini-batch for one classifier; meta-testing is the very same
-episodic evaluation as the meta-learners' (adapt on the support set, score the query set).
+The baseline meta-learning is measured against. Every training episode's support and query
+examples are just a batch for one network, trained on the objective's loss (joint training:
+Finn et al. 2017's "pretrained" baseline on the sinusoid); meta-testing is the very same
+episodic evaluation as the meta-learners' (fine-tune on the support set, score the query set).
 
-Where a label means the same in every task (sentiment: negative/positive) that classifier is
-the model's own head. Where every episode relabels its classes (N-way images) it is a separate
-`pooled_head` over all meta-train classes on the top's embedding, as in Chen et al. 2019's
-"Baseline"; meta-testing then adapts the model's N-way head from zero, a fresh classifier for
-every episode, together with the body below it.
+Where a label means the same in every task (sentiment: negative/positive) the classifier is
+the model's own head. Where the data source says episodes relabel their classes (N-way images:
+`pooled_classes`) it is a separate `pooled_head` over all meta-train classes on the top's
+embedding, as in Chen et al. 2019's "Baseline"; meta-testing then adapts the model's N-way head
+from zero, a fresh classifier for every episode, together with the body below it.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from metalearn.algorithms.base import MetaLearner
-from metalearn.algorithms.inner_loop import Params, head_prefix
-from metalearn.episode import Episode
+from metalearn.algorithms.episodic import EpisodicModule
+from metalearn.algorithms.inner_loop import Params, adapt
+from metalearn.data.episode import Episode
+from metalearn.models.split import SplitModel
+from metalearn.models.top import require_top
+from metalearn.objectives import Objective
 
 
-class FineTune(MetaLearner):
-    """Supervised training of the adapted part with automatic optimization."""
+class FineTune(EpisodicModule):
+    """Supervised training of the adapted part (automatic optimization); evaluation fine-tunes
+    on each support set with `eval_inner_steps` SGD steps of size `inner_lr`."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.automatic_optimization = True
+    def __init__(
+        self,
+        model: SplitModel,
+        objective: Objective,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        inner_lr: float = 0.05,
+        eval_inner_steps: int = 10,
+        transductive: bool = False,
+        eval_batch_size: int = 64,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(model, objective, optimizer, scheduler, transductive, eval_batch_size,
+                         seed)
+        self.inner_lr, self.eval_inner_steps = inner_lr, eval_inner_steps
         self.pooled_head: nn.Linear | None = None
 
     def setup(self, stage: str) -> None:
         """Add the pooled classifier where episodes relabel their classes (before a checkpoint
         is restored into it, and before DDP wraps the module)."""
-        sampler = getattr(self.trainer.datamodule, "train_sampler", None)
-        if self.pooled_head is None and getattr(sampler, "shuffle_classes", False):
-            self.add_pooled_head(sampler.num_classes)
+        classes = getattr(self.trainer.datamodule, "pooled_classes", None)
+        if self.pooled_head is None and classes is not None:
+            self.add_pooled_head(classes)
 
     def add_pooled_head(self, num_classes: int) -> None:
         """A classifier over `num_classes` on the top's embedding; the N-way head set to zero."""
-        top = self.model.top
-        head = getattr(top, "head", None)
-        if not (isinstance(head, nn.Linear) and callable(getattr(top, "embed", None))):
-            raise ValueError(
-                f"algorithm=finetune on episodes that relabel their classes trains a pooled "
-                f"classifier on model.top.embed, so the model's top needs an `embed` method and "
-                f"a linear `head`; {type(top).__name__} has not")
+        top = require_top(self.model.top, "algorithm=finetune on episodes that relabel their "
+                                          "classes (a pooled classifier on top.embed)")
+        head = top.head
+        if not isinstance(head, nn.Linear):
+            raise ValueError(f"algorithm=finetune on episodes that relabel their classes needs a "
+                             f"linear top.head to zero; {type(head).__name__} is not")
         # Its initial weights come from the run's seed alone: under ddp_spawn each process
         # reaches this point with its own random state (and a resumed run with another).
         with torch.random.fork_rng(devices=[]):
@@ -69,7 +84,7 @@ class FineTune(MetaLearner):
         """The adapted parameters; with a pooled head, the model's N-way head too."""
         params = super().meta_parameters()
         if self.pooled_head is not None:
-            params.update({f"{head_prefix(self.model.top)}{n}": p
+            params.update({f"{self.model.top.head_prefix()}{n}": p
                            for n, p in self.model.top.head.named_parameters()})
         return params
 
@@ -77,14 +92,22 @@ class FineTune(MetaLearner):
         """What training moves: the adapted part's body and the classifier it trains."""
         if self.pooled_head is None:
             return self.meta_parameters()
-        params = MetaLearner.meta_parameters(self)  # the frozen N-way head is not among them
+        params = EpisodicModule.meta_parameters(self)  # the frozen N-way head is not among them
         params.update({f"pooled_head.{n}": p for n, p in self.pooled_head.named_parameters()})
         return params
 
-    def logits_and_labels(self, ep: Episode, x: Any, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The trained classifier's logits for a batch of an episode, and its labels there."""
+    def adapt_support(self, params: Params, xs: Any, ys: torch.Tensor,
+                      steps: int) -> tuple[Params, list[torch.Tensor]]:
+        """Fine-tuning on a support set: `steps` SGD steps of size `inner_lr` from `params`."""
+        return adapt(self.model.top, params, xs, ys, self.objective.loss, steps, self.inner_lr)
+
+    def query_predictions(self, ep: Episode) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.adapted_predictions(ep, self.adapt_support, self.eval_inner_steps)
+
+    def outputs_and_targets(self, ep: Episode, x: Any, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The trained network's outputs for a batch of an episode, and its targets there."""
         if self.pooled_head is None:
-            return self.model(x), y  # [B, C]
+            return self.model(x), y  # [B, C] logits, or [B, ...] values
         if ep.classes is None:
             raise ValueError("algorithm=finetune with a pooled head needs training episodes that "
                              "name their classes (Episode.classes); this data module sets none")
@@ -92,15 +115,18 @@ class FineTune(MetaLearner):
         return self.pooled_head(z), ep.classes.to(y.device)[y]  # [B, all classes]
 
     def training_step(self, episodes: list[Episode], batch_idx: int) -> torch.Tensor:
-        loss_sum, correct, n = 0.0, 0.0, 0
+        objective = self.objective
+        loss_sum, score_sum, n = 0.0, 0.0, 0
         with self.step_rng():
             for ep in episodes:
                 for x, y in ((ep.support_x, ep.support_y), (ep.query_x, ep.query_y)):
-                    logits, labels = self.logits_and_labels(ep, x, y)
-                    loss_sum = loss_sum + F.cross_entropy(logits, labels, reduction="sum")
-                    correct += (logits.argmax(-1) == labels).sum().item()
-                    n += len(labels)
+                    out, targets = self.outputs_and_targets(ep, x, y)
+                    loss_sum = loss_sum + objective.loss(out, targets, reduction="sum")
+                    scores = objective.example_scores(objective.predictions(out), targets)
+                    score_sum += scores.sum().item()
+                    n += len(targets)
         loss = loss_sum / n
         self.log("train/loss", loss.detach(), batch_size=n, sync_dist=True)
-        self.log("train/acc", correct / n, prog_bar=True, batch_size=n, sync_dist=True)
+        self.log(f"train/{objective.metric}", score_sum / n, prog_bar=True, batch_size=n,
+                 sync_dist=True)
         return loss

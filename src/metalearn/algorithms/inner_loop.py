@@ -8,14 +8,13 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
 Params = dict[str, torch.Tensor]
 
 
-def logits_with(module: nn.Module, params: Params, x: Any) -> torch.Tensor:
+def outputs_with(module: nn.Module, params: Params, x: Any) -> torch.Tensor:
     """`module(x)` with `params` in place of its own parameters."""
     return functional_call(module, params, (x,))
 
@@ -25,12 +24,14 @@ def adapt(
     params: Params,
     x: Any,
     y: torch.Tensor,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     steps: int,
     lr: float | Params,
     first_order: bool = True,
-    loss_fn: Callable = F.cross_entropy,
 ) -> tuple[Params, list[torch.Tensor]]:
     """`steps` of SGD on `loss_fn(module(x), y)` from `params`; returns fast weights and losses.
+
+    loss_fn: the objective's loss (metalearn.objectives).
 
     lr: one step size, or one tensor per parameter (Meta-SGD's learned rates, which the steps
     stay differentiable in). first_order: the fast weights start detached and each step is cut
@@ -43,7 +44,7 @@ def adapt(
         fast = dict(params)
     losses = []
     for _ in range(steps):
-        loss = loss_fn(logits_with(module, fast, x), y)
+        loss = loss_fn(outputs_with(module, fast, x), y)
         grads = torch.autograd.grad(loss, list(fast.values()), create_graph=not first_order)
         fast = {n: w - (lr[n] if isinstance(lr, dict) else lr) * g
                 for (n, w), g in zip(fast.items(), grads)}
@@ -68,10 +69,3 @@ def embed_with(top: nn.Module, params: Params, x: Any) -> torch.Tensor:
     """`top.embed(x)` (the representation before the head) with `params` substituted."""
     return functional_call(_Embed(top), {f"top.{n}": p for n, p in params.items()}, (x,))
 
-
-def head_prefix(top: nn.Module) -> str:
-    """The parameter-name prefix of `top.head` inside `top` (e.g. 'head.' or '3.')."""
-    for name, module in top.named_modules():
-        if module is top.head and name:
-            return name + "."
-    raise ValueError(f"{type(top).__name__} has no head submodule")

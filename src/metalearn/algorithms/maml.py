@@ -10,16 +10,15 @@ from __future__ import annotations
 from contextlib import nullcontext
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from metalearn.algorithms.base import MetaLearner
+from metalearn.algorithms.gradient import GradientLearner
 from metalearn.algorithms.inner_loop import Params
-from metalearn.episode import Episode
+from metalearn.data.episode import Episode
 
 
-class MAML(MetaLearner):
+class MAML(GradientLearner):
     """theta <- theta - beta * grad_theta L_query(adapt(theta, support))."""
 
     def __init__(self, *args, first_order: bool = False, learn_inner_lr: bool = False,
@@ -52,13 +51,13 @@ class MAML(MetaLearner):
     def task_gradient(self, ep: Episode, params: Params) -> tuple[Params, dict[str, float]]:
         xs, xq = self.model.features(ep.support_x), self.model.features(ep.query_x)
         with torch.no_grad():
-            logits_pre = self.predict(params, xs, xq)
+            out_pre = self.predict(params, xs, xq)
         # The fused CPU attention kernels have no double backward; the math one does.
         kernel = nullcontext() if self.first_order else sdpa_kernel(SDPBackend.MATH)
         with kernel:
-            fast, support_losses, logits = self.adapt_and_predict(
+            fast, support_losses, out = self.adapt_and_predict(
                 params, xs, ep.support_y, xq, self.inner_steps, first_order=self.first_order)
-            loss = F.cross_entropy(logits, ep.query_y)
+            loss = self.objective.loss(out, ep.query_y)
             outer = self.outer_parameters()
             # First order: the gradient at the adapted weights (fast weights are fresh leaves;
             # ANIL's body entries are the meta-parameters themselves). Second order: through
@@ -66,4 +65,4 @@ class MAML(MetaLearner):
             wrt = {**outer, **fast} if self.first_order else outer
             grads = torch.autograd.grad(loss, list(wrt.values()), allow_unused=True)
         grads = {n: torch.zeros_like(w) if g is None else g for (n, w), g in zip(wrt.items(), grads)}
-        return grads, self.task_scores(ep, logits_pre, logits.detach(), support_losses)
+        return grads, self.task_scores(ep, out_pre, out.detach(), support_losses)

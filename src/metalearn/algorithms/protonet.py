@@ -9,11 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from metalearn.algorithms.base import MetaLearner, accuracy
+from metalearn.algorithms.episodic import EpisodicModule
 from metalearn.algorithms.inner_loop import embed_with
-from metalearn.episode import Episode
+from metalearn.data.episode import Episode
+from metalearn.models.top import require_top
 
 
 def prototype_logits(zs: torch.Tensor, ys: torch.Tensor, ways: int, zq: torch.Tensor) -> torch.Tensor:
@@ -22,17 +22,18 @@ def prototype_logits(zs: torch.Tensor, ys: torch.Tensor, ways: int, zq: torch.Te
     return -(zq.unsqueeze(1) - protos.unsqueeze(0)).pow(2).sum(-1)  # [Q, N]
 
 
-class ProtoNet(MetaLearner):
+class ProtoNet(EpisodicModule):
     """Episodic metric learning over `model.top.embed` (the head is unused)."""
+
+    objectives = ("classification",)
+    objectives_note = "prototypes are the class means of support embeddings"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.automatic_optimization = True
-        head = getattr(self.model.top, "head", None)
-        if head is not None:
-            # Never used, so never trained or adapted: frozen, it is out of meta_parameters()
-            # and out of DDP's gradient reduction (an unused trainable one stalls DDP).
-            head.requires_grad_(False)
+        top = require_top(self.model.top, "algorithm=protonet (prototypes are means of top.embed)")
+        # Never used, so never trained or adapted: frozen, the head is out of meta_parameters()
+        # and out of DDP's gradient reduction (an unused trainable one stalls DDP).
+        top.head.requires_grad_(False)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep this model's own (unused) head, so a net trained 5-way tests 20-way."""
@@ -46,14 +47,16 @@ class ProtoNet(MetaLearner):
     def training_step(self, episodes: list[Episode], batch_idx: int) -> torch.Tensor:
         with self.step_rng():
             logits = [self.episode_logits(ep) for ep in episodes]
-        loss = torch.stack([F.cross_entropy(z, ep.query_y) for z, ep in zip(logits, episodes)]).mean()
-        acc = torch.stack([accuracy(z, ep.query_y) for z, ep in zip(logits, episodes)]).mean()
+        objective = self.objective
+        loss = torch.stack([objective.loss(z, ep.query_y) for z, ep in zip(logits, episodes)]).mean()
+        score = torch.stack([objective.score(z, ep.query_y) for z, ep in zip(logits, episodes)]).mean()
         self.log("train/query_loss", loss.detach(), batch_size=len(episodes), sync_dist=True)
-        self.log("train/query_acc", acc, prog_bar=True, batch_size=len(episodes), sync_dist=True)
+        self.log(f"train/query_{objective.metric}", score, prog_bar=True, batch_size=len(episodes),
+                 sync_dist=True)
         return loss
 
-    def evaluate_episode(self, ep: Episode) -> dict[str, Any]:
-        """Prototypes from the support set, embedded once; the query scored in chunks."""
+    def query_predictions(self, ep: Episode) -> tuple[torch.Tensor, None]:
+        """Prototypes from the support set, embedded once; the query predicted in chunks."""
         params = self.meta_parameters()
         pred = torch.empty_like(ep.query_y)
         with torch.no_grad():
@@ -61,5 +64,5 @@ class ProtoNet(MetaLearner):
             zs = embed_with(self.model.top, params, xs)  # never depends on the query rows
             for rows, chunk in self.query_chunks(ep):
                 zq = self.query_embedding(params, xs, self.model.features(chunk))
-                pred[rows] = prototype_logits(zs, ep.support_y, ep.ways, zq).argmax(-1)
-        return self.score(ep, (pred == ep.query_y).float().mean(), None)
+                pred[rows] = self.objective.predictions(prototype_logits(zs, ep.support_y, ep.ways, zq))
+        return pred, None

@@ -7,19 +7,19 @@ from __future__ import annotations
 
 import torch
 
-from metalearn.algorithms.base import MetaLearner
+from metalearn.algorithms.gradient import GradientLearner
 from metalearn.algorithms.inner_loop import Params
-from metalearn.episode import Episode
+from metalearn.data.episode import Episode
 
 
-class Reptile(MetaLearner):
+class Reptile(GradientLearner):
     """phi <- phi + eps * mean_tasks(theta_task - phi)."""
 
     def task_gradient(self, ep: Episode, params: Params) -> tuple[Params, dict[str, float]]:
         xs, xq = self.model.features(ep.support_x), self.model.features(ep.query_x)
-        fast, support_losses, logits = self.adapt_and_predict(
+        fast, support_losses, out = self.adapt_and_predict(
             params, xs, ep.support_y, xq, self.inner_steps)
         with torch.no_grad():
-            logits_pre = self.predict(params, xs, xq)
+            out_pre = self.predict(params, xs, xq)
         grads = {n: params[n].detach() - fast[n].detach() for n in params}
-        return grads, self.task_scores(ep, logits_pre, logits.detach(), support_losses)
+        return grads, self.task_scores(ep, out_pre, out.detach(), support_losses)

@@ -128,12 +128,14 @@ class MetricSummary(_Open):
 
 
 class TestResult(_Open):
-    """A meta-test result on one domain: mean over episodes and its 95% confidence interval."""
+    """A meta-test result of one group (a held-out domain, task or class set) and one metric:
+    its mean over the group's episodes and the 95% confidence interval."""
 
     __test__ = False  # not a pytest class
     attempt_id: int | None = None
-    domain: str | None = None
-    acc: float | None = None
+    group: str | None = Field(default=None, description="the held-out group, e.g. a domain")
+    metric: str | None = Field(default=None, description="the objective's metric: acc, mse, ...")
+    value: float | None = None
     ci95: float | None = None
     episodes: int | None = None
     shots: int | None = None

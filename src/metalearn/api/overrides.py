@@ -29,7 +29,7 @@ from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 import metalearn.resolvers  # noqa: F401  (the configs use ${metalearn.data_dir:...})
 from metalearn.api.settable import GROUPS, SETTINGS, Setting, SettingError, check_setting
-from metalearn.data.episodic import DataPlan
+from metalearn.data.base import DataPlan
 from metalearn.models.layers import LayerModel, LayerSpecError, check_model
 
 log = logging.getLogger(__name__)

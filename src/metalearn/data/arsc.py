@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from metalearn.tasks.sampler import EpisodeSpec, stable_hash
+from metalearn.data.episode import EpisodeSpec
+from metalearn.data.sampling import stable_hash
 
 SUPPORT_SPLIT, QUERY_SPLIT = "train", "test"
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from metalearn.episode import split_support_query
-from metalearn.tasks.sampler import EpisodeSpec, TaskSampler
+from metalearn.data.episode import split_support_query
+from metalearn.data.episode import EpisodeSpec
+from metalearn.data.sampling import TaskSampler
 
 
 class FamilySampler(TaskSampler):

@@ -17,7 +17,7 @@ cached on disk (data/tokenized.py); the tokenizer follows the model.
 Families or classes with fewer than K + L examples are named in a warning and left out of
 meta-training and meta-validation; in a meta-test group named in `heldout` they are an error.
 Validation and test episodes are fixed by `eval_seed`; training episodes are a pure function
-of (seed, step, task), as for every source (data/episodic.py).
+of (seed, step, task), as for every source (data/base.py).
 """
 from __future__ import annotations
 
@@ -30,15 +30,16 @@ import torch
 from transformers import AutoTokenizer
 
 from metalearn.data.disk_cache import digest
-from metalearn.data.episodes import pad_token_rows
-from metalearn.data.episodic import DataPlan, EpisodicDataModule
+from metalearn.data.batches import pad_token_rows
+from metalearn.data.base import DataPlan, EpisodicDataModule
 from metalearn.data.family_sampler import FamilySampler
 from metalearn.data.text_index import INDEX_COLUMNS, Columns, index_dataset, text_index
 from metalearn.data.text_source import TextSource
 from metalearn.data.tokenized import tokenized_dataset
-from metalearn.episode import Episode
+from metalearn.data.episode import Episode
 from metalearn.models.pretrained import resolve_pretrained
-from metalearn.tasks.sampler import EpisodeSpec, stable_hash
+from metalearn.data.episode import EpisodeSpec
+from metalearn.data.sampling import stable_hash
 
 log = logging.getLogger(__name__)
 CACHE_FORMAT = 1  # bump when the cached columns change
@@ -77,6 +78,9 @@ class Plan:
 
 class HFTextEpisodes(EpisodicDataModule):
     """Episodes over families of a text dataset's rows; see the module docstring."""
+
+    objectives = ("classification",)
+    objectives_note = "its label column names classes"
 
     def __init__(
         self,
@@ -405,7 +409,7 @@ class HFTextEpisodes(EpisodicDataModule):
             support_y=torch.tensor(spec.support_labels, dtype=torch.long),
             query_x=batch(spec.query),
             query_y=torch.tensor(spec.query_labels, dtype=torch.long),
-            family=spec.family, domain=self.family_group.get(spec.family, spec.family),
+            family=spec.family, group=self.family_group.get(spec.family, spec.family),
             ways=ways, shots=len(spec.support) // ways, queries=len(spec.query) // ways,
             classes=torch.tensor(spec.classes, dtype=torch.long) if spec.classes else None,
         )

@@ -19,10 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from metalearn.data.episodic import DataPlan, EpisodicDataModule
+from metalearn.data.base import DataPlan, EpisodicDataModule
 from metalearn.data.image_files import MODES, ImageListing, cached_images, list_images
-from metalearn.episode import Episode
-from metalearn.tasks.sampler import EpisodeSpec, TaskSampler, stable_hash
+from metalearn.data.episode import Episode
+from metalearn.data.episode import EpisodeSpec
+from metalearn.data.sampling import TaskSampler, stable_hash
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,9 @@ def _listing(names: list[str], most: int = 12) -> str:
 
 class ImageFolderEpisodes(EpisodicDataModule):
     """N-way K-shot L-query episodes over the classes of an image folder; see the module."""
+
+    objectives = ("classification",)
+    objectives_note = "its folders name classes"
 
     def __init__(
         self,
@@ -212,7 +216,7 @@ class ImageFolderEpisodes(EpisodicDataModule):
             support_y=torch.tensor(spec.support_labels, dtype=torch.long),
             query_x=self.stack(spec.query),
             query_y=torch.tensor(spec.query_labels, dtype=torch.long),
-            family=spec.family, domain=self.family,
+            family=spec.family, group=self.family,
             ways=ways, shots=len(spec.support) // ways, queries=len(spec.query) // ways,
             classes=torch.tensor(spec.classes, dtype=torch.long) if spec.classes else None,
         )

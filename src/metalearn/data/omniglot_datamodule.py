@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from metalearn.data.episodic import EpisodicDataModule
+from metalearn.data.base import EpisodicDataModule
+from metalearn.data.episode import Episode, EpisodeSpec
 from metalearn.data.omniglot import (BACKGROUND_ZIPS, LAKE_ZIP, cached, read_background,
                                      read_lake_runs, require)
-from metalearn.episode import Episode
-from metalearn.tasks.sampler import EpisodeSpec, TaskSampler, stable_hash
+from metalearn.data.sampling import TaskSampler, stable_hash
 
 log = logging.getLogger(__name__)
 DRAWERS = 20  # images per character
@@ -51,6 +51,9 @@ def split_characters(alphabets: list[str], val_fraction: float, test_fraction: f
 
 class OmniglotEpisodes(EpisodicDataModule):
     """N-way K-shot L-query Omniglot episodes, decoded once and cached on disk."""
+
+    objectives = ("classification",)
+    objectives_note = "its targets are character classes"
 
     def __init__(
         self,
@@ -198,7 +201,7 @@ class OmniglotEpisodes(EpisodicDataModule):
             query_x=self.stack(images, spec.query),
             query_y=torch.tensor(spec.query_labels, dtype=torch.long),
             family=spec.family,
-            domain="lake_runs" if lake else FAMILY,
+            group="lake_runs" if lake else FAMILY,
             ways=ways, shots=len(spec.support) // ways, queries=len(spec.query) // ways,
             classes=torch.tensor(spec.classes, dtype=torch.long) if spec.classes else None,
         )

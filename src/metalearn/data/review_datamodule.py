@@ -19,14 +19,14 @@ from torch.utils.data import DataLoader
 from transformers import AutoTokenizer
 
 from metalearn.data.arsc import task_file_episodes
-from metalearn.data.episodes import pad_token_rows
-from metalearn.data.episodic import DataPlan, EpisodicDataModule
+from metalearn.data.base import DataPlan, EpisodicDataModule
+from metalearn.data.batches import pad_token_rows
 from metalearn.data.reviews import canonical_domain, read_reviews, review_index, source_files
 from metalearn.data.disk_cache import digest
+from metalearn.data.episode import Episode, EpisodeSpec
+from metalearn.data.sampling import TaskSampler
 from metalearn.data.tokenized import tokenized_dataset
-from metalearn.episode import Episode
 from metalearn.models.pretrained import resolve_pretrained
-from metalearn.tasks.sampler import EpisodeSpec, TaskSampler
 
 log = logging.getLogger(__name__)
 CLASSES = ("negative", "positive")  # label 0, label 1
@@ -41,6 +41,9 @@ def columns(data: Dataset, names: list[str]) -> dict[str, np.ndarray]:
 
 class ReviewEpisodes(EpisodicDataModule):
     """N-way (2) K-shot L-query sentiment episodes, tokenized once and cached on disk."""
+
+    objectives = ("classification",)
+    objectives_note = "reviews are labelled negative/positive"
 
     def __init__(
         self,
@@ -243,7 +246,7 @@ class ReviewEpisodes(EpisodicDataModule):
     def build(self, spec: EpisodeSpec, by_task: bool = False) -> Episode:
         """Gather and pad the examples of one episode.
 
-        `by_task` names the episode's `domain` after its task family (`books/t2`), so the
+        `by_task` names the episode's `group` after its task family (`books/t2`), so the
         meta-test is reported per task. `shots`/`queries` count examples per class (the mean,
         for the unbalanced ARSC query files).
         """
@@ -256,7 +259,7 @@ class ReviewEpisodes(EpisodicDataModule):
             query_x=batch(spec.query),
             query_y=torch.tensor(spec.query_labels, dtype=torch.long),
             family=spec.family,
-            domain=spec.family if by_task else spec.family.split("/")[0],
+            group=spec.family if by_task else spec.family.split("/")[0],
             ways=self.ways, shots=len(spec.support) // self.ways,
             queries=len(spec.query) // self.ways,
         )

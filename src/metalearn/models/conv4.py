@@ -11,6 +11,7 @@ from torch import nn
 
 from metalearn.models.norm import EpisodeBatchNorm2d
 from metalearn.models.split import SplitModel
+from metalearn.models.top import Top
 
 BLOCKS = 4
 
@@ -32,7 +33,7 @@ def embedding_size(hidden: int, image_size: int) -> int:
     return hidden * side * side
 
 
-class Conv4Top(nn.Module):
+class Conv4Top(Top):
     """The four blocks and the head; `embed` is what ANIL adapts on and ProtoNets compare."""
 
     def __init__(self, in_channels: int, hidden: int, ways: int, image_size: int) -> None:
@@ -44,9 +45,6 @@ class Conv4Top(nn.Module):
     def embed(self, x: torch.Tensor) -> torch.Tensor:  # x: [B, C, S, S]
         """The flattened features the head reads."""
         return self.blocks(x).flatten(1)  # [B, D]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.embed(x))  # [B, ways]
 
 
 class Conv4(SplitModel):

@@ -2,7 +2,9 @@
 
 A spec is a mapping such as `{name: Conv2d, out_channels: 16, kernel_size: 5}`. Sizes that
 follow from the previous layer may be written `auto` (in_features, in_channels, num_features,
-normalized_shape), and `num_labels` / `vocab_size` stand for the model's values. Specs are
+normalized_shape), and `num_labels` / `vocab_size` stand for the model's values. The last layer
+must give one example's output: `[num_labels]` logits for a classifier, else `output_shape`
+(`[1]` for a scalar regression such as the sinusoid). Specs are
 checked on the meta device first (shapes only, no memory), so a bad or huge one is a clear
 LayerSpecError before anything is allocated. Nothing in a spec is ever evaluated as code.
 """
@@ -18,6 +20,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from metalearn.models.split import SplitModel
+from metalearn.models.top import Top
 
 ALLOWED_LAYERS: dict[str, type[nn.Module]] = {
     name: getattr(nn, name)
@@ -107,8 +110,8 @@ def build_layers(
     return LayerStack(*[_construct(cls, kwargs, cls.__name__) for cls, kwargs in plan])
 
 
-class LayerStack(nn.Sequential):
-    """The built layers; the last is the head (ANIL adapts only it, ProtoNets compare `embed`)."""
+class LayerStack(nn.Sequential, Top):
+    """The built layers, run in order; the last is the head, the ones before it `embed`."""
 
     @property
     def head(self) -> nn.Module:
@@ -129,17 +132,25 @@ class TokenIds(nn.Module):
 
 def check_model(
     layers: Sequence[Mapping[str, Any]],
-    num_labels: int = 2,
+    num_labels: int | None = 2,
     input: str = "tokens",  # noqa: A002 (the config key's name)
     input_shape: Sequence[int] = (16,),
+    output_shape: Sequence[int] | None = None,
     vocab_size: int | str = "auto",
     pretrained: str | None = "all-MiniLM-L6-v2",
 ) -> dict[str, int]:
-    """Check a layer model's arguments without allocating it; return the placeholder values."""
+    """Check a layer model's arguments without allocating it; return the placeholder values.
+
+    output_shape: one example's output, when the model is not a classifier over num_labels
+    classes (null: `[num_labels]`).
+    """
     if input not in ("tokens", "tensor"):
         raise LayerSpecError(f"input must be 'tokens' or 'tensor', got {input!r}")
-    if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 1:
+    classifier = output_shape is None
+    if classifier and (isinstance(num_labels, bool) or not isinstance(num_labels, int)
+                       or num_labels < 1):
         raise LayerSpecError(f"num_labels must be a positive integer, got {num_labels!r}")
+    expected = (num_labels,) if classifier else _shape(output_shape, "output_shape")
     first = (_plain(layers) or [{}])[0]
     name = first.get("name") if isinstance(first, Mapping) else None
     if input == "tokens" and name in ALLOWED_LAYERS and name not in TOKEN_LAYERS:
@@ -147,33 +158,37 @@ def check_model(
             f"layer 0 ({name}): token ids come in, so the first layer must be one of "
             f"{', '.join(TOKEN_LAYERS)} (or set model.input=tensor)"
         )
-    values = {"num_labels": num_labels}
+    values = {"num_labels": num_labels} if isinstance(num_labels, int) else {}
     if _mentions(layers, "vocab_size"):
         values["vocab_size"] = (
             tokenizer_vocab_size(pretrained) if vocab_size == "auto" else int(vocab_size)
         )
     _, out = check_layers(layers, input_shape, tokens=input == "tokens", values=values)
-    if out != (num_labels,):
+    if out != expected:
         raise LayerSpecError(
             f"the last layer gives outputs of shape {list(out)} per example; "
-            f"a classifier must end in [num_labels] = [{num_labels}]"
+            + (f"a classifier must end in [num_labels] = [{num_labels}]" if classifier
+               else f"the model must end in output_shape = {list(expected)}")
         )
     return values
 
 
 class LayerModel(SplitModel):
-    """A classifier whose adapted part is built from layer specs (see the module docstring)."""
+    """A classifier or regressor whose adapted part is built from layer specs (see the module
+    docstring)."""
 
     def __init__(
         self,
         layers: Sequence[Mapping[str, Any]],
-        num_labels: int = 2,
+        num_labels: int | None = 2,
         input: str = "tokens",  # noqa: A002 (the config key's name)
         input_shape: Sequence[int] = (16,),
+        output_shape: Sequence[int] | None = None,
         vocab_size: int | str = "auto",
         pretrained: str | None = "all-MiniLM-L6-v2",
     ) -> None:
-        values = check_model(layers, num_labels, input, input_shape, vocab_size, pretrained)
+        values = check_model(layers, num_labels, input, input_shape, output_shape, vocab_size,
+                             pretrained)
         tokens = input == "tokens"
         top = build_layers(layers, input_shape, tokens=tokens, values=values)
         super().__init__(top=top, trunk=TokenIds() if tokens else None)
@@ -196,14 +211,15 @@ def _plain(value: Any) -> Any:
     return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
-def _shape(input_shape: Sequence[int]) -> tuple[int, ...]:
-    shape = _plain(input_shape)
+def _shape(value: Sequence[int], key: str = "input_shape") -> tuple[int, ...]:
+    """One example's shape from the config key `key`, checked."""
+    shape = _plain(value)
     if not isinstance(shape, (list, tuple)) or not all(
         isinstance(d, int) and not isinstance(d, bool) and 0 < d <= 65536 for d in shape
     ):
-        raise LayerSpecError(f"input_shape must be a list of positive integers, got {shape!r}")
+        raise LayerSpecError(f"{key} must be a list of positive integers, got {shape!r}")
     if math.prod(shape) > 10_000_000:
-        raise LayerSpecError(f"input_shape {list(shape)} is too large")
+        raise LayerSpecError(f"{key} {list(shape)} is too large")
     return tuple(shape)
 
 

@@ -15,6 +15,7 @@ from transformers.masking_utils import create_bidirectional_mask
 
 from metalearn.models.pretrained import resolve_pretrained
 from metalearn.models.split import SplitModel
+from metalearn.models.top import Top
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -47,7 +48,7 @@ class LowerLayers(nn.Module):
                 "attention_mask": x["attention_mask"]}
 
 
-class UpperLayers(nn.Module):
+class UpperLayers(Top):
     """The adapted top encoder layers, mean pooling and a linear head."""
 
     def __init__(self, layers: list[nn.Module], hidden_size: int, num_labels: int,
@@ -62,11 +63,8 @@ class UpperLayers(nn.Module):
         hidden = run_layers(self.layers, f["hidden"], f["mask4d"])
         return self.dropout(mean_pool(hidden, f["attention_mask"]))  # [B, H]
 
-    def forward(self, f: dict[str, Any]) -> torch.Tensor:
-        return self.head(self.embed(f))  # [B, C]
 
-
-class WholeEncoder(nn.Module):
+class WholeEncoder(Top):
     """The full encoder, mean pooling and a linear head: for adapting every layer."""
 
     def __init__(self, base: nn.Module, hidden_size: int, num_labels: int, dropout: float) -> None:
@@ -80,9 +78,6 @@ class WholeEncoder(nn.Module):
         hidden = self.encoder(input_ids=x["input_ids"],
                               attention_mask=x["attention_mask"]).last_hidden_state
         return self.dropout(mean_pool(hidden, x["attention_mask"]))  # [B, H]
-
-    def forward(self, x: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.head(self.embed(x))  # [B, C]
 
 
 class TextClassifier(SplitModel):

@@ -161,7 +161,7 @@ class RegistryCallback(Callback):
             session.set_status(schema.TESTING)
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Store pl_module.test_results rows (domain, acc, ci95, episodes, shots, queries)."""
+        """Store pl_module.test_results rows (group, metric, value, ci95, episodes, shots, queries)."""
         session = _session(trainer)
         results = getattr(pl_module, "test_results", None)
         if session is None:

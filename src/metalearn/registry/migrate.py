@@ -26,8 +26,27 @@ def _v1_to_v2(conn: Connection) -> None:
         conn.execute(a.update().where(a.c.id.in_(untrained)).values(algorithm=schema.NO_TRAINING))
 
 
+def _test_results_by_metric(conn: Connection) -> None:
+    """v2 -> v3: test results as (group, metric, value) rows instead of (domain, acc).
+
+    Every earlier result is an accuracy. The rows are read, the table is made again with the new
+    columns and the rows go back in (a rename would keep the old primary key's name on
+    PostgreSQL, where the new table needs it).
+    """
+    old = conn.execute(text(
+        "SELECT attempt_id, domain, acc, ci95, episodes, shots, queries "
+        "FROM metalearn_test_results")).mappings().all()
+    conn.execute(text("DROP TABLE metalearn_test_results"))
+    schema.test_results.create(conn)
+    if old:
+        conn.execute(schema.test_results.insert(), [
+            {"attempt_id": r["attempt_id"], "group": r["domain"], "metric": "acc",
+             "value": r["acc"], "ci95": r["ci95"], "episodes": r["episodes"],
+             "shots": r["shots"], "queries": r["queries"]} for r in old])
+
+
 # MIGRATIONS[v] upgrades a database at version v to v + 1, inside the caller's transaction.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2, 2: _test_results_by_metric}
 
 _PG_LOCK_KEY = 0x6D6C7267  # "mlrg": serializes schema set-up between processes
 

@@ -7,10 +7,11 @@ from datetime import datetime
 from typing import Any, Sequence
 
 from metalearn.registry import schema
+from metalearn.registry.errors import RegistryError
 from metalearn.registry.store import Store
 
 MISSING = "<missing>"
-BENCHMARKS = ("amazon", "arsc", "omniglot")  # the order results tables are printed in
+BENCHMARKS = ("amazon", "arsc", "omniglot", "sinusoid")  # the order results tables are printed in
 
 
 def benchmark(experiment: str) -> str:
@@ -111,17 +112,50 @@ def compare(store: Store, attempt_ids: Sequence[int]) -> dict[str, Any]:
     attempts = [store.get_attempt(i) for i in attempt_ids]
     summaries = [store.metric_summary(i) for i in attempt_ids]
     names = sorted({n for s in summaries for n in s if n.startswith("test/")})
-    results = [{r["domain"]: r for r in store.test_results(i)} for i in attempt_ids]
-    domains = sorted({d for r in results for d in r})
+    results = [{(r["group"], r["metric"]): r for r in store.test_results(i)} for i in attempt_ids]
+    keys = sorted({k for r in results for k in r})
+    fields = ("value", "ci95", "episodes", "shots", "queries")
     return jsonable({
         "ids": list(attempt_ids),
         "attempts": [{k: a[k] for k in ("id", "name", "experiment", "algorithm", "status")} for a in attempts],
         "overrides": [a["overrides"] or [] for a in attempts],
         "config_diff": config_diff([a["config"] for a in attempts]),
         "test_metrics": {n: [s.get(n, {}).get("last") for s in summaries] for n in names},
+        # group -> metric -> one entry per attempt (None where it has no such result)
         "test_results": {
-            d: [{k: r[d][k] for k in ("acc", "ci95", "episodes", "shots", "queries")} if d in r else None
-                for r in results]
-            for d in domains
+            group: {metric: [{f: r[group, metric][f] for f in fields} if (group, metric) in r
+                             else None for r in results]
+                    for g, metric in keys if g == group}
+            for group in dict.fromkeys(g for g, _ in keys)
         },
     })
+
+
+def objective_of(config: Any) -> tuple[str, str]:
+    """(metric, mode) of the objective an attempt's config names; attempts from before
+    objectives existed were all classification: ("acc", "max")."""
+    objective = (config or {}).get("objective") if isinstance(config, dict) else None
+    if isinstance(objective, dict) and objective.get("metric") and objective.get("mode"):
+        return str(objective["metric"]), str(objective["mode"])
+    return "acc", "max"
+
+
+def ranking(store: Store, metric: str | None = None, mode: str | None = None,
+            **filters: Any) -> tuple[str, str]:
+    """The metric and direction to rank attempts by: as given, else from the objective of the
+    attempts the filters select (`test/mse`, min, for regression; `test/acc`, max, for
+    classification). Attempts of different objectives cannot be ranked together."""
+    if metric is not None and mode is not None:
+        return metric, mode
+    objectives = {objective_of(a["config"])
+                  for a in store.list_attempts(with_config=True, **filters)}
+    if metric is None:
+        if len(objectives) > 1:
+            mixed = ", ".join(sorted(f"{m} ({d})" for m, d in objectives))
+            raise RegistryError(f"these attempts have different objectives: {mixed}; narrow them "
+                                "with --experiment / --algorithm, or name --metric and --mode")
+        own, own_mode = objectives.pop() if objectives else ("acc", "max")
+        return f"test/{own}", mode or own_mode
+    modes = {d for m, d in objectives if metric.rsplit("/", 1)[-1].startswith(m)}
+    return metric, modes.pop() if len(modes) == 1 else "max"
+

@@ -16,7 +16,7 @@ from sqlalchemy import (
 )
 
 # Bump on any change to the tables below and add the step to migrate.MIGRATIONS.
-SCHEMA_VERSION = 2  # 2: attempts.log_name
+SCHEMA_VERSION = 3  # 2: attempts.log_name; 3: test results as (group, metric, value) rows
 
 QUEUED, RUNNING, TESTING = "queued", "running", "testing"
 COMPLETED, FAILED, INTERRUPTED = "completed", "failed", "interrupted"
@@ -90,9 +90,10 @@ test_results = Table(
         ForeignKey("metalearn_attempts.id", ondelete="CASCADE"),
         primary_key=True,
     ),
-    Column("domain", String(255), primary_key=True),
-    Column("acc", Float),
-    Column("ci95", Float),
+    Column("group", String(255), primary_key=True),  # a held-out domain, task or test set
+    Column("metric", String(64), primary_key=True),  # the objective's: acc, mse, ...
+    Column("value", Float),
+    Column("ci95", Float),  # half-width of the 95% interval
     Column("episodes", Integer),
     Column("shots", Integer),
     Column("queries", Integer),

@@ -157,14 +157,15 @@ class Store:
             _upsert(conn, M, payload, ["attempt_id", "name", "step"], ["value", "time"])
 
     def put_test_results(self, attempt_id: int, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Upsert (attempt, domain) test results: acc, ci95, episodes, shots, queries."""
+        """Upsert (attempt, group, metric) test results: value, ci95, episodes, shots, queries."""
         if not rows:
             return
         payload = [
             {
                 "attempt_id": attempt_id,
-                "domain": str(r["domain"]),
-                "acc": finite_or_none(r["acc"]),
+                "group": str(r["group"]),
+                "metric": str(r["metric"]),
+                "value": finite_or_none(r["value"]),
                 "ci95": finite_or_none(r["ci95"]),
                 "episodes": int(r["episodes"]),
                 "shots": int(r["shots"]),
@@ -172,9 +173,9 @@ class Store:
             }
             for r in rows
         ]
-        keep = ["acc", "ci95", "episodes", "shots", "queries"]
+        keep = ["value", "ci95", "episodes", "shots", "queries"]
         with write_tx(self.engine) as conn:
-            _upsert(conn, T, payload, ["attempt_id", "domain"], keep)
+            _upsert(conn, T, payload, ["attempt_id", "group", "metric"], keep)
 
     # ---- reads --------------------------------------------------------------------------
     def get_attempt(self, attempt_id: int) -> dict[str, Any]:
@@ -292,8 +293,8 @@ class Store:
             return {int(a): v for a, v in conn.execute(stmt)}
 
     def test_results(self, attempt_id: int) -> list[dict[str, Any]]:
-        """Test results of an attempt, one per domain."""
-        stmt = select(T).where(T.c.attempt_id == attempt_id).order_by(T.c.domain)
+        """Test results of an attempt, one per (group, metric)."""
+        stmt = select(T).where(T.c.attempt_id == attempt_id).order_by(T.c["group"], T.c.metric)
         with read_tx(self.engine) as conn:
             return [dict(r) for r in conn.execute(stmt).mappings()]
 

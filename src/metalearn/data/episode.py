@@ -1,4 +1,8 @@
-"""The Episode: the one contract between data and algorithms."""
+"""The Episode, the one contract between data and algorithms, and what an episode is made of.
+
+An `EpisodeSpec` names the examples of an episode (indices into a data source); a data source
+turns it into an `Episode` of tensors. `split_support_query` is the one support/query split.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,8 +16,10 @@ class Episode:
     """One few-shot task: a support set to adapt on and a disjoint query set to score.
 
     `support_x` / `query_x` are whatever the model's trunk takes (a tensor, or a dict of
-    tensors for a tokenized batch); labels are 0..ways-1 within the episode. `classes[label]`
-    is the label's class id in the whole pool of meta-train classes, where the data knows it.
+    tensors for a tokenized batch); the targets are what the objective compares outputs with:
+    class labels 0..ways-1 within the episode, or real values (regression, `ways` None).
+    `classes[label]` is the label's class id in the whole pool of meta-train classes, where
+    the data knows it. `shots` / `queries` count examples per class (per task in regression).
     """
 
     support_x: Any
@@ -21,11 +27,27 @@ class Episode:
     query_x: Any
     query_y: torch.Tensor
     family: str
-    domain: str
-    ways: int
+    group: str  # what test results are reported by: a held-out domain, a task, a test set
     shots: int
     queries: int
+    ways: int | None = None
     classes: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class EpisodeSpec:
+    """Which examples form an episode (indices into the dataset) and their episode labels.
+
+    `classes[label]` is that label's class id among all the sampler's classes: what a
+    classifier trained on the pooled classes (algorithm=finetune) needs where episodes relabel.
+    """
+
+    family: str
+    support: list[int]
+    support_labels: list[int]
+    query: list[int]
+    query_labels: list[int]
+    classes: tuple[int, ...] = ()
 
 
 def split_support_query(

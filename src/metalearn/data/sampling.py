@@ -1,32 +1,20 @@
-"""Seeded episode drawing: every episode is a pure function of (seed, key).
+"""Seeded episode drawing, and the loaders' pieces that turn keys into episodes.
 
-Nothing here keeps RNG state between calls, so the same seed gives the same episodes in any
-order, in any process, and after resuming from a checkpoint.
+Every episode is a pure function of (seed, key): nothing here keeps RNG state between calls,
+so the same seed gives the same episodes in any order, in any process, and after resuming
+from a checkpoint. Training keys are (global step, task); under DDP each process takes every
+world-th task of a meta-batch and every world-th evaluation episode.
 """
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import numpy as np
+import torch.distributed as dist
+from torch.utils.data import Dataset, Sampler
 
-from metalearn.episode import split_support_query
-
-
-@dataclass(frozen=True)
-class EpisodeSpec:
-    """Which examples form an episode (indices into the dataset) and their episode labels.
-
-    `classes[label]` is that label's class id among all the sampler's classes: what a
-    classifier trained on the pooled classes (algorithm=finetune) needs where episodes relabel.
-    """
-
-    family: str
-    support: list[int]
-    support_labels: list[int]
-    query: list[int]
-    query_labels: list[int]
-    classes: tuple[int, ...] = ()
+from metalearn.data.episode import Episode, EpisodeSpec, split_support_query
 
 
 def stable_hash(text: str) -> int:
@@ -107,3 +95,80 @@ class TaskSampler:
             for family in self.families
             for i in range(per_family)
         ]
+
+
+def rank_and_world() -> tuple[int, int]:
+    """This process's rank and the number of processes (0, 1 outside distributed runs)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def as_list(items: list) -> list:
+    """Collate a meta-batch: episodes stay separate (each has its own padding)."""
+    return items
+
+
+class EpisodeSet(Dataset):
+    """Turns episode specs into `Episode`s; `spec_for(key)` says which examples a key means."""
+
+    def __init__(
+        self,
+        spec_for: Callable[[object], EpisodeSpec],
+        build: Callable[[EpisodeSpec], Episode],
+        keys: Sequence | None = None,
+    ) -> None:
+        self.spec_for, self.build, self.keys = spec_for, build, keys
+
+    def __len__(self) -> int:
+        if self.keys is None:
+            raise TypeError("a training EpisodeSet is indexed by (step, task) keys")
+        return len(self.keys)
+
+    def __getitem__(self, key) -> Episode:
+        return self.build(self.spec_for(key if self.keys is None else self.keys[key]))
+
+
+class MetaBatchSampler(Sampler):
+    """Yields, per training step, the (step, task) keys of that step's meta-batch.
+
+    Keys follow the trainer's global step, read when Lightning starts an epoch's iterator
+    (`first_step`), not Lightning's epoch counter: Lightning never calls a batch sampler's
+    set_epoch (so every epoch replayed epoch 0's episodes), and after restoring a checkpoint saved
+    at validation end it counts one epoch more than the uninterrupted run. So a resumed run draws
+    exactly the episodes the uninterrupted run would have. Under DDP each process takes every
+    world-th task of the same meta-batch, so the union over processes is the single-process one.
+    """
+
+    def __init__(self, steps_per_epoch: int, meta_batch_size: int,
+                 first_step: Callable[[], int] = lambda: 0) -> None:
+        self.steps, self.meta_batch_size, self.first_step = steps_per_epoch, meta_batch_size, first_step
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self):
+        rank, world = rank_and_world()
+        if self.meta_batch_size % world:
+            raise ValueError(
+                f"meta_batch_size={self.meta_batch_size} must be a multiple of the "
+                f"{world} processes so every process adapts the same number of tasks"
+            )
+        start = self.first_step()
+        for step in range(start, start + self.steps):
+            yield [(step, j) for j in range(rank, self.meta_batch_size, world)]
+
+
+class RankSlice(Sampler):
+    """Evaluation indices of this process: every world-th episode (all of them on one process)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        rank, world = rank_and_world()
+        return len(range(rank, self.n, world))
+
+    def __iter__(self):
+        rank, world = rank_and_world()
+        return iter(range(rank, self.n, world))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from metalearn.tasks.sampler import TaskSampler
+from metalearn.data.sampling import TaskSampler
 
 
 def pools():

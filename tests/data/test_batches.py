@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from metalearn.data.episodes import pad_token_rows, row_chunks
+from metalearn.data.batches import pad_token_rows, row_chunks
 
 
 def test_token_chunks_cover_every_row_once_trimmed_to_their_longest():

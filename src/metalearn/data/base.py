@@ -12,9 +12,8 @@ from typing import Any, Callable
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
-from metalearn.data.episodes import EpisodeSet, MetaBatchSampler, RankSlice, as_list
-from metalearn.episode import Episode
-from metalearn.tasks.sampler import EpisodeSpec, TaskSampler
+from metalearn.data.episode import Episode, EpisodeSpec
+from metalearn.data.sampling import EpisodeSet, MetaBatchSampler, RankSlice, TaskSampler, as_list
 
 
 @dataclass(frozen=True)
@@ -29,13 +28,13 @@ class DataPlan:
 class EpisodicDataModule(pl.LightningDataModule):
     """Loaders over episodes; the data source is the subclass's business."""
 
-    train_sampler: TaskSampler | None = None
+    train_sampler: TaskSampler | None = None  # or any sampler with train_episode (SineTasks)
     val_specs: list[EpisodeSpec]
     test_specs: list[EpisodeSpec]
 
     def __init__(self, shots: int, queries: int, meta_batch_size: int, steps_per_epoch: int,
                  val_episodes: int, test_episodes: int, seed: int, eval_seed: int,
-                 cache_dir: str, num_workers: int, train_shots: int | None = None,
+                 cache_dir: str | None, num_workers: int, train_shots: int | None = None,
                  train_queries: int | None = None) -> None:
         """The settings every episodic source shares, checked before any data is read.
 
@@ -60,8 +59,18 @@ class EpisodicDataModule(pl.LightningDataModule):
         self.meta_batch_size, self.steps_per_epoch = meta_batch_size, steps_per_epoch
         self.val_episodes, self.test_episodes = val_episodes, test_episodes
         self.seed, self.eval_seed = seed, eval_seed
-        self.cache_dir = Path(cache_dir).expanduser()
+        self.cache_dir = None if cache_dir is None else Path(cache_dir).expanduser()  # None: generated data
         self.num_workers = num_workers
+
+    @property
+    def pooled_classes(self) -> int | None:
+        """The number of meta-training classes where episodes relabel theirs (Omniglot: each
+        episode draws N classes and calls them 0..N-1; `Episode.classes` maps them back), else
+        None: labels mean the same in every episode (sentiment), or there are none (regression)."""
+        sampler = self.train_sampler
+        if isinstance(sampler, TaskSampler) and sampler.shuffle_classes:
+            return sampler.num_classes
+        return None
 
     def _load(self) -> Any:
         raise NotImplementedError

@@ -1,0 +1,142 @@
+"""Sinusoid results (Finn et al. 2017, section 5.1): MSE after 0, 1 and 10 inner steps, and a figure.
+
+    python experiments/sinusoid.py            # print the table, write experiments/sinusoid.png
+    python experiments/sinusoid.py --write    # also refresh the table in experiments/README.md
+
+Reads the newest completed (non-debug) attempt of each sinusoid experiment from the run
+registry, rebuilds its network from the recorded config and checkpoint, and scores it on the
+same 100 held-out tasks (`data.eval_seed + 1`, the meta-test's tasks) at K = 5, 10 and 20
+support points: the MSE over 100 query points per task after 0, 1 and 10 SGD steps on the
+support points with the run's own inner step size, as mean and 95% interval over the tasks.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import hydra
+import matplotlib
+
+matplotlib.use("Agg")  # headless: the figure is written to a file
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from metalearn.algorithms.stats import mean_ci95  # noqa: E402
+from metalearn.registry.engine import default_url  # noqa: E402
+from metalearn.registry.store import Store  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+README, FIGURE = HERE / "README.md", HERE / "sinusoid.png"
+BEGIN, END = "<!-- sinusoid:begin -->", "<!-- sinusoid:end -->"
+EXPERIMENTS = ("maml_sinusoid", "fomaml_sinusoid", "reptile_sinusoid", "finetune_sinusoid")
+SHOTS, STEPS, TASKS = (5, 10, 20), (0, 1, 10), 100
+
+
+def newest_attempts(store: Store) -> dict[str, dict]:
+    """The newest completed attempt with a checkpoint of each experiment, debug runs left out."""
+    found = {}
+    for experiment in EXPERIMENTS:
+        for a in store.list_attempts(status="completed", experiment=experiment, with_config=True):
+            if a["ckpt_path"] and not any(o.startswith("debug=") for o in a["overrides"] or []):
+                found[experiment] = a
+                break
+    return found
+
+
+def learner_of(attempt: dict):
+    """The attempt's algorithm with its trained weights, rebuilt from the recorded config."""
+    config = attempt["config"]
+    objective = hydra.utils.instantiate(config["objective"])
+    learner = hydra.utils.instantiate(config["algorithm"], model=hydra.utils.instantiate(config["model"]),
+                                      objective=objective)
+    state = torch.load(attempt["ckpt_path"], map_location="cpu", weights_only=False)["state_dict"]
+    learner.load_state_dict(state)
+    return learner.eval()
+
+
+def held_out_tasks(attempt: dict, shots: int, tasks: int = TASKS) -> list:
+    """The meta-test's fixed tasks with `shots` support points (the same curves at every K)."""
+    data = hydra.utils.instantiate(attempt["config"]["data"], shots=shots, queries=100,
+                                   test_episodes=tasks)
+    data.setup("test")
+    return [(spec, data.build(spec)) for spec in data.test_specs]
+
+
+def adapted(learner, ep, steps: int) -> dict:
+    """Fast weights after `steps` SGD steps on the episode's support points."""
+    params = learner.meta_parameters()
+    if steps == 0:
+        return params
+    with torch.enable_grad():
+        return learner.adapt_support(params, ep.support_x, ep.support_y, steps)[0]
+
+
+def mse_table(learners: dict, attempts: dict, tasks: int = TASKS) -> str:
+    """Markdown: one row per experiment and K, MSE ± 95% interval after 0, 1, 10 steps."""
+    lines = ["| experiment | K | inner step | " + " | ".join(
+        f"MSE after {s} step{'s' * (s != 1)}" for s in STEPS) + " | attempt |",
+        "|---" * (len(STEPS) + 4) + "|"]
+    for experiment, learner in learners.items():
+        for shots in SHOTS:
+            cells = []
+            episodes = [ep for _, ep in held_out_tasks(attempts[experiment], shots, tasks)]
+            for steps in STEPS:
+                values = [learner.objective.score(learner.predict(
+                    adapted(learner, ep, steps), ep.support_x, ep.query_x).detach(),
+                    ep.query_y).item() for ep in episodes]
+                mean, ci = mean_ci95(values)
+                cells.append(f"{mean:.3f} ± {ci:.3f}")
+            lines.append(f"| `{experiment}` | {shots} | {learner.inner_lr} | " + " | ".join(cells)
+                         + f" | {attempts[experiment]['id']} |")
+    return "\n".join(lines) + "\n"
+
+
+def figure(learners: dict, attempts: dict, path: Path, tasks: int = 3) -> None:
+    """A row per experiment, a column per held-out task (K = 10): the true curve, the support
+    points, the prediction before adapting and after 1 and 10 steps."""
+    fig, axes = plt.subplots(len(learners), tasks, figsize=(4 * tasks, 2.8 * len(learners)),
+                             squeeze=False, sharex=True)
+    grid = torch.linspace(-5, 5, 200).unsqueeze(1)  # [200, 1]
+    for row, (experiment, learner) in enumerate(learners.items()):
+        for col, (spec, ep) in enumerate(held_out_tasks(attempts[experiment], 10, tasks)):
+            ax = axes[row][col]
+            ax.plot(grid, spec.targets(grid), color="black", lw=2, label="true curve")
+            ax.scatter(ep.support_x, ep.support_y, color="black", marker="^", zorder=3,
+                       label="K = 10 points")
+            for steps, style in zip(STEPS, (":", "--", "-")):
+                pred = learner.predict(adapted(learner, ep, steps), ep.support_x, grid).detach()
+                label = "before adapting" if steps == 0 else f"after {steps} step{'s' * (steps > 1)}"
+                ax.plot(grid, pred, style, color="tab:red", label=label)
+            ax.set_title(f"{experiment}: A={spec.amplitude:.2f}, phase={spec.phase:.2f}",
+                         fontsize="small")
+    axes[0][0].legend(fontsize="x-small", loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", default=None, help="registry URL (default: the project's SQLite)")
+    parser.add_argument("--write", action="store_true", help=f"refresh the table in {README}")
+    parser.add_argument("--figure", type=Path, default=FIGURE, help="where to write the figure")
+    parser.add_argument("--tasks", type=int, default=TASKS, help="held-out tasks to score")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    attempts = newest_attempts(Store(args.url or default_url()))
+    if not attempts:
+        raise SystemExit(f"no completed sinusoid attempts in the registry; run "
+                         f"`python run.py experiment=maml_sinusoid` ({', '.join(EXPERIMENTS)})")
+    learners = {e: learner_of(a) for e, a in attempts.items()}
+    table = mse_table(learners, attempts, args.tasks)
+    figure(learners, attempts, args.figure)
+    print(table)
+    if args.write:
+        text = README.read_text()
+        if BEGIN not in text or END not in text:
+            raise SystemExit(f"{README} has no {BEGIN} ... {END} markers")
+        head, rest = text.split(BEGIN, 1)
+        README.write_text(f"{head}{BEGIN}\n{table}{END}{rest.split(END, 1)[1]}")
+
+
+if __name__ == "__main__":
+    main()

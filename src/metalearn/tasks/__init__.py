@@ -1,1 +1,0 @@
-"""Seeded task samplers: fresh episodes for training, fixed lists for evaluation."""

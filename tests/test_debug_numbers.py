@@ -1,0 +1,116 @@
+"""Refactors keep the numbers: `debug=fast` runs give the losses and scores recorded before.
+
+The fixture holds every scalar the CSV logger wrote (training losses and accuracies per step,
+meta-validation and meta-test scores) for a few ARSC, Amazon and Omniglot experiments, run
+through `run.py` as one Hydra multirun. Regenerate it only when a change is meant to move the
+numbers, and say why in the commit:
+
+    PYTHONPATH=src python tests/test_debug_numbers.py --record
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = Path(__file__).with_name("fixtures") / "debug_fast_losses.json"
+# Every algorithm on ARSC and Omniglot, and the Amazon protocol's main ones: about 3 minutes
+# together on one CPU core (4 to 11 s each, after the start and the data caches).
+EXPERIMENTS = (
+    "reptile_arsc", "maml_arsc", "fomaml_arsc", "metasgd_arsc", "anil_arsc", "protonet_arsc",
+    "finetune_arsc",
+    "reptile_amazon", "maml_amazon", "protonet_amazon", "finetune_amazon",
+    "reptile_omniglot", "maml_omniglot", "fomaml_omniglot", "anil_omniglot",
+    "protonet_omniglot", "finetune_omniglot",
+)
+COMMON = ("debug=fast", "logger=csv", "registry=off", "callbacks.rich_progress_bar=null")
+RTOL = 1e-6
+
+
+def read_scalars(metrics_csv: Path) -> dict[str, float]:
+    """Every logged value as {"name@step": value} (Lightning's CSV: one row per log call)."""
+    out = {}
+    with metrics_csv.open() as fh:
+        for row in csv.DictReader(fh):
+            step = row.pop("step")
+            row.pop("epoch", None)
+            out.update({f"{k}@{step}": float(v) for k, v in row.items() if v != ""})
+    return out
+
+
+def run_experiments(experiments: tuple[str, ...], log_dir: Path) -> dict[str, dict[str, float]]:
+    """`run.py -m experiment=a,b,...` with the debug settings; scalars per experiment."""
+    env = dict(os.environ, PROJECT_ROOT=str(ROOT), OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "src"),
+                                                        os.environ.get("PYTHONPATH")])))
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), "-m", f"experiment={','.join(experiments)}",
+         *COMMON, f"paths.log_dir={log_dir}"],
+        cwd=log_dir, env=env, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = {}
+    for metrics in log_dir.glob("**/csv/version_0/metrics.csv"):
+        job = metrics.parents[2]
+        overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text())
+        (experiment,) = [o.split("=", 1)[1] for o in overrides if o.startswith("experiment=")]
+        found[experiment] = read_scalars(metrics)
+    assert sorted(found) == sorted(experiments)
+    return found
+
+
+def mismatches(expected: dict[str, float], got: dict[str, float]) -> list[str]:
+    """What differs: missing or extra names, and values off by more than RTOL relative."""
+    out = [f"missing {k}" for k in sorted(set(expected) - set(got))]
+    out += [f"new {k}" for k in sorted(set(got) - set(expected))]
+    for k in sorted(set(expected) & set(got)):
+        a, b = expected[k], got[k]
+        if not (math.isclose(a, b, rel_tol=RTOL, abs_tol=1e-9) or (math.isnan(a) and math.isnan(b))):
+            out.append(f"{k}: recorded {a!r}, now {b!r}")
+    return out
+
+
+@pytest.mark.slow
+def test_debug_fast_runs_give_the_recorded_numbers(tmp_path):
+    recorded = json.loads(FIXTURE.read_text())
+    now = run_experiments(tuple(recorded), tmp_path)
+    problems = {e: mismatches(recorded[e], now[e]) for e in recorded}
+    problems = {e: p[:10] for e, p in problems.items() if p}
+    assert not problems, json.dumps(problems, indent=1)
+
+
+def test_the_fixture_covers_every_algorithm_and_source():
+    recorded = json.loads(FIXTURE.read_text())
+    assert set(recorded) == set(EXPERIMENTS)
+    for experiment, scalars in recorded.items():
+        loss = "train/loss" if experiment.startswith("finetune") else "train/query_loss"
+        assert {f"{loss}@{s}" for s in range(4)} <= set(scalars), experiment
+        assert "test/acc@4" in scalars, experiment
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="record the debug=fast numbers")
+    parser.add_argument("--record", action="store_true", help=f"write {FIXTURE}")
+    parser.add_argument("experiments", nargs="*", default=list(EXPERIMENTS))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        found = run_experiments(tuple(args.experiments), Path(tmp))
+    found = {e: found[e] for e in args.experiments}
+    if args.record:
+        FIXTURE.parent.mkdir(exist_ok=True)
+        FIXTURE.write_text(json.dumps(found, indent=1, sort_keys=True) + "\n")
+    else:
+        json.dump(found, sys.stdout, indent=1, sort_keys=True)
+
+
+if __name__ == "__main__":
+    main()
