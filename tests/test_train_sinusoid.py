@@ -48,7 +48,9 @@ def test_maml_sinusoid_debug_fast_monitors_and_returns_val_mse_minimised(tmp_pat
     assert ckpt["monitor"] == "val/mse" and ckpt["mode"] == "min"
     assert ckpt["best"] == pytest.approx(min(values))
     assert f"step{2 * (1 + values.index(min(values))):06d}" in ckpt["path"]
-    assert metrics[cfg.optimized_metric] == pytest.approx(values[-1])  # what run.py returns
+    # what run.py returns: the score of the best checkpoint (the one meta-tested), not the last
+    assert metrics[cfg.optimized_metric] == pytest.approx(min(values))
+    assert min(values) != values[-1]  # the case that tells the two apart
     assert {"test/mse", "test/mse_ci95", "test/sinusoid/mse", "test/sinusoid/mse_pre"} <= set(metrics)
     assert not any("acc" in k for k in metrics)
     (log,) = (tmp_path / "out").glob("csv/*/*/metrics.csv")

@@ -79,6 +79,7 @@ def _train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("train", True):
         trainer.fit(learner, datamodule=datamodule, ckpt_path=ckpt_path)
         metrics.update(_floats(trainer.callback_metrics))  # the test stage starts them afresh
+        metrics.update(best_scores(trainer))  # what a sweeper optimizes: the kept checkpoint's
         ckpt_path = best_checkpoint(trainer) or None
     if cfg.get("test", True):
         if not cfg.get("train", True) and ckpt_path is None:
@@ -103,6 +104,13 @@ def check_checkpoint(path: str) -> None:
     except (RuntimeError, pickle.UnpicklingError, EOFError, OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ValueError(f"ckpt_path {path}: cannot load it as a checkpoint ({first[:300]})") from exc
+
+
+def best_scores(trainer: pl.Trainer) -> dict[str, float]:
+    """The monitored metric's value at the best checkpoint, for each monitoring callback: the
+    checkpoint meta-tested, so the score a sweep compares is the one that was tested."""
+    return {cb.monitor: float(cb.best_model_score) for cb in trainer.checkpoint_callbacks
+            if cb.monitor and cb.best_model_score is not None}
 
 
 def best_checkpoint(trainer: pl.Trainer) -> str | None:
