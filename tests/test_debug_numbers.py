@@ -59,8 +59,8 @@ def run_experiments(experiments: tuple[str, ...], log_dir: Path) -> dict[str, di
         cwd=log_dir, env=env, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-3000:]
     found = {}
-    for metrics in log_dir.glob("**/csv/version_0/metrics.csv"):
-        job = metrics.parents[2]
+    for metrics in log_dir.glob("**/csv/*/*/metrics.csv"):  # <job>/csv/<task_name>/<version>/
+        job = metrics.parents[3]
         overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text())
         (experiment,) = [o.split("=", 1)[1] for o in overrides if o.startswith("experiment=")]
         found[experiment] = read_scalars(metrics)

@@ -198,7 +198,7 @@ def test_run_py_debug_fast_on_a_written_folder_and_on_omniglot_extracted(tmp_pat
         (tmp_path / out).mkdir()
     run_py(tmp_path / "one", "experiment=reptile_image_folder", "debug=fast", "registry=off",
            f"data.path={root}", "data.image_size=16", "data.ways=3", f"paths.cache_dir={tmp_path}/cache")
-    (version,) = (tmp_path / "one").glob("tensorboard/reptile_image_folder/version_*")
+    (version,) = (tmp_path / "one").glob("tensorboard/reptile_image_folder/*")
     tags = set(scalars(version).Tags()["scalars"])
     assert {"test/tiny/acc", "test/acc", "val/acc", "train/query_acc"} <= tags
 
@@ -209,5 +209,5 @@ def test_run_py_debug_fast_on_a_written_folder_and_on_omniglot_extracted(tmp_pat
                   "registry=off", f"data.path={folder}", "data.heldout=[Korean]",
                   f"paths.cache_dir={tmp_path}/cache")
     assert "meta-test images_background_small1" in proc.stdout + proc.stderr
-    (version,) = (tmp_path / "two").glob("tensorboard/protonet_image_folder/version_*")
+    (version,) = (tmp_path / "two").glob("tensorboard/protonet_image_folder/*")
     assert "test/images_background_small1/acc" in set(scalars(version).Tags()["scalars"])
