@@ -9,6 +9,7 @@ import sys
 from typing import Any, Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from metalearn.registry import report
@@ -258,8 +259,20 @@ def cmd_retract(args: argparse.Namespace) -> int:
     return 0
 
 
+# What `pip install 'metalearn-lightning[serve]'` adds; the API imports nothing else optional.
+SERVE_MODULES = {"fastapi", "fastapi_offline", "uvicorn", "pydantic", "pydantic_core", "starlette"}
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    from metalearn.api.server import serve
+    try:
+        from metalearn.api.server import serve
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in SERVE_MODULES:
+            raise
+        Console(stderr=True).print(
+            f"[red]metalearn serve needs the `serve` extra[/red] ({exc.name} is not installed): "
+            + escape("pip install 'metalearn-lightning[serve]'"), highlight=False, soft_wrap=True)
+        return 1
 
     logging.getLogger("metalearn").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     return serve(url=args.url or default_url(args.root), host=args.host, port=args.port,

@@ -1,0 +1,59 @@
+"""What an install from the index ships: the licence, the typing marker, the extras, and a
+clear message where an optional part is missing."""
+from __future__ import annotations
+
+import configparser
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from metalearn.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _setup_cfg() -> configparser.ConfigParser:
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    return cfg
+
+
+def test_serve_without_the_extra_names_it(monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture) -> None:
+    for name in [m for m in sys.modules if m == "fastapi" or m.startswith(("fastapi.", "metalearn.api"))]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "fastapi", None)  # `import fastapi` now fails as if absent
+    assert main(["serve"]) == 1
+    err = capsys.readouterr().err
+    assert "serve" in err and "metalearn-lightning[serve]" in err and "fastapi" in err
+
+
+def test_server_packages_are_an_extra_not_core() -> None:
+    cfg = _setup_cfg()
+    core = cfg["options"]["install_requires"]
+    extras = cfg["options.extras_require"]
+    for package in ("fastapi", "uvicorn", "fastapi-offline", "pydantic"):
+        assert package not in core
+        assert package in extras["serve"]
+    assert {"serve", "postgres", "sweep", "loggers", "notebook", "dev", "test"} <= set(extras)
+
+
+def test_licence_and_typing_marker_ship() -> None:
+    cfg = _setup_cfg()
+    assert cfg["metadata"]["license"] == "MIT"
+    assert "MIT License" in (ROOT / "LICENSE").read_text()
+    assert (ROOT / "src" / "metalearn" / "py.typed").is_file()
+    assert "py.typed" in cfg["options.package_data"]["metalearn"]
+
+
+def test_every_requirement_declares_a_minimum() -> None:
+    """scripts/check_minimums.sh pins each `>=X` to `==X`: a requirement without one escapes it."""
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "pin_minimums.py"),
+                           str(ROOT / "setup.cfg"), "dev", "sweep"],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    pins = proc.stdout.split()
+    assert "pytorch-lightning==2.6" in pins and "transformers==5.0" in pins
+    assert all("==" in pin for pin in pins)
