@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 SELF = "metalearn-lightning"
-REQ = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?P<extras>\[[^\]]*\])?\s*>=\s*(?P<ver>[^,;\s]+)$")
+REQ = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?P<extras>\[[^\]]*\])?"
+                 r"\s*>=\s*(?P<ver>[^,;\s]+)$")
 
 
 def requirements(cfg: configparser.ConfigParser, extras: list[str]) -> list[str]:

@@ -22,7 +22,9 @@ def _setup_cfg() -> configparser.ConfigParser:
 
 def test_serve_without_the_extra_names_it(monkeypatch: pytest.MonkeyPatch,
                                           capsys: pytest.CaptureFixture) -> None:
-    for name in [m for m in sys.modules if m == "fastapi" or m.startswith(("fastapi.", "metalearn.api"))]:
+    loaded = [m for m in sys.modules
+              if m == "fastapi" or m.startswith(("fastapi.", "metalearn.api"))]
+    for name in loaded:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "fastapi", None)  # `import fastapi` now fails as if absent
     assert main(["serve"]) == 1
