@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from metalearn.data import fetch as data_fetch
 from metalearn.registry import report
 from metalearn.registry.engine import URL_ENV, default_url, find_project_root, is_project
 from metalearn.registry.errors import NotFound, RegistryError
@@ -83,6 +84,8 @@ def parser() -> argparse.ArgumentParser:
     retract.add_argument("id", type=int)
     retract.add_argument("--reason", required=True, help="why, e.g. the bug it was made with")
     retract.set_defaults(func=cmd_retract)
+
+    data_fetch.add_parser(commands)  # metalearn data fetch amazon|omniglot|all
 
     serve = commands.add_parser("serve", help="the HTTP API over the registry")
     serve.add_argument("--host", default="127.0.0.1")
