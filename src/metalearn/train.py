@@ -13,6 +13,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import metalearn.resolvers  # noqa: F401  (registers ${metalearn.data_dir:...})
+from metalearn.config_tree import print_config_tree
 from metalearn.registry.record import record_attempt
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 def _train(cfg: DictConfig) -> dict[str, float]:
+    if (cfg.get("extras") or {}).get("print_config"):  # conf/extras: the resolved config tree
+        print_config_tree(cfg, save_dir=cfg.paths.output_dir)
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path:
         check_checkpoint(ckpt_path)
