@@ -18,6 +18,10 @@ if [ -n "$(git -C "$repo" status --porcelain --untracked-files=no)" ]; then
   echo "note: uncommitted changes are not checked; this tests $commit" >&2
 fi
 git -C "$repo" archive --format=tar HEAD | tar -x -C "$work/tree"
+# Tests read ../shared/data beside the checkout where it exists: the same, beside the copy.
+if [ -d "$repo/../shared" ] && [ ! -e "$work/shared" ]; then
+  ln -s "$(cd "$repo/../shared" && pwd)" "$work/shared"
+fi
 
 "${PYTHON:-python3}" -m venv "$work/venv"
 py="$work/venv/bin/python"
@@ -44,7 +48,7 @@ fi
 
 cd "$work/tree"
 set +e
-OMP_NUM_THREADS=1 "$py" -m pytest -m "not slow" -q -p no:cacheprovider >"$work/pytest.log" 2>&1
+OMP_NUM_THREADS=1 "$py" -m pytest -m "not slow" -q -rfEs -p no:cacheprovider >"$work/pytest.log" 2>&1
 status=$?
 set -e
 {

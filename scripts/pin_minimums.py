@@ -12,7 +12,7 @@ from pathlib import Path
 
 SELF = "metalearn-lightning"
 REQ = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?P<extras>\[[^\]]*\])?"
-                 r"\s*>=\s*(?P<ver>[^,;\s]+)$")
+                 r"\s*>=\s*(?P<ver>[^,;\s]+)(\s*,\s*<[^,;\s]+)?$")  # an upper bound may follow
 
 
 def requirements(cfg: configparser.ConfigParser, extras: list[str]) -> list[str]:

@@ -75,5 +75,5 @@ def test_every_requirement_declares_a_minimum() -> None:
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     pins = proc.stdout.split()
-    assert "pytorch-lightning==2.6" in pins and "transformers==5.0" in pins
+    assert "pytorch-lightning==2.6" in pins and "transformers==5.2" in pins
     assert all("==" in pin for pin in pins)
