@@ -48,9 +48,10 @@ def test_the_wheel_ships_licence_typing_marker_and_checksums(tmp_path: Path) -> 
     pytest.importorskip("setuptools", reason="building a wheel offline needs setuptools here")
     pytest.importorskip("wheel", reason="building a wheel offline needs wheel here")
     tree = tmp_path / "tree"  # a copy, so the build leaves nothing in the checkout
-    shutil.copytree(ROOT, tree, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "logs", ".cache", "build", "*.egg-info", "__pycache__", "tests",
-        "data", "outputs", "multirun"))
+    top = {".git", ".venv", "logs", ".cache", "build", "tests", "data", "outputs", "multirun"}
+    shutil.copytree(ROOT, tree, ignore=lambda folder, names: [
+        n for n in names if (Path(folder) == ROOT and n in top) or n == "__pycache__"
+        or n.endswith(".egg-info")])
     proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
                            "--no-build-isolation", "-w", str(tmp_path / "dist"), str(tree)],
                           capture_output=True, text=True, timeout=300, check=False)
