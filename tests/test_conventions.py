@@ -120,3 +120,42 @@ def test_mlflow_local_store_run_records_metrics(tmp_path: Path) -> None:
     (run,) = client.search_runs([experiment.experiment_id])
     assert "train/query_loss" in run.data.metrics
     assert run.data.params["algorithm/_target_"].endswith("Reptile")
+
+
+def _logger(tmp_path: Path, name: str):
+    cfg = _cfg(tmp_path, "debug=fast", f"logger={name}", "registry=off")
+    from omegaconf import OmegaConf
+
+    (logger,) = instantiate_dict(cfg.logger)
+    logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))  # as train() does
+    logger.log_metrics({"train/query_loss": 0.5}, step=1)
+    logger.finalize("success")
+    return cfg, logger
+
+
+def test_wandb_logger_from_its_config_writes_offline(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The config builds a working logger (fast; the training run above is the slow check)."""
+    pytest.importorskip("wandb", reason="wandb is not installed (the loggers extra)")
+    for key, sub in (("WANDB_DIR", "dir"), ("WANDB_CACHE_DIR", "cache"),
+                     ("WANDB_CONFIG_DIR", "config")):
+        monkeypatch.setenv(key, str(tmp_path / f"wandb-{sub}"))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    _logger(tmp_path, "wandb")
+    import wandb
+
+    wandb.finish()
+    (run,) = (tmp_path / "out" / "wandb").glob("offline-run-*")
+    assert list(run.glob("*.wandb"))
+
+
+def test_mlflow_logger_from_its_config_records_in_sqlite(tmp_path: Path) -> None:
+    pytest.importorskip("mlflow", reason="mlflow is not installed (the loggers extra)")
+    cfg, logger = _logger(tmp_path, "mlflow")
+    assert (tmp_path / "logs" / "mlflow.db").is_file()
+    from mlflow.tracking import MlflowClient
+
+    run = MlflowClient(tracking_uri=cfg.logger.mlflow.tracking_uri).get_run(logger.run_id)
+    assert run.data.metrics["train/query_loss"] == 0.5
+    assert run.data.params["data/shots"] == "5"
