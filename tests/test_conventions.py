@@ -89,15 +89,22 @@ def test_print_config_tree_prints_and_saves_the_resolved_config(
     assert out.index("data") < out.index("trainer")  # the main groups first
 
 
+def _wandb_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """wandb offline, its caches in tmp_path, no error reports sent (older versions try)."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_ERROR_REPORTING", "false")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("WANDB_DIR", raising=False)  # the logger's save_dir decides
+    monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "wandb-cache"))
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
+    monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / "wandb-data"))
+
+
 @pytest.mark.slow
 def test_wandb_offline_run_writes_its_files(tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("wandb", reason="wandb is not installed (the loggers extra)")
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb-dir"))
-    monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "wandb-cache"))
-    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
-    monkeypatch.setenv("WANDB_SILENT", "true")
+    _wandb_offline(tmp_path, monkeypatch)
     cfg = _cfg(tmp_path, "debug=fast", "logger=wandb", "registry=off",
                "callbacks.rich_progress_bar=null", "test=false", "trainer.max_steps=2")
     train(cfg)
@@ -126,6 +133,7 @@ def _logger(tmp_path: Path, name: str):
     cfg = _cfg(tmp_path, "debug=fast", f"logger={name}", "registry=off")
     from omegaconf import OmegaConf
 
+    (tmp_path / "out").mkdir(exist_ok=True)  # the run folder, which Hydra makes in a run
     (logger,) = instantiate_dict(cfg.logger)
     logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))  # as train() does
     logger.log_metrics({"train/query_loss": 0.5}, step=1)
@@ -137,11 +145,7 @@ def test_wandb_logger_from_its_config_writes_offline(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """The config builds a working logger (fast; the training run above is the slow check)."""
     pytest.importorskip("wandb", reason="wandb is not installed (the loggers extra)")
-    for key, sub in (("WANDB_DIR", "dir"), ("WANDB_CACHE_DIR", "cache"),
-                     ("WANDB_CONFIG_DIR", "config")):
-        monkeypatch.setenv(key, str(tmp_path / f"wandb-{sub}"))
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
+    _wandb_offline(tmp_path, monkeypatch)
     _logger(tmp_path, "wandb")
     import wandb
 
@@ -152,6 +156,7 @@ def test_wandb_logger_from_its_config_writes_offline(tmp_path: Path,
 
 def test_mlflow_logger_from_its_config_records_in_sqlite(tmp_path: Path) -> None:
     pytest.importorskip("mlflow", reason="mlflow is not installed (the loggers extra)")
+    (tmp_path / "logs").mkdir()  # as Hydra's run folder below it has made it in a run
     cfg, logger = _logger(tmp_path, "mlflow")
     assert (tmp_path / "logs" / "mlflow.db").is_file()
     from mlflow.tracking import MlflowClient
