@@ -107,6 +107,7 @@ def test_wandb_offline_run_writes_its_files(tmp_path: Path,
     _wandb_offline(tmp_path, monkeypatch)
     cfg = _cfg(tmp_path, "debug=fast", "logger=wandb", "registry=off",
                "callbacks.rich_progress_bar=null", "test=false", "trainer.max_steps=2")
+    (tmp_path / "out").mkdir()  # the run folder, which Hydra makes in a run
     train(cfg)
     import wandb
     wandb.finish()
