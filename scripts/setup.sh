@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Install metalearn (editable) into ./.venv, or into the virtual environment already active.
 #   bash scripts/setup.sh        # to run experiments
-#   bash scripts/setup.sh test   # also what the tests need
-# torch: 2.13.0 (CPU build) is installed only where no torch is importable, so a CUDA build
-# you already have stays; a bare `torch>=2.3` would pull a multi-GB CUDA build instead.
+#   bash scripts/setup.sh test   # also what the tests need (the `dev` extra)
+# torch: 2.13.0 is installed only where no torch is importable, so a build you already have
+# (CUDA or CPU) stays. Set TORCH_INDEX_URL to take it from PyTorch's own index, e.g.
+# https://download.pytorch.org/whl/cpu for the CPU build (the default index's Linux build is
+# the multi-GB CUDA one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -n "${VIRTUAL_ENV:-}" ]; then
@@ -14,10 +16,10 @@ else
 fi
 "$py" -m pip install -q --upgrade pip
 if ! "$py" -c "import torch" 2>/dev/null; then
-  "$py" -m pip install -q "torch==2.13.0"
+  "$py" -m pip install -q ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "torch==2.13.0"
 fi
 if [ "${1:-}" = "test" ]; then
-  "$py" -m pip install -q -e ".[test]"
+  "$py" -m pip install -q -e ".[dev]"
   # The browser test of the API docs needs Debian's chromium; best effort (root, apt, Debian
   # only; about a minute): if it cannot be installed, that one test skips and says why.
   if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null \

@@ -14,9 +14,11 @@ import sys
 from typing import Any, Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from metalearn.data import fetch as data_fetch
 from metalearn.registry import report
 from metalearn.registry.engine import URL_ENV, default_url, find_project_root, is_project
 from metalearn.registry.errors import NotFound, RegistryError
@@ -90,6 +92,8 @@ def parser() -> argparse.ArgumentParser:
     retract.add_argument("id", type=int)
     retract.add_argument("--reason", required=True, help="why, e.g. the bug it was made with")
     retract.set_defaults(func=cmd_retract)
+
+    data_fetch.add_parser(commands)  # metalearn data fetch amazon|omniglot|all
 
     serve = commands.add_parser("serve", help="the HTTP API over the registry")
     serve.add_argument("--host", default="127.0.0.1")
@@ -272,8 +276,20 @@ def cmd_retract(args: argparse.Namespace) -> int:
     return 0
 
 
+# What `pip install 'metalearn-lightning[serve]'` adds; the API imports nothing else optional.
+SERVE_MODULES = {"fastapi", "fastapi_offline", "uvicorn", "pydantic", "pydantic_core", "starlette"}
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    from metalearn.api.server import serve
+    try:
+        from metalearn.api.server import serve
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in SERVE_MODULES:
+            raise
+        Console(stderr=True).print(
+            f"[red]metalearn serve needs the `serve` extra[/red] ({exc.name} is not installed): "
+            + escape("pip install 'metalearn-lightning[serve]'"), highlight=False, soft_wrap=True)
+        return 1
 
     logging.getLogger("metalearn").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     return serve(url=args.url or default_url(args.root), host=args.host, port=args.port,

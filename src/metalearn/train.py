@@ -20,6 +20,7 @@ from torch.utils.tensorboard.summary import hparams
 
 import metalearn.resolvers  # noqa: F401  (registers ${metalearn.data_dir:...}, ${metalearn.log_version:})
 from metalearn.objectives import require_served
+from metalearn.config_tree import print_config_tree
 from metalearn.registry.record import record_attempt
 from metalearn.registry.report import flatten
 
@@ -56,6 +57,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 def _train(cfg: DictConfig) -> dict[str, float]:
+    if (cfg.get("extras") or {}).get("print_config"):  # conf/extras: the resolved config tree
+        print_config_tree(cfg, save_dir=cfg.paths.output_dir)
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path:
         check_checkpoint(ckpt_path)

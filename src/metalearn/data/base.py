@@ -94,7 +94,9 @@ class EpisodicDataModule(pl.LightningDataModule):
             return self.train_sampler.train_episode(self.seed, step, task)
 
         def first_step() -> int:  # when Lightning starts an epoch: the steps already taken
-            return self.trainer.global_step if self.trainer is not None else 0
+            if self.trainer is None or getattr(self.trainer, "overfit_batches", 0):
+                return 0  # debug=overfit: the episodes of the first steps, every epoch
+            return self.trainer.global_step
 
         return DataLoader(
             EpisodeSet(spec_for, self.build),

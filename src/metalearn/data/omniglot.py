@@ -18,6 +18,7 @@ from datasets import Array2D, Dataset, Features, Value
 from PIL import Image
 
 from metalearn.data.disk_cache import cached_dataset, digest
+from metalearn.data.fetch import fetch_hint
 
 log = logging.getLogger(__name__)
 BACKGROUND_ZIPS = ("images_background_small1.zip", "images_background_small2.zip")
@@ -29,7 +30,8 @@ def require(path: Path) -> Path:
     if not path.is_file():
         raise FileNotFoundError(
             f"Omniglot file {path} not found: point data.path at the folder holding "
-            f"{', '.join(BACKGROUND_ZIPS)} (and {LAKE_ZIP} for test_set=lake_runs)")
+            f"{', '.join(BACKGROUND_ZIPS)} (and {LAKE_ZIP} for test_set=lake_runs); "
+            f"{fetch_hint('omniglot')}")
     return path
 
 

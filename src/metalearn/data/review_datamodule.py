@@ -21,6 +21,7 @@ from transformers import AutoTokenizer
 from metalearn.data.arsc import task_file_episodes
 from metalearn.data.base import DataPlan, EpisodicDataModule
 from metalearn.data.batches import pad_token_rows
+from metalearn.data.fetch import fetch_hint
 from metalearn.data.reviews import canonical_domain, read_reviews, review_index, source_files
 from metalearn.data.disk_cache import digest
 from metalearn.data.episode import Episode, EpisodeSpec
@@ -80,7 +81,7 @@ class ReviewEpisodes(EpisodicDataModule):
         if not self.path.exists():
             raise FileNotFoundError(
                 f"data.path {self.path} does not exist: point data.path at the ARSC folder "
-                f"(.../amazon_reviews/arsc) or at a dataset.json file"
+                f"(.../amazon_reviews/arsc) or at a dataset.json file; {fetch_hint('amazon')}"
             )
         if test_protocol not in TEST_PROTOCOLS:
             raise ValueError(f"data.test_protocol must be one of {TEST_PROTOCOLS}, got {test_protocol!r}")

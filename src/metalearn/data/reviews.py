@@ -16,6 +16,8 @@ from typing import Iterator
 import numpy as np
 from datasets import Dataset
 
+from metalearn.data.fetch import fetch_hint
+
 ARSC_NAME = re.compile(r"^(?P<domain>[a-z_]+)\.(?P<task>t\d)\.(?P<split>train|dev|test)$")
 JSON_LABELS = {"positive": 1, "negative": 0}
 COLUMNS = ("text", "label", "domain", "task", "split")
@@ -39,7 +41,8 @@ def arsc_rows(root: Path) -> Iterator[tuple[str, int, str, str, str]]:
     """
     files = arsc_files(root)
     if not files:
-        raise FileNotFoundError(f"no ARSC files (<domain>.t2.train, ...) in {root}")
+        raise FileNotFoundError(f"no ARSC files (<domain>.t2.train, ...) in {root}; "
+                                f"{fetch_hint('amazon')}")
     for path in files:
         meta = ARSC_NAME.match(path.name).groupdict()
         found = 0
@@ -107,7 +110,7 @@ def read_reviews(path: Path) -> Dataset:
     if not path.exists():
         raise FileNotFoundError(
             f"review data not found at {path}; set data.path to the ARSC folder "
-            f"(amazon_reviews/arsc) or to a dataset.json file"
+            f"(amazon_reviews/arsc) or to a dataset.json file; {fetch_hint('amazon')}"
         )
     return read_arsc(path) if path.is_dir() else read_review_json(path)
 
