@@ -29,7 +29,7 @@ BETTER = {"max": "higher", "min": "lower"}
 IGNORED = re.compile(r"^(seed|logger|paths\..*|registry.*|callbacks\..*|hydra\..*)=")
 # Published figures to stand beside each table (accuracy %, as the papers print them).
 PUBLISHED = {
-    "amazon": "none: the source document reports no accuracy for its protocol.",
+    "amazon": "none: \"Meta Learning the Huggingface Way\" reports no accuracy for its protocol.",
     "arsc": "ROBUSTTC-FSL 83.12 (Yu et al. 2018), Induction Networks 85.63 (Geng et al. 2019); "
             "always answering \"positive\" scores 78.14 on these 12 tasks.",
     "omniglot": "on full Omniglot (1,623 characters; ours has 242), 5-way 1-shot / 5-way 5-shot / "
