@@ -1,7 +1,7 @@
 """The logger/callback pair on a tiny Lightning run: metrics, lifecycle, failures, overhead."""
 from __future__ import annotations
 
-import time
+import threading
 from pathlib import Path
 
 import pytest
@@ -153,17 +153,27 @@ def test_the_logger_alone_opens_its_own_attempt(tmp_path: Path, sqlite_url: str)
     assert len(store.metrics(row["id"], name="train/query_loss")) == 6
 
 
-def test_log_metrics_costs_microseconds(sqlite_url: str) -> None:
-    """The hot path only queues: far below a training step's cost even on 2 cores."""
+def test_log_metrics_only_queues(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hot path only queues: no row is written by the thread that logs, while it logs
+    (the writer thread does it). A behaviour, not a timing: it holds on a loaded machine."""
+    writes, logging_now = [], threading.Event()
+    add_metrics = Store.add_metrics
+
+    def spy(self: Store, attempt_id: int, rows: list) -> None:
+        writes.append((threading.current_thread(), logging_now.is_set()))
+        add_metrics(self, attempt_id, rows)
+
+    monkeypatch.setattr(Store, "add_metrics", spy)
+    n = 5000
     with record_attempt(_cfg(sqlite_url)) as session:
         logger = RegistryLogger()
-        n = 5000
-        start = time.perf_counter()
+        logging_now.set()
         for step in range(n):
             logger.log_metrics({"train/query_loss": 0.5, "train/query_acc": 0.5, "epoch": 0.0}, step)
-        per_call = (time.perf_counter() - start) / n
+        logging_now.clear()
         attempt = session.attempt_id
-    assert per_call < 200e-6, f"{per_call * 1e6:.1f} us per log_metrics call"
+    assert writes  # the rows were written ...
+    assert not [t for t, during in writes if during and t is threading.current_thread()]  # ... elsewhere
     assert len(Store(sqlite_url).metrics(attempt)) == 3 * n
 
 
