@@ -91,14 +91,14 @@ def test_best_follows_the_objective_metric_and_direction(url: str, capsys: pytes
     assert "different objectives: acc (max), mse (min)" in capsys.readouterr().err
 
 
-def test_export(url: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_dump(url: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     target = tmp_path / "attempt.json"
-    assert main(["--url", url, "runs", "export", "1", "-o", str(target)]) == 0
+    assert main(["--url", url, "runs", "dump", "1", "-o", str(target)]) == 0
     assert "wrote" in capsys.readouterr().out
     data = json.loads(target.read_text())
     assert data["attempt"]["id"] == 1 and len(data["metrics"]["train/query_loss"]) == 10
     assert data["test_results"][0]["group"] == "automotive"
-    assert main(["--url", url, "runs", "export", "2"]) == 0
+    assert main(["--url", url, "runs", "dump", "2"]) == 0
     assert json.loads(capsys.readouterr().out)["attempt"]["algorithm"] == "maml"
 
 
@@ -207,7 +207,7 @@ def test_messages_print_user_text_literally(marked_up: str, tmp_path: Path,
                                             capsys: pytest.CaptureFixture,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     target = tmp_path / "[bold]attempt.json"
-    assert main(["--url", marked_up, "runs", "export", "1", "-o", str(target)]) == 0
+    assert main(["--url", marked_up, "runs", "dump", "1", "-o", str(target)]) == 0
     assert f"wrote {target}" in _shown(capsys.readouterr().out)
     assert main(["--url", marked_up, "runs", "retract", "1", "--reason", "[bold]bug[/bold]"]) == 0
     assert "attempt 1 retracted" in capsys.readouterr().out

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 from rich.console import Console
@@ -19,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from metalearn.data import fetch as data_fetch
-from metalearn.registry import report
+from metalearn.registry import records, report
 from metalearn.registry.engine import URL_ENV, default_url, find_project_root, is_project
 from metalearn.registry.errors import NotFound, RegistryError
 from metalearn.registry.schema import STATUSES
@@ -50,7 +51,7 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = top.add_subparsers(dest="command", required=True)
 
-    runs = commands.add_parser("runs", help="list, show, compare and export attempts")
+    runs = commands.add_parser("runs", help="list, show, compare, export and import attempts")
     sub = runs.add_subparsers(dest="runs_command", required=True)
     ls = sub.add_parser("list", help="attempts, newest first")
     ls.add_argument("--status", action="append", choices=STATUSES, help="repeat for several")
@@ -82,10 +83,25 @@ def parser() -> argparse.ArgumentParser:
     best.add_argument("--json", action="store_true")
     best.set_defaults(func=cmd_best)
 
-    exp = sub.add_parser("export", help="everything recorded for an attempt, as JSON")
-    exp.add_argument("id", type=int)
-    exp.add_argument("-o", "--output", help="file to write (default: stdout)")
+    dump = sub.add_parser("dump", help="everything recorded for an attempt, as one JSON document")
+    dump.add_argument("id", type=int)
+    dump.add_argument("-o", "--output", help="file to write (default: stdout)")
+    dump.set_defaults(func=cmd_dump)
+
+    exp = sub.add_parser("export", help="write finished attempts as records to commit "
+                                        "(experiments/records/<experiment>/...)")
+    exp.add_argument("ids", type=int, nargs="*", metavar="ID", help="attempts to export")
+    exp.add_argument("--experiment", action="append",
+                     help="also every completed attempt of this experiment (repeat for several)")
+    exp.add_argument("--out", help="records folder (default: experiments/records in the project)")
+    exp.add_argument("--url", default=argparse.SUPPRESS, help="registry URL")
     exp.set_defaults(func=cmd_export)
+
+    imp = sub.add_parser("import", help="load records (files or folders of them) into a registry")
+    imp.add_argument("paths", nargs="+", metavar="PATH")
+    imp.add_argument("--url", default=argparse.SUPPRESS,
+                     help="registry URL (default: the project's logs/registry.db, made if absent)")
+    imp.set_defaults(func=cmd_import)
 
     retract = sub.add_parser("retract", help="withdraw a finished attempt (kept on record, "
                                               "no longer counted as completed)")
@@ -259,7 +275,7 @@ def cmd_best(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_export(args: argparse.Namespace) -> int:
+def cmd_dump(args: argparse.Namespace) -> int:
     data = report.export(_store(args), args.id)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as fh:
@@ -267,6 +283,36 @@ def cmd_export(args: argparse.Namespace) -> int:
         _out().print(Text(f"wrote {args.output}"))
     else:
         _dump(data)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    store = _store(args)
+    ids = list(args.ids)
+    for experiment in args.experiment or []:
+        found = [a["id"] for a in store.list_attempts(status="completed", experiment=experiment)]
+        if not found:
+            raise RegistryError(f"no completed attempts of experiment {experiment!r}")
+        ids.extend(sorted(found))
+    if not ids:
+        raise RegistryError("name the attempts to export (IDs or --experiment NAME)")
+    out = Path(args.out) if args.out else find_project_root() / "experiments" / "records"
+    for path, changed in records.export(store, list(dict.fromkeys(ids)), out):
+        _out().print(Text(f"{'wrote' if changed else 'unchanged'} {path}"))
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    url = args.url or os.environ.get(URL_ENV)
+    if not url:
+        root = find_project_root()
+        if not is_project(root):
+            raise RegistryError(f"{root} is not in a metalearn project (no run.py and conf/ here "
+                                f"or above): run this in one, or pass --url or set {URL_ENV}")
+        url = default_url(root)
+    done = records.import_records(Store(url), [Path(p) for p in args.paths])
+    for path, attempt_id, new in done:
+        _out().print(Text(f"{'added' if new else 'updated'} attempt {attempt_id} from {path}"))
     return 0
 
 

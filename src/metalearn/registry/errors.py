@@ -11,3 +11,7 @@ class SchemaError(RegistryError):
 
 class NotFound(RegistryError):
     """No attempt with that id."""
+
+
+class RecordError(RegistryError):
+    """A record file (experiments/records/...) is malformed; the message names file and key."""
