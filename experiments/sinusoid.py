@@ -1,13 +1,17 @@
 """Sinusoid results (Finn et al. 2017, section 5.1): MSE after 0, 1 and 10 inner steps, and a figure.
 
-    python experiments/sinusoid.py            # print the table, write experiments/sinusoid.png
-    python experiments/sinusoid.py --write    # also refresh the table in experiments/README.md
+    python experiments/sinusoid.py            # score, record the results, write sinusoid.png
+    metalearn runs export --experiment maml_sinusoid ...   # then commit the records
+    python experiments/tables.py --write      # and the table in experiments/README.md
 
-Reads the newest completed (non-debug) attempt of each sinusoid experiment from the run
+Takes the newest completed (non-debug) attempt of each sinusoid experiment from the run
 registry, rebuilds its network from the recorded config and checkpoint, and scores it on the
 same 100 held-out tasks (`data.eval_seed + 1`, the meta-test's tasks) at K = 5, 10 and 20
 support points: the MSE over 100 query points per task after 0, 1 and 10 SGD steps on the
 support points with the run's own inner step size, as mean and 95% interval over the tasks.
+The scores become test results of that attempt (group `K=<shots>`, metric `mse@<steps>`), so
+its exported record carries them and the table is built from records; the figure is drawn
+from the checkpoints.
 """
 from __future__ import annotations
 
@@ -24,10 +28,10 @@ import torch  # noqa: E402
 from metalearn.algorithms.stats import mean_ci95  # noqa: E402
 from metalearn.registry.engine import default_url  # noqa: E402
 from metalearn.registry.store import Store  # noqa: E402
+from tables import from_registry, steps_table  # noqa: E402  (experiments/, beside this file)
 
 HERE = Path(__file__).resolve().parent
-README, FIGURE = HERE / "README.md", HERE / "sinusoid.png"
-BEGIN, END = "<!-- sinusoid:begin -->", "<!-- sinusoid:end -->"
+FIGURE = HERE / "sinusoid.png"
 EXPERIMENTS = ("maml_sinusoid", "fomaml_sinusoid", "reptile_sinusoid", "finetune_sinusoid")
 SHOTS, STEPS, TASKS = (5, 10, 20), (0, 1, 10), 100
 
@@ -71,24 +75,23 @@ def adapted(learner, ep, steps: int) -> dict:
         return learner.adapt_support(params, ep.support_x, ep.support_y, steps)[0]
 
 
-def mse_table(learners: dict, attempts: dict, tasks: int = TASKS) -> str:
-    """Markdown: one row per experiment and K, MSE ± 95% interval after 0, 1, 10 steps."""
-    lines = ["| experiment | K | inner step | " + " | ".join(
-        f"MSE after {s} step{'s' * (s != 1)}" for s in STEPS) + " | attempt |",
-        "|---" * (len(STEPS) + 4) + "|"]
+def scores(learners: dict, attempts: dict, tasks: int = TASKS) -> dict[str, list[dict]]:
+    """Per experiment: a test-result row per K and step count, MSE ± 95% interval over tasks."""
+    out: dict[str, list[dict]] = {}
     for experiment, learner in learners.items():
+        rows = out[experiment] = []
+        metric = learner.objective.metric
         for shots in SHOTS:
-            cells = []
             episodes = [ep for _, ep in held_out_tasks(attempts[experiment], shots, tasks)]
             for steps in STEPS:
                 values = [learner.objective.score(learner.predict(
                     adapted(learner, ep, steps), ep.support_x, ep.query_x).detach(),
                     ep.query_y).item() for ep in episodes]
                 mean, ci = mean_ci95(values)
-                cells.append(f"{mean:.3f} ± {ci:.3f}")
-            lines.append(f"| `{experiment}` | {shots} | {learner.inner_lr} | " + " | ".join(cells)
-                         + f" | {attempts[experiment]['id']} |")
-    return "\n".join(lines) + "\n"
+                rows.append({"group": f"K={shots}", "metric": f"{metric}@{steps}", "value": mean,
+                             "ci95": ci, "episodes": len(episodes), "shots": shots,
+                             "queries": episodes[0].queries})
+    return out
 
 
 def figure(learners: dict, attempts: dict, path: Path, tasks: int = 3) -> None:
@@ -117,25 +120,23 @@ def figure(learners: dict, attempts: dict, path: Path, tasks: int = 3) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", default=None, help="registry URL (default: the project's SQLite)")
-    parser.add_argument("--write", action="store_true", help=f"refresh the table in {README}")
     parser.add_argument("--figure", type=Path, default=FIGURE, help="where to write the figure")
     parser.add_argument("--tasks", type=int, default=TASKS, help="held-out tasks to score")
     args = parser.parse_args()
     torch.manual_seed(0)
-    attempts = newest_attempts(Store(args.url or default_url()))
+    url = args.url or default_url()
+    store = Store(url)
+    attempts = newest_attempts(store)
     if not attempts:
         raise SystemExit(f"no completed sinusoid attempts in the registry; run "
                          f"`python run.py experiment=maml_sinusoid` ({', '.join(EXPERIMENTS)})")
     learners = {e: learner_of(a) for e, a in attempts.items()}
-    table = mse_table(learners, attempts, args.tasks)
+    for experiment, rows in scores(learners, attempts, args.tasks).items():
+        store.put_test_results(attempts[experiment]["id"], rows)
     figure(learners, attempts, args.figure)
-    print(table)
-    if args.write:
-        text = README.read_text()
-        if BEGIN not in text or END not in text:
-            raise SystemExit(f"{README} has no {BEGIN} ... {END} markers")
-        head, rest = text.split(BEGIN, 1)
-        README.write_text(f"{head}{BEGIN}\n{table}{END}{rest.split(END, 1)[1]}")
+    print(steps_table(from_registry(url)))
+    print(f"recorded as test results of attempts {sorted(a['id'] for a in attempts.values())}; "
+          f"export them with `metalearn runs export ID ...`")
 
 
 if __name__ == "__main__":

@@ -1,32 +1,42 @@
-"""Results tables from the run registry: one markdown table per benchmark.
+"""Results tables from the committed records (experiments/records/): one table per benchmark.
 
     python experiments/tables.py                    # print the tables
     python experiments/tables.py --write            # refresh them in experiments/README.md
+    python experiments/tables.py --url URL          # from a registry instead of the records
 
 A cell is every completed attempt of one experiment with the same overrides apart from
 `seed` (and logging/path settings): with one seed, the mean of the objective's metric
 (accuracy in %, or mean squared error) and its 95% interval over episodes; with several, the
 mean over seeds and the Student t interval over the seeds' means. Debug runs (`debug=...`) are
-left out. The benchmark is the first known benchmark in the
-experiment's name (`reptile_omniglot_lake` -> omniglot), else its last part (`reptile_arsc` -> arsc).
+left out. The benchmark is the first known benchmark in the experiment's name
+(`reptile_omniglot_lake` -> omniglot), else its last part (`reptile_arsc` -> arsc). Test results
+named `<metric>@<steps>` (the MSE after so many adaptation steps, written by
+experiments/sinusoid.py) make the per-step table. Every row cites the records it comes from.
 """
 from __future__ import annotations
 
 import argparse
 import re
 from collections import defaultdict
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from metalearn.algorithms.stats import seeds_ci95
-from metalearn.registry.engine import default_url, find_project_root
+from metalearn.registry import records as rec
+from metalearn.registry.engine import default_url
 from metalearn.registry.report import BENCHMARKS, benchmark, objective_of
 from metalearn.registry.store import Store
 
-README = Path(__file__).with_name("README.md")
-BEGIN, END = "<!-- tables:begin -->", "<!-- tables:end -->"
+HERE = Path(__file__).resolve().parent
+README, RECORDS, TOP_README = HERE / "README.md", HERE / "records", HERE.parent / "README.md"
+BLOCKS = {"tables": ("<!-- tables:begin -->", "<!-- tables:end -->"),
+          "steps": ("<!-- sinusoid:begin -->", "<!-- sinusoid:end -->")}
+SUMMARY = ("<!-- results:begin -->", "<!-- results:end -->")  # in the top-level README, if there
 DESCRIBED = {"acc": "accuracy (%)", "mse": "mean squared error"}
 BETTER = {"max": "higher", "min": "lower"}
 IGNORED = re.compile(r"^(seed|logger|paths\..*|registry.*|callbacks\..*|hydra\..*)=")
+STEP_METRIC = re.compile(r"^(?P<metric>\w+)@(?P<steps>\d+)$")
 # Published figures to stand beside each table (accuracy %, as the papers print them).
 PUBLISHED = {
     "amazon": "none: \"Meta Learning the Huggingface Way\" reports no accuracy for its protocol.",
@@ -42,39 +52,76 @@ PUBLISHED = {
     "sinusoid": "Finn et al. 2017 show curves, not a table: after one step of 0.01 on K = 10 "
                 "points MAML's prediction follows the task's sine wave, and more steps improve "
                 "it further; the joint-training baseline barely moves from the average of all "
-                "tasks. Per step counts: experiments/sinusoid.py.",
+                "tasks. Per step counts: below.",
 }
 
 
-def shown(override: str, root: Path) -> str:
-    """An override as a user types it from the project root (checkpoint paths relative)."""
+# ---- the records ------------------------------------------------------------------------
+def from_records(folder: Path = RECORDS) -> list[dict[str, Any]]:
+    """Every committed record, checked, each with `cite`: its short id linked to its file."""
+    if not folder.is_dir():
+        return []
+    return [{**item.record, "cite": cite(item.record["id"], item.path)}
+            for item in rec.load_all([folder])]
+
+
+def from_registry(url: str) -> list[dict[str, Any]]:
+    """The records of a registry's completed attempts, made in memory (cited by short id)."""
+    store = Store(url)
+    attempts = reversed(store.list_attempts(status="completed"))
+    return [{**rec.render(store, a["id"]).record, "cite": None} for a in attempts]
+
+
+def cite(record_id: str, path: Path | None) -> str:
+    """A record as a table cites it: the first 8 characters of its id, linked to its file."""
+    short = record_id[:8]
+    if path is None:
+        return short
+    try:
+        return f"[{short}]({path.resolve().relative_to(HERE).as_posix()})"
+    except ValueError:  # a records folder outside experiments/: no relative link
+        return short
+
+
+def _time(text: str | None) -> datetime | None:
+    return None if text is None else rec.parse_time(text)
+
+
+def shown(override: str, root: str | None) -> str:
+    """An override as a user types it from the project root (checkpoint paths relative to the
+    recording run's project root)."""
     key, _, value = override.partition("=")
-    if key == "ckpt_path" and Path(value).is_absolute() and Path(value).is_relative_to(root):
+    if key == "ckpt_path" and root and Path(value).is_absolute() and Path(value).is_relative_to(root):
         return f"{key}={Path(value).relative_to(root)}"
     return override
 
 
-def cell_key(attempt: dict, root: Path) -> tuple[str, tuple[str, ...]]:
+def cell_key(record: dict) -> tuple[str, tuple[str, ...]]:
     """What makes attempts the same cell: the experiment and its non-seed overrides."""
-    overrides = tuple(shown(o, root) for o in attempt.get("overrides") or []
+    root = ((record.get("config") or {}).get("paths") or {}).get("root_dir")
+    overrides = tuple(shown(o, root) for o in record.get("overrides") or []
                       if not IGNORED.match(o) and not o.startswith("experiment="))
-    return attempt["experiment"] or "?", overrides
+    return record["experiment"] or "?", overrides
 
 
-def collect(store: Store, debug: bool = False) -> dict[tuple[str, tuple[str, ...]], list[dict]]:
-    """Completed attempts with test results, grouped into cells."""
+def is_debug(record: dict) -> bool:
+    """Whether the attempt was a debug run (`debug=...`), left out of the tables."""
+    return any(o.startswith("debug=") for o in record.get("overrides") or [])
+
+
+def collect(records: list[dict], debug: bool = False) -> dict[tuple[str, tuple[str, ...]], list[dict]]:
+    """Completed attempts with test results of their objective's metric, grouped into cells."""
     cells: dict[tuple[str, tuple[str, ...]], list[dict]] = defaultdict(list)
-    root = find_project_root()  # checkpoint paths are shown relative to it
-    for a in reversed(store.list_attempts(status="completed", with_config=True)):
-        if not debug and any(o.startswith("debug=") for o in a.get("overrides") or []):
+    for r in records:
+        if r["status"] != "completed" or (is_debug(r) and not debug):
             continue
-        metric, mode = objective_of(a["config"])
-        results = [r for r in store.test_results(a["id"]) if r["metric"] == metric]
+        metric, mode = objective_of(r["config"])
+        results = [t for t in r["test_results"] if t["metric"] == metric]
         if results:
-            overall = tuple(store.final_values(name, [a["id"]]).get(a["id"])
+            overall = tuple((r["metrics"].get(name) or {}).get("last")
                             for name in (f"test/{metric}", f"test/{metric}_ci95"))
-            cells[cell_key(a, root)].append({**a, "results": results, "overall": overall,
-                                             "metric": metric, "mode": mode})
+            cells[cell_key(r)].append({**r, "results": results, "overall": overall,
+                                       "metric": metric, "mode": mode})
     return cells
 
 
@@ -85,24 +132,27 @@ def summarize(attempts: list[dict]) -> dict:
     for d in domains:
         rows = [r for a in attempts for r in a["results"] if r["group"] == d]
         if len(attempts) == 1:
-            per_domain[d] = (rows[0]["value"], rows[0]["ci95"])
+            per_domain[d] = (rows[0]["value"], _nan(rows[0]["ci95"]))
         else:
             per_domain[d] = seeds_ci95([r["value"] for r in rows])
     for a in attempts:  # the mean over all test episodes, as logged (test/<metric>)
         value, ci = a["overall"]
         if value is None:
             value, ci = sum(r["value"] for r in a["results"]) / len(a["results"]), None
-        means.append((value, float("nan") if ci is None else ci))
+        means.append((value, _nan(ci)))
     mean = means[0] if len(attempts) == 1 else seeds_ci95([m for m, _ in means])
-    walls = [(a["ended_at"] - a["started_at"]).total_seconds() for a in attempts
+    walls = [(_time(a["ended_at"]) - _time(a["started_at"])).total_seconds() for a in attempts
              if a["ended_at"] and a["started_at"]]
-    cfg = attempts[0].get("config") or {}
-    trainer = cfg.get("trainer") or {}
+    hw = attempts[0]["hardware"]
     return {"domains": per_domain, "mean": mean, "seeds": len(attempts),
             "metric": attempts[0]["metric"], "mode": attempts[0]["mode"],
             "wall_min": sum(walls) / len(walls) / 60 if walls else float("nan"),
-            "hardware": f"{attempts[0].get('host') or '?'} ({trainer.get('accelerator', '?')})",
-            "ids": [a["id"] for a in attempts]}
+            "hardware": f"{hw.get('host') or '?'} ({hw.get('accelerator') or '?'})",
+            "cites": [a["cite"] or a["id"][:8] for a in attempts]}
+
+
+def _nan(value: float | None) -> float:
+    return float("nan") if value is None else value
 
 
 def fmt(value: tuple[float, float], metric: str = "acc") -> str:
@@ -114,50 +164,142 @@ def fmt(value: tuple[float, float], metric: str = "acc") -> str:
     return f"{scale * score:.{digits}f} ± {scale * ci:.{digits}f}"
 
 
-def tables(store: Store, debug: bool = False) -> str:
-    """Markdown: a table per benchmark, a row per cell (debug runs too if `debug`)."""
+# ---- the tables ---------------------------------------------------------------------------
+def cells_by_benchmark(records: list[dict], debug: bool = False) -> dict[str, list[tuple]]:
+    """(experiment, overrides, summary) of every cell, per benchmark, in print order."""
     by_bench: dict[str, list] = defaultdict(list)
-    for (experiment, overrides), attempts in collect(store, debug).items():
+    for (experiment, overrides), attempts in collect(records, debug).items():
         by_bench[benchmark(experiment)].append((experiment, overrides, summarize(attempts)))
+    return {b: sorted(by_bench[b], key=lambda r: (r[0], r[1]))
+            for b in sorted(by_bench, key=lambda b: (b not in BENCHMARKS, b))}
+
+
+def tables(records: list[dict], debug: bool = False) -> str:
+    """Markdown: a section per benchmark (every known one), a row per cell."""
+    cells = cells_by_benchmark(records, debug)
     out = []
-    for bench in sorted(by_bench, key=lambda b: (b not in BENCHMARKS, b)):
-        rows = sorted(by_bench[bench], key=lambda r: (r[0], r[1]))
-        domains = sorted({d for _, _, s in rows for d in s["domains"]})
-        metrics = sorted({(s["metric"], s["mode"]) for _, _, s in rows})
+    for bench in dict.fromkeys([*BENCHMARKS, *cells]):
+        rows = cells.get(bench, [])
         out.append(f"### {bench}\n")
-        out.append("Metric: " + "; ".join(f"{DESCRIBED.get(m, m)}, {BETTER[d]} is better"
-                                          for m, d in metrics) + ".\n")
-        out.append("| command | " + " | ".join(domains) + " | mean | seeds | wall (min) | hardware | attempts |")
-        out.append("|---" * (len(domains) + 6) + "|")
-        for experiment, overrides, s in rows:
-            command = " ".join([f"experiment={experiment}", *overrides])
-            m = s["metric"]
-            cells = [fmt(s["domains"][d], m) if d in s["domains"] else "—" for d in domains]
-            out.append(f"| `{command}` | " + " | ".join(cells)
-                       + f" | {fmt(s['mean'], m)} | {s['seeds']} | {s['wall_min']:.1f} | "
-                       f"{s['hardware']} | {', '.join(map(str, s['ids']))} |")
-        out.append("")
+        if not rows:
+            out.append("No recorded attempts yet.\n")
+        else:
+            domains = sorted({d for _, _, s in rows for d in s["domains"]})
+            metrics = sorted({(s["metric"], s["mode"]) for _, _, s in rows})
+            out.append("Metric: " + "; ".join(f"{DESCRIBED.get(m, m)}, {BETTER[d]} is better"
+                                              for m, d in metrics) + ".\n")
+            out.append("| command | " + " | ".join(domains)
+                       + " | mean | seeds | wall (min) | hardware | records |")
+            out.append("|---" * (len(domains) + 6) + "|")
+            for experiment, overrides, s in rows:
+                command = " ".join([f"experiment={experiment}", *overrides])
+                m = s["metric"]
+                values = [fmt(s["domains"][d], m) if d in s["domains"] else "—" for d in domains]
+                out.append(f"| `{command}` | " + " | ".join(values)
+                           + f" | {fmt(s['mean'], m)} | {s['seeds']} | {s['wall_min']:.1f} | "
+                           f"{s['hardware']} | {', '.join(s['cites'])} |")
+            out.append("")
         if bench in PUBLISHED:
             out.append(f"Published: {PUBLISHED[bench]}\n")
-    return "\n".join(out) if out else "(no completed attempts with test results)\n"
+    return "\n".join(out)
+
+
+def step_rows(record: dict) -> dict[tuple[str, int], dict[int, dict]]:
+    """The `<metric>@<steps>` test results of a record: (metric, shots) -> steps -> row."""
+    found: dict[tuple[str, int], dict[int, dict]] = defaultdict(dict)
+    for r in record["test_results"]:
+        match = STEP_METRIC.match(r["metric"])
+        if match:
+            found[match["metric"], r["shots"]][int(match["steps"])] = r
+    return found
+
+
+def steps_table(records: list[dict]) -> str:
+    """Markdown: per experiment (its newest completed, non-debug record with per-step results)
+    and K, the metric after each number of adaptation steps, mean ± 95% interval over tasks."""
+    newest: dict[str, dict] = {}
+    for r in records:  # oldest first: a later record replaces an earlier one
+        if r["status"] == "completed" and not is_debug(r) and step_rows(r):
+            newest[r["experiment"] or "?"] = r
+    if not newest:
+        return "No recorded attempts with per-step results yet.\n"
+    steps = sorted({s for r in newest.values() for by in step_rows(r).values() for s in by})
+    metric = sorted({m for r in newest.values() for m, _ in step_rows(r)})[0]
+    lines = ["| experiment | K | inner step | " + " | ".join(
+        f"{metric.upper()} after {s} step{'s' * (s != 1)}" for s in steps) + " | record |",
+        "|---" * (len(steps) + 4) + "|"]
+    for experiment in sorted(newest):
+        r = newest[experiment]
+        inner = ((r.get("config") or {}).get("algorithm") or {}).get("inner_lr", "—")
+        for (m, shots), by_steps in sorted(step_rows(r).items()):
+            cells = [fmt((by_steps[s]["value"], _nan(by_steps[s]["ci95"])), m)
+                     if s in by_steps else "—" for s in steps]
+            lines.append(f"| `{experiment}` | {shots} | {inner} | " + " | ".join(cells)
+                         + f" | {r['cite'] or r['id'][:8]} |")
+    return "\n".join(lines) + "\n"
+
+
+def summary(records: list[dict]) -> str:
+    """Markdown for the top-level README: the best recorded cell of each benchmark."""
+    lines = ["| benchmark | best recorded command | score | records |", "|---|---|---|---|"]
+    for bench, rows in cells_by_benchmark(records).items():
+        if bench not in BENCHMARKS:
+            continue
+        _, _, s0 = rows[0]
+        pick = max if s0["mode"] == "max" else min
+        experiment, overrides, s = pick(rows, key=lambda r: r[2]["mean"][0])
+        cites = ", ".join(c.replace("](records/", "](experiments/records/") for c in s["cites"])
+        command = " ".join([f"experiment={experiment}", *overrides])
+        lines.append(f"| {bench} | `{command}` | {fmt(s['mean'], s['metric'])} "
+                     f"{DESCRIBED.get(s['metric'], s['metric'])} | {cites} |")
+    if len(lines) == 2:
+        return ("No recorded results yet: see [experiments/README.md](experiments/README.md) "
+                "for how rows get there.\n")
+    return "\n".join(lines) + "\n\nAll rows, per-domain figures and the published ones beside " \
+        "them: [experiments/README.md](experiments/README.md).\n"
+
+
+# ---- the READMEs ------------------------------------------------------------------------------
+def fill(text: str, begin: str, end: str, body: str, where: Path) -> str:
+    """text with the block between the begin and end markers replaced by body."""
+    if begin not in text or end not in text:
+        raise SystemExit(f"{where} has no {begin} ... {end} markers")
+    head, rest = text.split(begin, 1)
+    return f"{head}{begin}\n{body}{end}{rest.split(end, 1)[1]}"
+
+
+def readme(text: str, records: list[dict]) -> str:
+    """experiments/README.md with its tables made from records."""
+    text = fill(text, *BLOCKS["tables"], tables(records) + "\n", README)
+    return fill(text, *BLOCKS["steps"], steps_table(records), README)
+
+
+def top_readme(text: str, records: list[dict]) -> str:
+    """The top-level README with its results summary from records (unchanged if it has none)."""
+    if SUMMARY[0] not in text:
+        return text
+    return fill(text, *SUMMARY, summary(records), TOP_README)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--url", default=None, help="registry URL (default: the project's SQLite)")
-    parser.add_argument("--write", action="store_true", help=f"refresh the tables in {README}")
+    parser.add_argument("--records", type=Path, default=RECORDS, help="records folder")
+    parser.add_argument("--url", default=None, help="read a registry instead of the records")
+    parser.add_argument("--write", action="store_true",
+                        help=f"refresh the tables in {README} (and the summary in {TOP_README})")
     parser.add_argument("--debug", action="store_true", help="include debug=... runs")
     args = parser.parse_args()
-    text = tables(Store(args.url or default_url()), args.debug)
+    if args.url and args.write:
+        raise SystemExit("--write takes the committed records only: a table cites files that "
+                         "a clone has (export the attempts first: metalearn runs export)")
+    records = from_registry(args.url or default_url()) if args.url else from_records(args.records)
     if not args.write:
-        print(text)
+        print(tables(records, args.debug))
+        print(steps_table(records))
         return
-    readme = README.read_text()
-    if BEGIN not in readme or END not in readme:
-        raise SystemExit(f"{README} has no {BEGIN} ... {END} markers")
-    head, rest = readme.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    README.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
+    README.write_text(readme(README.read_text(), records))
+    if TOP_README.is_file():
+        TOP_README.write_text(top_readme(TOP_README.read_text(), records))
 
 
 if __name__ == "__main__":

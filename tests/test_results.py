@@ -1,6 +1,7 @@
 """The results tooling on real attempts: the table script and the notebook, top to bottom."""
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 
@@ -8,6 +9,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from metalearn.registry import Store
 from metalearn.registry.report import benchmark
 from metalearn.train import train
 from tests.conftest import ROOT, compose_config
@@ -67,3 +69,30 @@ def test_the_sinusoid_script_scores_trained_attempts_and_draws_them(tmp_path):
     assert [r.split(" | ")[1] for r in rows] == ["5", "10", "20"]
     assert all(r.count(" ± ") == 3 for r in rows)  # after 0, 1 and 10 steps
     assert figure.stat().st_size > 10_000
+    results = Store(f"sqlite:///{tmp_path}/registry.db").test_results(1)  # recorded for export
+    assert {(r["group"], r["metric"]) for r in results} >= {
+        (f"K={k}", f"mse@{s}") for k in (5, 10, 20) for s in (0, 1, 10)}
+    assert {r["episodes"] for r in results if "@" in r["metric"]} == {4}
+
+
+def _tables_module():
+    spec = importlib.util.spec_from_file_location("tables", ROOT / "experiments" / "tables.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_committed_results_tables_are_made_from_the_committed_records():
+    """A fresh clone regenerates experiments/README.md (and the top README's summary, where it
+    has one) byte for byte from experiments/records/: run `python experiments/tables.py
+    --write` after exporting records or changing the tables."""
+    tables = _tables_module()
+    records = tables.from_records()
+    committed = tables.README.read_text(encoding="utf-8")
+    assert tables.readme(committed, records) == committed
+    top = tables.TOP_README.read_text(encoding="utf-8")
+    assert tables.top_readme(top, records) == top
+    cited = {r["cite"] for r in records}
+    for line in committed.splitlines():  # every table row cites records, and only these
+        if line.startswith("| `experiment=") or line.startswith("| `"):
+            assert any(c in line for c in cited), line
