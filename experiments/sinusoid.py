@@ -24,11 +24,11 @@ import matplotlib
 matplotlib.use("Agg")  # headless: the figure is written to a file
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
+from tables import from_registry, steps_table  # noqa: E402  (experiments/, beside this file)
 
 from metalearn.algorithms.stats import mean_ci95  # noqa: E402
 from metalearn.registry.engine import default_url  # noqa: E402
 from metalearn.registry.store import Store  # noqa: E402
-from tables import from_registry, steps_table  # noqa: E402  (experiments/, beside this file)
 
 HERE = Path(__file__).resolve().parent
 FIGURE = HERE / "sinusoid.png"

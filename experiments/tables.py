@@ -91,7 +91,8 @@ def shown(override: str, root: str | None) -> str:
     """An override as a user types it from the project root (checkpoint paths relative to the
     recording run's project root)."""
     key, _, value = override.partition("=")
-    if key == "ckpt_path" and root and Path(value).is_absolute() and Path(value).is_relative_to(root):
+    path = Path(value)
+    if key == "ckpt_path" and root and path.is_absolute() and path.is_relative_to(root):
         return f"{key}={Path(value).relative_to(root)}"
     return override
 
@@ -109,9 +110,12 @@ def is_debug(record: dict) -> bool:
     return any(o.startswith("debug=") for o in record.get("overrides") or [])
 
 
-def collect(records: list[dict], debug: bool = False) -> dict[tuple[str, tuple[str, ...]], list[dict]]:
+Cells = dict[tuple[str, tuple[str, ...]], list[dict]]
+
+
+def collect(records: list[dict], debug: bool = False) -> Cells:
     """Completed attempts with test results of their objective's metric, grouped into cells."""
-    cells: dict[tuple[str, tuple[str, ...]], list[dict]] = defaultdict(list)
+    cells: Cells = defaultdict(list)
     for r in records:
         if r["status"] != "completed" or (is_debug(r) and not debug):
             continue

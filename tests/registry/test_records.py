@@ -38,7 +38,7 @@ def _attempt(store: Store, experiment: str, seed: int, parent: int | None = None
 
 @pytest.fixture
 def source(tmp_path: Path) -> str:
-    """A registry with two finished attempts, the second meta-testing the first, and a running one."""
+    """A registry with two finished attempts (the second a child of the first) and a running one."""
     url = f"sqlite:///{tmp_path / 'a.db'}"
     store = Store(url)
     first = _attempt(store, "maml_sinusoid", 1)
@@ -49,7 +49,8 @@ def source(tmp_path: Path) -> str:
 
 
 def _files(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {str(p.relative_to(folder)): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def test_export_import_export_gives_the_same_files_and_importing_twice_adds_nothing(
@@ -61,7 +62,8 @@ def test_export_import_export_gives_the_same_files_and_importing_twice_adds_noth
     record = json.loads(next(v for k, v in written.items() if k.endswith(".json")))
     assert list(record)[:4] == ["format", "id", "experiment", "name"]
     assert record["git_commit"] == "ab" * 20 and record["git_dirty"] is True
-    assert record["hardware"] == {"host": "box", "accelerator": "cpu", "devices": 1, "precision": None}
+    assert record["hardware"] == {"host": "box", "accelerator": "cpu", "devices": 1,
+                                  "precision": None}
     assert record["metrics"]["train/loss"]["count"] == 50
     assert record["metrics"]["val/mse"] == {"count": 1, "last_step": 10, "last": None,
                                             "min": None, "max": None}
@@ -154,7 +156,7 @@ def test_rows_over_the_size_limit_leave_the_summaries_and_import_as_final_values
     assert len(store.metrics(1)) == 3  # each metric's last value, once
 
 
-def test_a_record_from_a_registry_with_study_columns_reads_here(source: str, tmp_path: Path) -> None:
+def test_a_record_with_study_columns_reads_here(source: str, tmp_path: Path) -> None:
     path = _exported(source, tmp_path / "r")[0]
     record = json.loads(path.read_text())
     record.update(study="sweep-1", trial=4)

@@ -19,10 +19,11 @@ import json
 import logging
 import math
 import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from metalearn.registry import schema
 from metalearn.registry.errors import RecordError, RegistryError
@@ -81,7 +82,8 @@ def render(store: Store, attempt_id: int, max_rows_bytes: int = MAX_ROWS_BYTES) 
     """The record of a finished attempt and its files; refuses one still queued or running."""
     row = store.get_attempt(attempt_id)
     if row["status"] not in schema.TERMINAL:
-        raise RegistryError(f"attempt {attempt_id} is {row['status']}: export it once it has finished")
+        raise RegistryError(f"attempt {attempt_id} is {row['status']}: "
+                            "export it once it has finished")
     rows = store.metrics(attempt_id)
     rid = record_id(row["host"], row["pid"], row["created_at"], row["name"])
     stem = f"{folder_name(row['experiment'])}/{row['created_at']:%Y%m%dT%H%M%S}-{rid[:8]}"
@@ -122,7 +124,8 @@ def render(store: Store, attempt_id: int, max_rows_bytes: int = MAX_ROWS_BYTES) 
         "ended_at": iso(row["ended_at"]),
     })
     record.update({c: row[c] for c in PATH_COLUMNS})
-    record["test_results"] = [{f: r[f] for f in RESULT_FIELDS} for r in store.test_results(attempt_id)]
+    record["test_results"] = [{f: r[f] for f in RESULT_FIELDS}
+                              for r in store.test_results(attempt_id)]
     record["metrics"] = summarize(rows)
     record["metric_rows"] = metric_rows
     record["config"] = row["config"]
@@ -251,7 +254,8 @@ _CHECKS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "status": (f"one of {', '.join(schema.TERMINAL)}", lambda v: v in schema.TERMINAL),
     "study": ("a string or null", _opt(str)),
     "trial": ("an integer or null", _opt(int)),
-    "parent": ("a UUID string or null", lambda v: v is None or (isinstance(v, str) and _uuid_ok(v))),
+    "parent": ("a UUID string or null",
+               lambda v: v is None or (isinstance(v, str) and _uuid_ok(v))),
     "overrides": ("a list of strings or null", _str_list),
     "command": ("a list of strings or null", _str_list),
     "tags": ("JSON data", lambda v: True),
@@ -328,7 +332,8 @@ def check(record: Any, source: str) -> dict[str, Any]:
                 raise bad(f"metrics[{name!r}].{key}", f"missing or wrong type: {s.get(key)!r:.80}")
     rows = record["metric_rows"]
     if set(rows) != {"file", "rows"} or not _opt(str)(rows["file"]) or not _is(int)(rows["rows"]):
-        raise bad("metric_rows", f"must be {{\"file\": name or null, \"rows\": count}}, not {rows!r:.80}")
+        raise bad("metric_rows",
+                  f"must be {{\"file\": name or null, \"rows\": count}}, not {rows!r:.80}")
     if rows["file"] is not None and (Path(rows["file"]).name != rows["file"]
                                      or not rows["file"].endswith(ROWS_SUFFIX)):
         raise bad("metric_rows.file", f"must be a file name beside the record ending in "
@@ -367,7 +372,8 @@ def unpack_rows(path: Path) -> list[dict[str, Any]]:
     reader = csv.reader(io.StringIO(text))
     header = next(reader, None)
     if tuple(header or ()) != ROWS_HEADER:
-        raise RecordError(f"{path}: line 1: the header must be {','.join(ROWS_HEADER)}, not {header}")
+        raise RecordError(f"{path}: line 1: the header must be {','.join(ROWS_HEADER)}, "
+                          f"not {header}")
     rows = []
     for line, cells in enumerate(reader, start=2):
         try:
@@ -412,7 +418,8 @@ def attempt_fields(record: Mapping[str, Any]) -> dict[str, Any]:
     fields = {c: record[c] for c in (*PLAIN_COLUMNS, *PATH_COLUMNS, "overrides", "command",
                                      "tags", "host", "pid", "config")}
     fields.update({
-        "git_commit": None if commit is None else commit + ("-dirty" if record["git_dirty"] else ""),
+        "git_commit": (None if commit is None
+                       else commit + ("-dirty" if record["git_dirty"] else "")),
         "created_at": parse_time(record["created_at"]),
         "started_at": None if record["started_at"] is None else parse_time(record["started_at"]),
         "ended_at": None if record["ended_at"] is None else parse_time(record["ended_at"]),
