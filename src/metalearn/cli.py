@@ -298,7 +298,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise RegistryError("name the attempts to export (IDs or --experiment NAME)")
     out = Path(args.out) if args.out else find_project_root() / "experiments" / "records"
     for path, changed in records.export(store, list(dict.fromkeys(ids)), out):
-        _out().print(Text(f"{'wrote' if changed else 'unchanged'} {path}"))
+        _out().print(Text(f"{'wrote' if changed else 'unchanged'} {path}"), soft_wrap=True)
     return 0
 
 
@@ -312,7 +312,8 @@ def cmd_import(args: argparse.Namespace) -> int:
         url = default_url(root)
     done = records.import_records(Store(url), [Path(p) for p in args.paths])
     for path, attempt_id, new in done:
-        _out().print(Text(f"{'added' if new else 'updated'} attempt {attempt_id} from {path}"))
+        _out().print(Text(f"{'added' if new else 'updated'} attempt {attempt_id} from {path}"),
+                     soft_wrap=True)
     return 0
 
 
