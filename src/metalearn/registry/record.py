@@ -137,6 +137,8 @@ def describe(cfg: DictConfig) -> dict[str, Any]:
         "git_commit": git_commit(root),
         "output_dir": output_dir or OmegaConf.select(cfg, "paths.output_dir", default=None),
         "ckpt_path": None if training else cfg.get("ckpt_path"),
+        "study": OmegaConf.select(cfg, "study.name", default=None),
+        "trial": OmegaConf.select(cfg, "study.trial", default=None),
     }
 
 
