@@ -49,6 +49,7 @@ class OptunaSweeper(Sweeper):
         warm_start: int = 0,
         reuse: bool = True,
         params: DictConfig | None = None,
+        seed: int = 0,
     ) -> None:
         if str(direction) not in DIRECTIONS:
             raise SearchSpaceError(f"hydra.sweeper.direction: {direction!r} is not one of "
@@ -60,7 +61,8 @@ class OptunaSweeper(Sweeper):
         if not 0.0 <= float(max_failure_rate) <= 1.0:
             raise SearchSpaceError(f"hydra.sweeper.max_failure_rate: {max_failure_rate!r} is "
                                    "not in [0, 1]")
-        self.sampler = sampler
+        self.sampler = sampler  # a partial: made with a seed once the study's size is known
+        self.seed = int(seed)
         self.direction = DIRECTIONS[str(direction)]
         self.storage = storage
         self.study_name = str(study_name)
@@ -90,8 +92,10 @@ class OptunaSweeper(Sweeper):
         metric = str(self.config.optimized_metric)
         mode = "max" if self.direction == "maximize" else "min"
         study = optuna.create_study(study_name=self.study_name, storage=self._storage(),
-                                    sampler=self.sampler, direction=self.direction,
-                                    load_if_exists=True)
+                                    direction=self.direction, load_if_exists=True)
+        # Seeded by the study's size: a new study asks the same trials every time, and a resumed
+        # one does not ask again the random trials its first run asked.
+        study.sampler = self.sampler(seed=self.seed + len(study.trials))
         self._resume(study)
         known = self._past(metric, mode)
         if self.warm_start and not study.trials:
