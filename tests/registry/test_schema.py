@@ -169,11 +169,13 @@ def test_upgrade_to_v4_adds_the_study_columns(registry_url: str) -> None:
         conn.execute(text("DROP INDEX ix_metalearn_attempts_study"))
         conn.execute(text("ALTER TABLE metalearn_attempts DROP COLUMN study"))
         conn.execute(text("ALTER TABLE metalearn_attempts DROP COLUMN trial"))
+        conn.execute(text("ALTER TABLE metalearn_attempts DROP COLUMN environment"))
     _set_version(store, 3)
     store.close()
     upgraded = Store(registry_url)
     assert _version(upgraded) == schema.SCHEMA_VERSION
     row = upgraded.get_attempt(attempt)
-    assert (row["study"], row["trial"]) == (None, None)
-    upgraded.update_attempt(attempt, study="s", trial=2)
+    assert (row["study"], row["trial"], row["environment"]) == (None, None, None)
+    upgraded.update_attempt(attempt, study="s", trial=2, environment={"cpu": "x"})
     assert [r["id"] for r in upgraded.list_attempts(study="s")] == [attempt]
+    assert upgraded.get_attempt(attempt)["environment"] == {"cpu": "x"}

@@ -46,8 +46,8 @@ def _test_results_by_metric(conn: Connection) -> None:
 
 
 def _study_columns(conn: Connection) -> None:
-    """v3 -> v4: attempts.study and attempts.trial, the sweep an attempt was a trial of (each
-    added only where missing: a table made by newer code and marked older gains nothing)."""
+    """v3 -> v4: attempts.study and attempts.trial (the sweep an attempt was a trial of) and
+    attempts.environment (what it ran on); each added only where missing."""
     have = {c["name"] for c in inspect(conn).get_columns("metalearn_attempts")}
     if "study" not in have:
         conn.execute(text("ALTER TABLE metalearn_attempts ADD COLUMN study VARCHAR(255)"))
@@ -55,6 +55,8 @@ def _study_columns(conn: Connection) -> None:
             "CREATE INDEX ix_metalearn_attempts_study ON metalearn_attempts (study)"))
     if "trial" not in have:
         conn.execute(text("ALTER TABLE metalearn_attempts ADD COLUMN trial INTEGER"))
+    if "environment" not in have:
+        conn.execute(text("ALTER TABLE metalearn_attempts ADD COLUMN environment JSON"))
 
 
 # MIGRATIONS[v] upgrades a database at version v to v + 1, inside the caller's transaction.

@@ -17,6 +17,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from metalearn.registry import schema
 from metalearn.registry.engine import default_url
+from metalearn.registry.environment import describe_environment
 from metalearn.registry.errors import RegistryError
 from metalearn.registry.session import AttemptSession, activate
 from metalearn.registry.store import Store, utcnow
@@ -139,6 +140,7 @@ def describe(cfg: DictConfig) -> dict[str, Any]:
         "ckpt_path": None if training else cfg.get("ckpt_path"),
         "study": OmegaConf.select(cfg, "study.name", default=None),
         "trial": OmegaConf.select(cfg, "study.trial", default=None),
+        "environment": describe_environment(),
     }
 
 
