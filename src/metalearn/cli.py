@@ -57,6 +57,7 @@ def parser() -> argparse.ArgumentParser:
     ls.add_argument("--status", action="append", choices=STATUSES, help="repeat for several")
     ls.add_argument("--experiment")
     ls.add_argument("--algorithm")
+    ls.add_argument("--study", help="the trials of one sweep (hparams_search=...), by trial number")
     ls.add_argument("--limit", type=int, default=50)
     ls.add_argument("--json", action="store_true", help="JSON instead of a table")
     ls.set_defaults(func=cmd_list)
@@ -173,18 +174,24 @@ def _fmt(value: Any) -> Text:
 
 def cmd_list(args: argparse.Namespace) -> int:
     rows = _store(args).list_attempts(
-        status=args.status, experiment=args.experiment, algorithm=args.algorithm, limit=args.limit
+        status=args.status, experiment=args.experiment, algorithm=args.algorithm,
+        study=args.study, limit=args.limit,
     )
+    if args.study is not None:  # a study reads in trial order
+        rows.sort(key=lambda r: (r["trial"] is None, r["trial"] or 0, r["id"]))
     if args.json:
         _dump(report.jsonable(rows))
         return 0
-    table = Table(title="attempts")
-    for column in ("id", "name", "kind", "experiment", "algorithm", "status", "started", "ended"):
+    table = Table(title=Text(f"study {args.study}") if args.study is not None else "attempts")
+    study = ("trial",) if args.study is not None else ()
+    for column in ("id", *study, "name", "kind", "experiment", "algorithm", "status", "started",
+                   "ended"):
         table.add_column(column)
     for r in rows:
-        table.add_row(_fmt(r["id"]), _fmt(r["name"]), _fmt(r["kind"]), _fmt(r["experiment"]),
-                      _fmt(r["algorithm"]), _status(r["status"]), _time(r["started_at"]),
-                      _time(r["ended_at"]))
+        trial = (_fmt(r["trial"]),) if args.study is not None else ()
+        table.add_row(_fmt(r["id"]), *trial, _fmt(r["name"]), _fmt(r["kind"]),
+                      _fmt(r["experiment"]), _fmt(r["algorithm"]), _status(r["status"]),
+                      _time(r["started_at"]), _time(r["ended_at"]))
     _out().print(table)
     return 0
 
@@ -197,7 +204,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     head = Table(show_header=False, title=f"attempt {data['id']}")
     for key in ("name", "kind", "parent_id", "experiment", "algorithm", "status", "created_at",
                 "started_at", "ended_at", "host", "pid", "git_commit", "output_dir", "ckpt_path",
-                "log_name"):
+                "log_name", "study", "trial"):
         head.add_row(key, _status(data[key]) if key == "status" else _fmt(data[key]))
     head.add_row("overrides", _fmt(" ".join(data["overrides"] or [])))
     _out().print(head)

@@ -116,3 +116,29 @@ def test_maml_second_order_gradient_matches_finite_differences():
     q = nn.functional.cross_entropy(torch.func.functional_call(top, fast, (xq,)), e.query_y)
     first_order = torch.autograd.grad(q, list(fast.values()))
     assert max((a - b).abs().max().item() for a, b in zip(grads, first_order)) > 1e-4
+
+
+def test_evaluation_adapts_with_eval_inner_lr_when_given():
+    """Test-time adaptation: eval_inner_steps SGD steps of eval_inner_lr (inner_lr when null):
+    the adapted weights equal the hand-computed ones, and evaluation predicts with them."""
+    ep = toy_episode(4)
+    for cls in (Reptile, MAML):
+        for eval_lr in (None, 0.05):
+            learner = linear_learner(cls, outer_lr=0.25, eval_inner_lr=eval_lr)
+            W0, b0 = learner.model.top.weight.detach(), learner.model.top.bias.detach()
+            W, b = sgd_by_hand(W0, b0, ep.support_x, ep.support_y, 3, eval_lr or 0.3)
+            seen = {}
+
+            def spy(adapt, seen=seen):
+                def wrapped(params, xs, ys, steps):
+                    seen["fast"], losses = adapt(params, xs, ys, steps)
+                    return seen["fast"], losses
+                return wrapped
+
+            real = learner.adapted_predictions
+            learner.adapted_predictions = lambda e, adapt, steps: real(e, spy(adapt), steps)
+            post, pre = learner.query_predictions(ep)
+            torch.testing.assert_close(seen["fast"]["weight"], W)
+            torch.testing.assert_close(seen["fast"]["bias"], b)
+            torch.testing.assert_close(post, (ep.query_x @ W.T + b).argmax(1))
+            torch.testing.assert_close(pre, (ep.query_x @ W0.T + b0).argmax(1))

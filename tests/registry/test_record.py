@@ -23,3 +23,17 @@ from tests.conftest import compose_config
 def test_the_algorithm_column_says_what_trained(tmp_path: Path, overrides: list[str], algorithm: str) -> None:
     fields = describe(compose_config([*overrides, f"paths.log_dir={tmp_path}"], tmp_path / "out"))
     assert fields["algorithm"] == algorithm
+
+
+def test_the_row_says_what_it_ran_on_and_which_trial_it_was(tmp_path: Path) -> None:
+    import torch
+
+    cfg = compose_config(["experiment=maml_sinusoid", "study.name=s", "study.trial=3",
+                          f"paths.log_dir={tmp_path}"], tmp_path / "out")
+    fields = describe(cfg)
+    assert (fields["study"], fields["trial"]) == ("s", 3)
+    env = fields["environment"]
+    assert env["libraries"]["torch"] == torch.__version__
+    assert env["cpu"] and env["cpu_count"] >= 1 and isinstance(env["accelerators"], list)
+    assert describe(compose_config(["experiment=maml_sinusoid", f"paths.log_dir={tmp_path}"],
+                                   tmp_path / "o2"))["study"] is None

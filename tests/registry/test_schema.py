@@ -160,3 +160,22 @@ def test_v1_test_results_are_upgraded_on_each_backend(registry_url: str) -> None
     rows = upgraded.test_results(attempt)
     assert [(r["group"], r["metric"], r["value"], r["queries"]) for r in rows] == [
         ("books", "acc", 0.5, 7), ("dvd", "acc", None, 7)]
+
+
+def test_upgrade_to_v4_adds_the_study_columns(registry_url: str) -> None:
+    store = Store(registry_url)
+    attempt = store.create_attempt(name="a", algorithm="reptile")
+    with store.engine.begin() as conn:
+        conn.execute(text("DROP INDEX ix_metalearn_attempts_study"))
+        conn.execute(text("ALTER TABLE metalearn_attempts DROP COLUMN study"))
+        conn.execute(text("ALTER TABLE metalearn_attempts DROP COLUMN trial"))
+        conn.execute(text("ALTER TABLE metalearn_attempts DROP COLUMN environment"))
+    _set_version(store, 3)
+    store.close()
+    upgraded = Store(registry_url)
+    assert _version(upgraded) == schema.SCHEMA_VERSION
+    row = upgraded.get_attempt(attempt)
+    assert (row["study"], row["trial"], row["environment"]) == (None, None, None)
+    upgraded.update_attempt(attempt, study="s", trial=2, environment={"cpu": "x"})
+    assert [r["id"] for r in upgraded.list_attempts(study="s")] == [attempt]
+    assert upgraded.get_attempt(attempt)["environment"] == {"cpu": "x"}

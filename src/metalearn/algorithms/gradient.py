@@ -22,7 +22,8 @@ from metalearn.objectives import Objective
 
 class GradientLearner(EpisodicModule):
     """Meta-learning whose tasks adapt by `inner_steps` SGD steps of size `inner_lr`
-    (`eval_inner_steps` at evaluation); subclasses define `task_gradient`."""
+    (`eval_inner_steps` of `eval_inner_lr`, by default `inner_lr`, at evaluation); subclasses
+    define `task_gradient`."""
 
     def __init__(
         self,
@@ -36,11 +37,15 @@ class GradientLearner(EpisodicModule):
         transductive: bool = False,
         eval_batch_size: int = 64,
         seed: int = 0,
+        eval_inner_lr: float | None = None,
     ) -> None:
         super().__init__(model, objective, optimizer, scheduler, transductive, eval_batch_size,
                          seed)
         self.automatic_optimization = False
         self.inner_lr, self.inner_steps, self.eval_inner_steps = inner_lr, inner_steps, eval_inner_steps
+        # Test-time adaptation may take another step size than meta-training's (Reptile's
+        # tasks train with one rate; the held-out task may adapt best with another).
+        self.eval_inner_lr = eval_inner_lr
 
     # ---- adaptation ---------------------------------------------------------------------------
     def step_sizes(self) -> float | Params:
@@ -63,7 +68,16 @@ class GradientLearner(EpisodicModule):
         return fast, losses, self.predict(fast, xs, xq)
 
     def query_predictions(self, ep: Episode) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.adapted_predictions(ep, self.adapt_support, self.eval_inner_steps)
+        if self.eval_inner_lr is None:
+            return self.adapted_predictions(ep, self.adapt_support, self.eval_inner_steps)
+        return self.adapted_predictions(ep, self.adapt_at_eval_rate, self.eval_inner_steps)
+
+    def adapt_at_eval_rate(self, params: Params, xs: Any, ys: torch.Tensor,
+                           steps: int) -> tuple[Params, list[torch.Tensor]]:
+        """adapt_support with `eval_inner_lr` as the step size (first order: nothing
+        differentiates through evaluation)."""
+        return adapt(self.model.top, params, xs, ys, self.objective.loss, steps,
+                     self.eval_inner_lr, True)
 
     # ---- the meta-update ------------------------------------------------------------------------
     def task_gradient(self, ep: Episode, params: Params) -> tuple[Params, dict[str, float]]:

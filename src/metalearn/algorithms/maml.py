@@ -27,6 +27,9 @@ class MAML(GradientLearner):
         if learn_inner_lr and first_order:
             raise ValueError("algorithm.learn_inner_lr (Meta-SGD) learns the step sizes through "
                              "the inner steps: it needs algorithm.first_order=false")
+        if learn_inner_lr and self.eval_inner_lr is not None:
+            raise ValueError("algorithm.eval_inner_lr: Meta-SGD adapts with its learned step "
+                             "sizes at evaluation too; leave eval_inner_lr null")
         self.first_order = first_order
         self.inner_lrs = nn.ParameterDict({
             n.replace(".", "__"): nn.Parameter(torch.full_like(p, self.inner_lr))

@@ -99,6 +99,7 @@ SETTINGS: dict[str, Setting] = {
     "algorithm.inner_lr": _float(0.0, 10.0),
     "algorithm.inner_steps": _int(0, 100),
     "algorithm.eval_inner_steps": _int(0, 500),
+    "algorithm.eval_inner_lr": Setting("float", 0.0, 10.0, nullable=True),
     "algorithm.first_order": BOOL,
     "algorithm.learn_inner_lr": BOOL,
     "algorithm.transductive": BOOL,

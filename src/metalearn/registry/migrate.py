@@ -45,8 +45,23 @@ def _test_results_by_metric(conn: Connection) -> None:
              "shots": r["shots"], "queries": r["queries"]} for r in old])
 
 
+def _study_columns(conn: Connection) -> None:
+    """v3 -> v4: attempts.study and attempts.trial (the sweep an attempt was a trial of) and
+    attempts.environment (what it ran on); each added only where missing."""
+    have = {c["name"] for c in inspect(conn).get_columns("metalearn_attempts")}
+    if "study" not in have:
+        conn.execute(text("ALTER TABLE metalearn_attempts ADD COLUMN study VARCHAR(255)"))
+        conn.execute(text(
+            "CREATE INDEX ix_metalearn_attempts_study ON metalearn_attempts (study)"))
+    if "trial" not in have:
+        conn.execute(text("ALTER TABLE metalearn_attempts ADD COLUMN trial INTEGER"))
+    if "environment" not in have:
+        conn.execute(text("ALTER TABLE metalearn_attempts ADD COLUMN environment JSON"))
+
+
 # MIGRATIONS[v] upgrades a database at version v to v + 1, inside the caller's transaction.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2, 2: _test_results_by_metric}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {
+    1: _v1_to_v2, 2: _test_results_by_metric, 3: _study_columns}
 
 _PG_LOCK_KEY = 0x6D6C7267  # "mlrg": serializes schema set-up between processes
 

@@ -17,6 +17,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from metalearn.registry import schema
 from metalearn.registry.engine import default_url
+from metalearn.registry.environment import describe_environment
 from metalearn.registry.errors import RegistryError
 from metalearn.registry.session import AttemptSession, activate
 from metalearn.registry.store import Store, utcnow
@@ -137,6 +138,9 @@ def describe(cfg: DictConfig) -> dict[str, Any]:
         "git_commit": git_commit(root),
         "output_dir": output_dir or OmegaConf.select(cfg, "paths.output_dir", default=None),
         "ckpt_path": None if training else cfg.get("ckpt_path"),
+        "study": OmegaConf.select(cfg, "study.name", default=None),
+        "trial": OmegaConf.select(cfg, "study.trial", default=None),
+        "environment": describe_environment(),
     }
 
 

@@ -16,7 +16,8 @@ from sqlalchemy import (
 )
 
 # Bump on any change to the tables below and add the step to migrate.MIGRATIONS.
-SCHEMA_VERSION = 3  # 2: attempts.log_name; 3: test results as (group, metric, value) rows
+SCHEMA_VERSION = 4  # 2: attempts.log_name; 3: test results as (group, metric, value) rows;
+#                    4: attempts.study, .trial (hyperparameter sweeps) and .environment
 
 QUEUED, RUNNING, TESTING = "queued", "running", "testing"
 COMPLETED, FAILED, INTERRUPTED = "completed", "failed", "interrupted"
@@ -61,10 +62,14 @@ attempts = Table(
     Column("ckpt_path", Text),
     Column("log_name", Text),  # <name>/<version> the loggers file it under: TensorBoard's run
     Column("error", Text),
+    Column("study", String(255)),  # the sweep's study name (hparams_search=...), else NULL
+    Column("trial", Integer),  # the trial number within that study
+    Column("environment", JSON),  # CPU model, accelerators, library versions (environment.py)
     sqlite_autoincrement=True,  # ids are never reused after a delete
 )
 Index("ix_metalearn_attempts_status", attempts.c.status)
 Index("ix_metalearn_attempts_experiment", attempts.c.experiment)
+Index("ix_metalearn_attempts_study", attempts.c.study)
 
 metrics = Table(
     "metalearn_metrics",

@@ -195,6 +195,7 @@ class Store:
         algorithm: str | None = None,
         kind: str | None = None,
         parent_id: int | None = None,
+        study: str | None = None,
         limit: int | None = None,
         with_config: bool = False,
     ) -> list[dict[str, Any]]:
@@ -202,6 +203,8 @@ class Store:
         self.reap_stale()
         stmt = select(A) if with_config else select(*_LIGHT)
         stmt = _filtered(stmt, status, experiment, algorithm, kind, parent_id)
+        if study is not None:
+            stmt = stmt.where(A.c.study == study)
         stmt = stmt.order_by(A.c.id.desc())
         if limit is not None:
             stmt = stmt.limit(limit)

@@ -1,0 +1,106 @@
+"""What past attempts in the registry offer a new sweep: starting points and known values.
+
+Warm start: the best finished attempts of the same experiment become a study's first trials.
+Reuse: a trial whose config equals a finished attempt's takes that attempt's value instead of
+training again. "Equal" is decided on the resolved config, with what never changes a result
+left out (where it was written, how it was logged, which study it belonged to).
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from metalearn.registry import schema
+from metalearn.registry.store import Store
+
+log = logging.getLogger(__name__)
+
+# Config parts that say where and how an attempt was written down, not what it computed.
+NOT_COMPARED = ("hydra", "study", "registry", "logger", "extras")
+OUTPUT = "<output_dir>"
+
+
+def attempt_value(store: Store, attempt_id: int, metric: str, mode: str) -> float | None:
+    """The best value metric reached during the attempt: what the kept checkpoint scored and
+    what run.py returns to a sweeper (None when it never logged it)."""
+    summary = store.metric_summary(attempt_id).get(metric)
+    if summary is None:
+        return None
+    return summary["max"] if mode == "max" else summary["min"]
+
+
+def finished(store: Store, experiment: str | None, metric: str, mode: str) -> list[tuple[dict, float]]:
+    """Completed training attempts of the experiment with their value, best first."""
+    attempts = store.list_attempts(status=schema.COMPLETED, experiment=experiment, kind="train",
+                                   with_config=True)
+    valued = [(a, attempt_value(store, a["id"], metric, mode)) for a in attempts]
+    ranked = [(a, v) for a, v in valued if v is not None]
+    ranked.sort(key=lambda pair: pair[1], reverse=(mode == "max"))
+    return ranked
+
+
+def params_of(attempt: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any] | None:
+    """The attempt's values for the study's parameters (None if one is missing or not a plain
+    value): what it was given on the command line, else what its config held."""
+    typed = dict(o.split("=", 1) for o in attempt.get("overrides") or [] if "=" in o)
+    config = OmegaConf.create(attempt.get("config") or {})
+    params: dict[str, Any] = {}
+    for key in keys:
+        value = OmegaConf.select(config, key, default=None)
+        if value is None and key in typed:
+            value = typed[key]
+        if value is None or OmegaConf.is_config(value):
+            return None
+        params[key] = value
+    return params
+
+
+def comparable_trial(cfg: DictConfig) -> dict[str, Any] | None:
+    """A trial's composed config in the form it is compared in (None if it does not resolve
+    before launch, which only means it is never reused)."""
+    cfg = cfg.copy()
+    with_outputs = OmegaConf.select(cfg, "paths") is not None
+    try:
+        if with_outputs:
+            OmegaConf.update(cfg, "paths.output_dir", OUTPUT, force_add=True)
+        container = OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as exc:
+        log.debug("trial config does not resolve before launch: %s", exc)
+        return None
+    return {k: v for k, v in container.items() if k not in NOT_COMPARED}
+
+
+def comparable_attempt(attempt: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A recorded attempt's config in the form it is compared in."""
+    config = attempt.get("config")
+    if not isinstance(config, dict):
+        return None
+    output = attempt.get("output_dir")
+    return {k: _replace(v, output) for k, v in config.items() if k not in NOT_COMPARED}
+
+
+def _replace(value: Any, output: str | None) -> Any:
+    """value with the attempt's output folder written as OUTPUT in every string."""
+    if isinstance(value, dict):
+        return {k: _replace(v, output) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replace(v, output) for v in value]
+    if output and isinstance(value, str) and value.startswith(output):
+        return OUTPUT + value[len(output):]
+    return value
+
+
+def same_config(
+    trial: dict[str, Any] | None, candidates: Iterable[tuple[dict, float]]
+) -> tuple[dict, float] | None:
+    """The first finished attempt (and its value) whose config equals the trial's."""
+    if trial is None:
+        return None
+    for attempt, value in candidates:
+        if comparable_attempt(attempt) == trial:
+            return attempt, value
+    return None
