@@ -151,8 +151,18 @@ def summarize(attempts: list[dict]) -> dict:
     return {"domains": per_domain, "mean": mean, "seeds": len(attempts),
             "metric": attempts[0]["metric"], "mode": attempts[0]["mode"],
             "wall_min": sum(walls) / len(walls) / 60 if walls else float("nan"),
-            "hardware": f"{hw.get('host') or '?'} ({hw.get('accelerator') or '?'})",
+            "hardware": hardware(hw),
             "cites": [a["cite"] or a["id"][:8] for a in attempts]}
+
+
+def hardware(hw: dict) -> str:
+    """What a row ran on: accelerator names, else the CPU model and cores where recorded, else
+    the host and the trainer's accelerator setting."""
+    if hw.get("accelerators"):
+        return " + ".join(hw["accelerators"])
+    if hw.get("cpu"):
+        return f"{hw['cpu']} ({hw.get('cpu_count') or '?'} cores)"
+    return f"{hw.get('host') or '?'} ({hw.get('accelerator') or '?'})"
 
 
 def _nan(value: float | None) -> float:

@@ -37,8 +37,9 @@ ROWS_SUFFIX = ".metrics.csv.gz"
 ROWS_HEADER = ("name", "step", "value", "time")
 # Fixed namespace of record ids: uuid5(NAMESPACE, host | pid | created_at | name).
 NAMESPACE = uuid.UUID("5b0f6c3e-2f0c-4c53-9a2e-6d1b1f6f7a31")
-# Registry columns a record carries when the registry has them (a sweep's study and trial).
-OPTIONAL_COLUMNS = ("study", "trial")
+# Registry columns a record carries when the registry has them (a sweep's study and trial,
+# what the attempt ran on).
+OPTIONAL_COLUMNS = ("study", "trial", "environment")
 # The attempt columns a record holds as they are (times, commit, parent and id are converted).
 PLAIN_COLUMNS = ("experiment", "name", "kind", "algorithm", "status")
 PATH_COLUMNS = ("output_dir", "ckpt_path", "log_name", "error")
@@ -118,7 +119,7 @@ def render(store: Store, attempt_id: int, max_rows_bytes: int = MAX_ROWS_BYTES) 
         "git_dirty": None if commit is None else commit.endswith("-dirty"),
         "host": row["host"],
         "pid": row["pid"],
-        "hardware": hardware(row["host"], row["config"]),
+        "hardware": hardware(row["host"], row["config"], row.get("environment")),
         "created_at": iso(row["created_at"]),
         "started_at": iso(row["started_at"]),
         "ended_at": iso(row["ended_at"]),
@@ -140,12 +141,16 @@ def folder_name(experiment: str | None) -> str:
     return name if name not in (".", "..") else "_none"
 
 
-def hardware(host: str | None, config: Any) -> dict[str, Any]:
-    """Where the attempt ran, as far as its row says: the host and the trainer's accelerator."""
+def hardware(host: str | None, config: Any, environment: Any = None) -> dict[str, Any]:
+    """Where the attempt ran, as far as its row says: the host, the trainer's accelerator, and
+    the CPU model and accelerator names where the registry recorded its environment."""
     trainer = config.get("trainer") if isinstance(config, dict) else None
     trainer = trainer if isinstance(trainer, dict) else {}
-    return {"host": host, "accelerator": trainer.get("accelerator"),
-            "devices": trainer.get("devices"), "precision": trainer.get("precision")}
+    found = {"host": host, "accelerator": trainer.get("accelerator"),
+             "devices": trainer.get("devices"), "precision": trainer.get("precision")}
+    if isinstance(environment, dict):
+        found.update({k: environment.get(k) for k in ("cpu", "cpu_count", "accelerators")})
+    return found
 
 
 def summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -254,6 +259,7 @@ _CHECKS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "status": (f"one of {', '.join(schema.TERMINAL)}", lambda v: v in schema.TERMINAL),
     "study": ("a string or null", _opt(str)),
     "trial": ("an integer or null", _opt(int)),
+    "environment": ("an object or null", _opt(dict)),
     "parent": ("a UUID string or null",
                lambda v: v is None or (isinstance(v, str) and _uuid_ok(v))),
     "overrides": ("a list of strings or null", _str_list),
