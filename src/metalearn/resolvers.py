@@ -8,6 +8,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 MAX_OVERRIDES_CHARS = 150  # of a run name's overrides part (a folder name holds 255 bytes)
+CONFIG_DIR_ENV = "METALEARN_CONFIG_DIR"
 
 
 def data_dir(root: str) -> str:
@@ -16,6 +17,21 @@ def data_dir(root: str) -> str:
         return os.environ["METALEARN_DATA"]
     shared = Path(root).resolve().parent / "shared" / "data"
     return str(shared if shared.exists() else Path(root).resolve() / "data")
+
+
+def config_searchpath() -> list[str]:
+    """`$METALEARN_CONFIG_DIR` (folders separated by `os.pathsep`) as Hydra search path entries.
+
+    Configs there are found beside the shipped ones, as with `--config-dir`; a folder that
+    does not exist is an error naming the variable (Hydra would only warn and go on).
+    """
+    entries = []
+    for folder in filter(None, os.environ.get(CONFIG_DIR_ENV, "").split(os.pathsep)):
+        path = Path(folder).expanduser().resolve()
+        if not path.is_dir():
+            raise ValueError(f"{CONFIG_DIR_ENV} names {folder!r}, which is not a folder ({path})")
+        entries.append(f"file://{path}")
+    return entries
 
 
 def log_version() -> str | None:
@@ -53,11 +69,14 @@ def version_name(head: str, overrides: str) -> str:
 
 
 def register() -> None:
-    """Make `${metalearn.data_dir:<root>}` and `${metalearn.log_version:}` available to configs."""
+    """Make `${metalearn.data_dir:<root>}`, `${metalearn.log_version:}` and
+    `${metalearn.config_searchpath:}` available to configs."""
     if not OmegaConf.has_resolver("metalearn.data_dir"):
         OmegaConf.register_new_resolver("metalearn.data_dir", data_dir)
     if not OmegaConf.has_resolver("metalearn.log_version"):
         OmegaConf.register_new_resolver("metalearn.log_version", log_version)
+    if not OmegaConf.has_resolver("metalearn.config_searchpath"):
+        OmegaConf.register_new_resolver("metalearn.config_searchpath", config_searchpath)
 
 
 register()
