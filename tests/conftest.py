@@ -43,7 +43,7 @@ from metalearn.data.episode import Episode  # noqa: E402
 
 
 def compose_config(overrides: list[str], out_dir: Path) -> DictConfig:
-    """`conf/train.yaml` with overrides, its Hydra runtime dir set to `out_dir`."""
+    """The shipped `train.yaml` (metalearn/conf) with overrides, its Hydra runtime dir set to `out_dir`."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("train", overrides=overrides, return_hydra_config=True)

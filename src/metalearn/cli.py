@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
-    top = argparse.ArgumentParser(prog="metalearn", description=__doc__)
+    top = argparse.ArgumentParser(prog="metalearn", description=__doc__.split("\n\n")[0])
     top.add_argument("--url", help="registry URL (default: $METALEARN_REGISTRY_URL, else logs/registry.db)")
     top.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = top.add_subparsers(dest="command", required=True)

@@ -39,7 +39,7 @@ def log_version() -> str | None:
 
     `attempt-<id>` of the registry attempt being recorded, else (registry=off) the Hydra output
     folder's name, with its sweep folder's for a sweep job; then `_` and the job's own overrides
-    as `hydra.job.override_dirname` lists them (conf/hydra/default.yaml leaves out paths and
+    as `hydra.job.override_dirname` lists them (the config hydra/default.yaml leaves out paths and
     the like), so the runs of a sweep tell apart at a glance: `attempt-12_seed=1_data.shots=8`.
     None (each logger numbers its runs itself) with neither an attempt nor Hydra.
     """

@@ -36,7 +36,7 @@ def auth() -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def validator() -> OverrideValidator:
-    return OverrideValidator(CONFIG_DIR)
+    return OverrideValidator(CONFIG_DIR, root=ROOT)
 
 
 @pytest.fixture

@@ -195,7 +195,7 @@ def test_the_queue_is_bounded(store: Store, validator: OverrideValidator, log_ro
 
 
 def test_composition_is_cached_per_experiment(monkeypatch: pytest.MonkeyPatch) -> None:
-    validator = OverrideValidator(CONFIG_DIR)
+    validator = OverrideValidator(CONFIG_DIR, root=ROOT)
     calls = []
     compose_once = validator._compose
     monkeypatch.setattr(validator, "_compose", lambda o: calls.append(o) or compose_once(o))
