@@ -38,13 +38,14 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("PROJECT_ROOT", str(ROOT))
 
 import metalearn.resolvers  # noqa: E402,F401
+from metalearn.conf import CONFIG_DIR  # noqa: E402
 from metalearn.data.episode import Episode  # noqa: E402
 
 
 def compose_config(overrides: list[str], out_dir: Path) -> DictConfig:
-    """`conf/train.yaml` with overrides, its Hydra runtime dir set to `out_dir`."""
+    """The shipped `train.yaml` (metalearn/conf) with overrides, its Hydra runtime dir set to `out_dir`."""
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("train", overrides=overrides, return_hydra_config=True)
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir = str(out_dir)

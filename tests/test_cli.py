@@ -135,14 +135,17 @@ def test_retract_keeps_the_record_but_not_as_completed(url: str, capsys: pytest.
 def test_reading_never_creates_a_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                           capsys: pytest.CaptureFixture) -> None:
     monkeypatch.delenv("METALEARN_REGISTRY_URL", raising=False)
-    monkeypatch.chdir(tmp_path)  # not a project
+    monkeypatch.setenv("COLUMNS", "400")  # the path on one line
+    monkeypatch.chdir(tmp_path)  # not a clone: the current folder is the project root
     assert main(["runs", "list"]) == 1
-    assert "not in a metalearn project" in capsys.readouterr().err
+    assert f"no registry at {tmp_path.resolve() / 'logs' / 'registry.db'}" in capsys.readouterr().err
     (tmp_path / "run.py").write_text("")
-    (tmp_path / "conf").mkdir()  # a project that has recorded nothing yet
+    (tmp_path / "src" / "metalearn" / "conf").mkdir(parents=True)  # a clone, nothing recorded
+    (tmp_path / "experiments").mkdir()
+    monkeypatch.chdir(tmp_path / "experiments")  # read from a folder inside it
     assert main(["runs", "list"]) == 1
-    assert "no registry at" in capsys.readouterr().err
-    assert not (tmp_path / "logs").exists()
+    assert f"no registry at {tmp_path.resolve() / 'logs'}" in capsys.readouterr().err
+    assert not (tmp_path / "logs").exists() and not (tmp_path / "experiments" / "logs").exists()
 
 
 @pytest.mark.parametrize("flag", ["--max-parallel", "--max-queued"])

@@ -1,6 +1,8 @@
-"""The config resolvers: how every logger names a run (`${metalearn.log_version:}`)."""
+"""The config resolvers: how every logger names a run (`${metalearn.log_version:}`), and the
+folders of METALEARN_CONFIG_DIR on Hydra's search path (`${metalearn.config_searchpath:}`)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,7 +11,7 @@ from omegaconf import read_write
 
 from metalearn.registry import Store
 from metalearn.registry.session import AttemptSession, activate
-from metalearn.resolvers import MAX_OVERRIDES_CHARS, version_name
+from metalearn.resolvers import MAX_OVERRIDES_CHARS, config_searchpath, version_name
 from tests.conftest import compose_config
 
 BASE = ["experiment=reptile_amazon", "debug=fast", "callbacks.rich_progress_bar=null"]
@@ -59,3 +61,29 @@ def test_a_version_is_one_folder_name_of_bounded_length() -> None:
     long = version_name("attempt-3", "x=" + "y" * 400)
     assert long.startswith("attempt-3_x=yyy") and long.endswith("...")
     assert len(long) == len("attempt-3_") + MAX_OVERRIDES_CHARS
+
+
+def test_the_config_folder_variable_adds_folders_to_the_search_path(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mine, more = tmp_path / "mine", tmp_path / "more"
+    (mine / "experiment").mkdir(parents=True)
+    (more / "data").mkdir(parents=True)
+    (mine / "experiment" / "tiny.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /data: tiny_waves\n\ntask_name: tiny\n")
+    (more / "data" / "tiny_waves.yaml").write_text(
+        "defaults:\n  - sinusoid\n  - _self_\n\nshots: 3\n")  # a shipped config, extended
+    monkeypatch.setenv("METALEARN_CONFIG_DIR", f"{mine}{os.pathsep}{more}")
+    assert config_searchpath() == [f"file://{mine}", f"file://{more}"]
+    cfg = compose_config(["experiment=tiny", "objective=regression", "model=sinusoid_mlp"],
+                         tmp_path / "out")
+    assert cfg.task_name == "tiny" and cfg.data.shots == 3
+    assert cfg.data._target_.endswith("SinusoidEpisodes")
+
+
+def test_a_missing_config_folder_is_an_error_naming_the_variable(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("METALEARN_CONFIG_DIR", str(tmp_path / "typo"))
+    with pytest.raises(ValueError, match="METALEARN_CONFIG_DIR names .*typo.* not a folder"):
+        config_searchpath()
+    monkeypatch.setenv("METALEARN_CONFIG_DIR", "")
+    assert config_searchpath() == []

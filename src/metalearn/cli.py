@@ -1,4 +1,5 @@
-"""The `metalearn` command: follow and compare attempts in the run registry, or serve the API.
+"""The `metalearn` command: train, fetch data, follow and compare attempts in the run
+registry, or serve the API.
 
 Every value printed that came from a user, a config or the registry goes to rich as `Text`,
 never as a markup string: Hydra overrides (`data.heldout=[a,b]`), names and tracebacks hold
@@ -31,6 +32,9 @@ log = logging.getLogger("metalearn.cli")
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse argv and run the command; registry errors become a message and exit status 1."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train"]:  # everything after it is Hydra's, flags included
+        return cmd_train(argv[1:])
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
@@ -46,10 +50,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
-    top = argparse.ArgumentParser(prog="metalearn", description=__doc__)
+    top = argparse.ArgumentParser(prog="metalearn", description=__doc__.split("\n\n")[0])
     top.add_argument("--url", help="registry URL (default: $METALEARN_REGISTRY_URL, else logs/registry.db)")
     top.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = top.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser(
+        "train", add_help=False, help="train and meta-test: `metalearn train experiment=NAME "
+        "[key=value ...]`, Hydra's command line (--help for its own)")
+    train.add_argument("hydra_args", nargs=argparse.REMAINDER)
+    train.set_defaults(func=lambda args: cmd_train(args.hydra_args))
 
     runs = commands.add_parser("runs", help="list, show, compare, export and import attempts")
     sub = runs.add_subparsers(dest="runs_command", required=True)
@@ -118,7 +128,8 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-parallel", type=_positive, default=1, help="training processes at once")
     serve.add_argument("--max-queued", type=_positive, default=16,
                        help="attempts waiting at most; more submissions get 429 (default 16)")
-    serve.add_argument("--root", help="project folder with run.py and conf/ (default: found from cwd)")
+    serve.add_argument("--root", help="the clone to run (its run.py starts each attempt; "
+                                      "default: the clone around the current folder)")
     serve.set_defaults(func=cmd_serve)
     return top
 
@@ -140,21 +151,21 @@ def _positive(text: str) -> int:
 
 
 def _store(args: argparse.Namespace) -> Store:
-    """The registry to read: --url, $METALEARN_REGISTRY_URL, or the project's existing file.
+    """The registry to read: --url, $METALEARN_REGISTRY_URL, or the existing logs/registry.db
+    of the project root (the clone around the current folder, else the current folder, where
+    `metalearn train` writes it).
 
-    Reading never creates a registry: outside a project, or in one that has recorded nothing
-    yet, this says so instead of leaving an empty logs/registry.db behind.
+    Reading never creates a registry: where nothing was recorded yet, this says so instead of
+    leaving an empty logs/registry.db behind.
     """
     url = args.url or os.environ.get(URL_ENV)
     if url:
         return Store(url)
     root = find_project_root()
-    if not is_project(root):
-        raise RegistryError(f"{root} is not in a metalearn project (no run.py and conf/ here or "
-                            f"above): run this in one, or pass --url or set {URL_ENV}")
     path = root / "logs" / "registry.db"
     if not path.is_file():
-        raise RegistryError(f"no registry at {path} yet: run an experiment first, or pass --url")
+        raise RegistryError(f"no registry at {path} yet: run an experiment here first "
+                            f"(`metalearn train ...`), or pass --url or set {URL_ENV}")
     return Store(default_url(root))
 
 
@@ -170,6 +181,14 @@ def _fmt(value: Any) -> Text:
     if isinstance(value, float):
         return Text(f"{value:.4f}")
     return Text(str(value))
+
+
+def cmd_train(hydra_args: Sequence[str]) -> int:
+    """`metalearn train ...`: the Hydra main of `python run.py ...`; Hydra exits on errors."""
+    from metalearn.run import launch  # torch and Lightning load only for this command
+
+    launch(hydra_args, prog="metalearn train")
+    return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 MAX_OVERRIDES_CHARS = 150  # of a run name's overrides part (a folder name holds 255 bytes)
+CONFIG_DIR_ENV = "METALEARN_CONFIG_DIR"
 
 
 def data_dir(root: str) -> str:
@@ -18,12 +19,27 @@ def data_dir(root: str) -> str:
     return str(shared if shared.exists() else Path(root).resolve() / "data")
 
 
+def config_searchpath() -> list[str]:
+    """`$METALEARN_CONFIG_DIR` (folders separated by `os.pathsep`) as Hydra search path entries.
+
+    Configs there are found beside the shipped ones, as with `--config-dir`; a folder that
+    does not exist is an error naming the variable (Hydra would only warn and go on).
+    """
+    entries = []
+    for folder in filter(None, os.environ.get(CONFIG_DIR_ENV, "").split(os.pathsep)):
+        path = Path(folder).expanduser().resolve()
+        if not path.is_dir():
+            raise ValueError(f"{CONFIG_DIR_ENV} names {folder!r}, which is not a folder ({path})")
+        entries.append(f"file://{path}")
+    return entries
+
+
 def log_version() -> str | None:
     """The version every logger files this run under (TensorBoard shows `<name>/<version>`).
 
     `attempt-<id>` of the registry attempt being recorded, else (registry=off) the Hydra output
     folder's name, with its sweep folder's for a sweep job; then `_` and the job's own overrides
-    as `hydra.job.override_dirname` lists them (conf/hydra/default.yaml leaves out paths and
+    as `hydra.job.override_dirname` lists them (the config hydra/default.yaml leaves out paths and
     the like), so the runs of a sweep tell apart at a glance: `attempt-12_seed=1_data.shots=8`.
     None (each logger numbers its runs itself) with neither an attempt nor Hydra.
     """
@@ -53,11 +69,14 @@ def version_name(head: str, overrides: str) -> str:
 
 
 def register() -> None:
-    """Make `${metalearn.data_dir:<root>}` and `${metalearn.log_version:}` available to configs."""
+    """Make `${metalearn.data_dir:<root>}`, `${metalearn.log_version:}` and
+    `${metalearn.config_searchpath:}` available to configs."""
     if not OmegaConf.has_resolver("metalearn.data_dir"):
         OmegaConf.register_new_resolver("metalearn.data_dir", data_dir)
     if not OmegaConf.has_resolver("metalearn.log_version"):
         OmegaConf.register_new_resolver("metalearn.log_version", log_version)
+    if not OmegaConf.has_resolver("metalearn.config_searchpath"):
+        OmegaConf.register_new_resolver("metalearn.config_searchpath", config_searchpath)
 
 
 register()

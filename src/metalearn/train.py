@@ -57,7 +57,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 def _train(cfg: DictConfig) -> dict[str, float]:
-    if (cfg.get("extras") or {}).get("print_config"):  # conf/extras: the resolved config tree
+    if (cfg.get("extras") or {}).get("print_config"):  # config group extras: the resolved config tree
         print_config_tree(cfg, save_dir=cfg.paths.output_dir)
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path:
@@ -118,7 +118,7 @@ def best_scores(trainer: pl.Trainer) -> dict[str, float]:
 
 def best_checkpoint(trainer: pl.Trainer) -> str | None:
     """The best checkpoint by the monitored metric, else the latest one, else None."""
-    callbacks = trainer.checkpoint_callbacks  # the monitored one first (conf/callbacks)
+    callbacks = trainer.checkpoint_callbacks  # the monitored one first (config group callbacks)
     for path in [cb.best_model_path for cb in callbacks] + [cb.last_model_path for cb in callbacks]:
         if path and Path(path).exists():
             return path

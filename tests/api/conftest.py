@@ -18,6 +18,7 @@ from metalearn.api.app import create_app
 from metalearn.api.launch import LaunchCheck
 from metalearn.api.overrides import OverrideValidator
 from metalearn.api.runner import Runner
+from metalearn.conf import CONFIG_DIR
 from metalearn.registry import Store
 from tests.conftest import _free_port
 
@@ -35,7 +36,7 @@ def auth() -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def validator() -> OverrideValidator:
-    return OverrideValidator(ROOT / "conf")
+    return OverrideValidator(CONFIG_DIR, root=ROOT)
 
 
 @pytest.fixture

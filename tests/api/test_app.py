@@ -54,7 +54,7 @@ def test_binding_off_loopback_without_token_is_refused(monkeypatch: pytest.Monke
 
 def test_post_runs_queues_an_attempt(client: TestClient, store: Store, auth: dict) -> None:
     response = client.post("/runs", json=RUN, headers=auth)
-    assert response.status_code == 202
+    assert response.status_code == 202, response.text
     attempt = response.json()["id"]
     row = store.get_attempt(attempt)
     assert row["status"] == schema.QUEUED and row["experiment"] == "reptile_amazon"

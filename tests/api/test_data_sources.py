@@ -7,7 +7,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from metalearn.api.overrides import OverrideError, OverrideValidator
+from metalearn.conf import CONFIG_DIR
 from metalearn.registry import Store, schema
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def completed(store: Store, log_root: Path, experiment: str, overrides: list[str]) -> int:
@@ -80,3 +84,18 @@ def test_a_parent_is_judged_by_the_groups_it_held_out_itself(client: TestClient,
     assert seen.status_code == 422 and "meta-trained on ['automotive']" in seen.text
     unseen = client.post(f"/runs/{parent}/test", json={"domains": ["books"]}, headers=auth)
     assert unseen.status_code == 202, unseen.text
+
+
+def test_experiments_in_the_config_folder_variable_can_be_requested(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server started with METALEARN_CONFIG_DIR serves the experiments there, as run.py
+    and `metalearn train` find them."""
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "experiment" / "my_sine.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - reptile_sinusoid\n\ntask_name: my_sine\n")
+    monkeypatch.delenv("METALEARN_CONFIG_DIR", raising=False)
+    with pytest.raises(OverrideError, match="unknown experiment 'my_sine'"):
+        OverrideValidator(CONFIG_DIR, root=ROOT).validate("my_sine", [])
+    monkeypatch.setenv("METALEARN_CONFIG_DIR", str(tmp_path))
+    cfg = OverrideValidator(CONFIG_DIR, root=ROOT).validate("my_sine", ["data.shots=5"])
+    assert (cfg.task_name, cfg.data.shots) == ("my_sine", 5)

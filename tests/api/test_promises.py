@@ -15,11 +15,12 @@ from metalearn.api.launch import LaunchCheck
 from metalearn.api.overrides import OverrideError, OverrideValidator
 from metalearn.api.runner import Runner
 from metalearn.api.settable import SETTINGS
+from metalearn.conf import CONFIG_DIR
 from metalearn.registry import Store, schema
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN = {"experiment": "reptile_amazon", "overrides": ["debug=fast"]}
-EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
+EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
 # A key that names where files go or come from, a host, or how many processes run.
 PATH_LIKE = re.compile(r"dir|path|file|root|url|host|save|pretrained|tokenizer|devices|"
                        r"workers|nodes|strategy|accelerator|task_name|name$|version", re.I)
@@ -64,7 +65,7 @@ def test_no_path_like_key_of_any_experiment_is_settable(validator: OverrideValid
     """Walk every experiment's composed config, Hydra's own part included: each key that looks
     like a place, a host or a process count is refused, whatever its value."""
     found = set()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         for experiment in EXPERIMENTS:
             cfg = compose("train", overrides=[f"experiment={experiment}"], return_hydra_config=True)
             found |= {k for k in _leaves(cfg) if PATH_LIKE.search(k)}
@@ -194,7 +195,7 @@ def test_the_queue_is_bounded(store: Store, validator: OverrideValidator, log_ro
 
 
 def test_composition_is_cached_per_experiment(monkeypatch: pytest.MonkeyPatch) -> None:
-    validator = OverrideValidator(ROOT / "conf")
+    validator = OverrideValidator(CONFIG_DIR, root=ROOT)
     calls = []
     compose_once = validator._compose
     monkeypatch.setattr(validator, "_compose", lambda o: calls.append(o) or compose_once(o))

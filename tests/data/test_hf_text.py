@@ -12,6 +12,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from metalearn.conf import CONFIG_DIR
 from metalearn.data.hf_text import HFTextEpisodes
 from metalearn.data.review_datamodule import ReviewEpisodes
 from metalearn.data.reviews import review_index
@@ -291,8 +292,8 @@ def test_arsc_through_hf_text_gives_the_same_token_tensors(tmp_path):
 
 
 def test_amazon_hf_config_names_the_same_split_as_amazon():
-    amazon = OmegaConf.load(ROOT / "conf" / "data" / "amazon.yaml")
-    hf = OmegaConf.load(ROOT / "conf" / "data" / "amazon_hf.yaml")
+    amazon = OmegaConf.load(CONFIG_DIR / "data" / "amazon.yaml")
+    hf = OmegaConf.load(CONFIG_DIR / "data" / "amazon_hf.yaml")
     assert list(hf.groups) == list(amazon.domains) and list(hf.heldout) == list(amazon.heldout)
     for key in ("train_splits", "val_splits", "steps_per_epoch", "val_episodes", "test_episodes"):
         assert hf[key] == amazon[key], key

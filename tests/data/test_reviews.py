@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from metalearn.conf import CONFIG_DIR
 from metalearn.data.review_datamodule import ReviewEpisodes
 from tests.conftest import ROOT
 
 ARSC = ROOT.parent / "shared" / "data" / "amazon_reviews" / "arsc"
 HELDOUT = ["automotive", "computer_&_video_games", "office_products"]
-DOMAINS = list(OmegaConf.load(ROOT / "conf" / "data" / "amazon.yaml").domains)
+DOMAINS = list(OmegaConf.load(CONFIG_DIR / "data" / "amazon.yaml").domains)
 
 
 @pytest.fixture(scope="module")

@@ -27,10 +27,11 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
-import metalearn.resolvers  # noqa: F401  (the configs use ${metalearn.data_dir:...})
 from metalearn.api.settable import GROUPS, SETTINGS, Setting, SettingError, check_setting
 from metalearn.data.base import DataPlan
 from metalearn.models.layers import LayerModel, LayerSpecError, check_model
+from metalearn.registry.engine import find_project_root
+from metalearn.resolvers import config_searchpath  # registers the resolvers the configs use
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +59,9 @@ def shown(text: str, limit: int = 80) -> str:
 class OverrideValidator:
     """Validates (experiment, overrides) against the config tree in conf_dir.
 
-    root is the project the children run in: paths in the config resolve against it, as
-    they will in the child. settings and groups are the allowlist (settable.py's by default).
+    root is the project the children run in (default: the clone around the current folder,
+    else the current folder): paths in the config resolve against it, as they will in the
+    child. settings and groups are the allowlist (settable.py's by default).
     """
 
     def __init__(self, conf_dir: str | Path, config_name: str = "train", *,
@@ -67,10 +69,15 @@ class OverrideValidator:
                  groups: Mapping[str, str] = GROUPS, check_data: bool = True) -> None:
         self.conf_dir = Path(conf_dir).resolve()
         self.config_name = config_name
-        self.root = Path(root).resolve() if root else self.conf_dir.parent
+        self.root = Path(root).resolve() if root else find_project_root()
         self.settings, self.groups, self.check_data = settings, groups, check_data
         self._parser = OverridesParser.create()
         self._bases: dict[tuple[str | None, tuple[str, ...]], DictConfig] = {}
+
+    def config_folders(self) -> list[Path]:
+        """conf_dir, then the folders of $METALEARN_CONFIG_DIR (train.yaml's search path)."""
+        return [self.conf_dir, *(Path(entry.removeprefix("file://"))
+                                 for entry in config_searchpath())]
 
     def validate(self, experiment: str | None, overrides: Sequence[str],
                  server: Sequence[str] = ()) -> DictConfig:
@@ -86,7 +93,8 @@ class OverrideValidator:
         """
         if experiment is not None:
             check_name("experiment", experiment)
-            if not (self.conf_dir / "experiment" / f"{experiment}.yaml").is_file():
+            if not any((folder / "experiment" / f"{experiment}.yaml").is_file()
+                       for folder in self.config_folders()):
                 raise OverrideError(f"unknown experiment {shown(experiment)}")
         parsed = self.parse(overrides)
         groups = [o for o in parsed if o.key_or_group in self.groups]

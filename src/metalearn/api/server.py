@@ -12,6 +12,7 @@ from metalearn.api.auth import MIN_TOKEN_LENGTH, TOKEN_ENV, is_loopback
 from metalearn.api.launch import LaunchCheck
 from metalearn.api.overrides import OverrideValidator
 from metalearn.api.runner import Runner
+from metalearn.conf import CONFIG_DIR
 from metalearn.registry.engine import find_project_root
 from metalearn.registry.errors import RegistryError
 from metalearn.registry.store import Store
@@ -35,7 +36,7 @@ def build(url: str, host: str, *, max_parallel: int = 1, max_queued: int = 16,
             f"{MIN_TOKEN_LENGTH}. Make one with: "
             "python -c 'import secrets; print(secrets.token_urlsafe(32))'")
     store = Store(url)
-    validator = OverrideValidator(project / "conf", root=project)
+    validator = OverrideValidator(CONFIG_DIR, root=project)  # the configs run.py composes
     check = LaunchCheck(validator, store, project / "logs")
     runner = Runner(store, project, check, max_parallel=max_parallel, max_queued=max_queued)
     return create_app(store, runner, validator, token=token, token_for_reads=not open_reads)

@@ -46,7 +46,7 @@ class Source:
     """One dataset: where it lives upstream, where it goes, and the files it must hold."""
 
     name: str
-    folder: str                 # below the data folder, as conf/data/<name>.yaml reads it
+    folder: str                 # below the data folder, as the config data/<name>.yaml reads it
     base_url: str               # upstream folder, at a fixed commit
     remote_paths: dict[str, str]  # file -> path below base_url, where it differs from the name
     description: str
@@ -94,16 +94,16 @@ class FetchError(Exception):
 
 
 def default_dest() -> Path:
-    """`$METALEARN_DATA`, else `data/` in the project (run.py and conf/) around the current
-    folder, else `./data`: where conf/paths reads data from when no shared copy is beside it."""
+    """`$METALEARN_DATA`, else `data/` in the clone around the current folder, else `./data`:
+    where the configs (paths/default.yaml) read data from when no shared copy is beside it."""
     if os.environ.get(DATA_ENV):
         return Path(os.environ[DATA_ENV]).expanduser()
     return project_root() / "data"
 
 
 def project_root() -> Path:
-    """The folder conf/paths calls root: `$PROJECT_ROOT`, else the project around the current
-    folder, else the current folder."""
+    """The folder the configs call root (paths.root_dir): `$PROJECT_ROOT`, else the clone
+    around the current folder, else the current folder."""
     root = os.environ.get("PROJECT_ROOT")
     return Path(root) if root else find_project_root()
 

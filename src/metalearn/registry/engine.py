@@ -27,7 +27,9 @@ def default_url(root: str | os.PathLike[str] | None = None) -> str:
 
 
 def find_project_root(start: str | os.PathLike[str] | None = None) -> Path:
-    """The nearest folder at or above start holding run.py and conf/, else start itself."""
+    """The project root: the nearest clone of metalearn at or above start (its logs/ and data/
+    are used from anywhere inside it), else start itself (an installed metalearn works in the
+    current folder)."""
     here = Path(start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         if is_project(folder):
@@ -36,8 +38,8 @@ def find_project_root(start: str | os.PathLike[str] | None = None) -> Path:
 
 
 def is_project(folder: Path) -> bool:
-    """Whether folder is a metalearn project (run.py and conf/)."""
-    return (folder / "run.py").is_file() and (folder / "conf").is_dir()
+    """Whether folder is a clone of metalearn (run.py and the package's configs)."""
+    return (folder / "run.py").is_file() and (folder / "src" / "metalearn" / "conf").is_dir()
 
 
 def normalize_url(url: str) -> URL:

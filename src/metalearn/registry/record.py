@@ -1,4 +1,5 @@
-"""Record a run.py attempt: describe it from its Hydra config and wrap it in a session."""
+"""Record an attempt (`metalearn train`, `python run.py`): describe it from its Hydra config
+and wrap it in a session."""
 from __future__ import annotations
 
 import logging
@@ -31,22 +32,32 @@ _entered = False  # whether record_attempt ran in this process (then it records 
 
 @contextmanager
 def recorded_launch(argv: Sequence[str], root: str | os.PathLike[str] | None = None) -> Iterator[None]:
-    """Around run.py's Hydra main: a failure before `train()` (an unknown experiment or key,
-    a config that does not compose) becomes a `failed` attempt with its message, as every
-    later failure does, and a one-line error instead of a traceback."""
+    """Around the Hydra main (metalearn.run): a failure before `train()` (an unknown
+    experiment or key, a config that does not compose) becomes a `failed` attempt with its
+    message, as every later failure does, and a one-line error instead of a traceback."""
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # let composition errors reach us
     try:
         yield
     except Exception as exc:
         if _entered:
             raise
-        message = f"{type(exc).__name__}: {exc}"
+        message = _describe(exc)
         try:
             _record_launch_failure(list(argv), message, root)
         except (RegistryError, SQLAlchemyError, OSError) as err:
             log.warning("the failure could not be recorded: %s", err)
         log.error("%s", message)
         raise SystemExit(1) from exc
+
+
+def _describe(exc: BaseException) -> str:
+    """`<type>: <message>` of the first exception in the cause chain that has a message (Hydra's
+    `--cfg` path wraps a missing config in a ConfigCompositionException with none)."""
+    seen: BaseException | None = exc
+    while seen is not None and not str(seen).strip():
+        seen = seen.__cause__ or seen.__context__
+    found = seen if seen is not None else exc
+    return f"{type(found).__name__}: {found}"
 
 
 def _record_launch_failure(argv: list[str], message: str, root: str | os.PathLike[str] | None) -> None:
