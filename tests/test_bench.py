@@ -166,12 +166,15 @@ def test_quick_bench_runs_with_its_math_checks(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (record_file,) = tmp_path.glob("*-quick.json")
     record = json.loads(record_file.read_text())
-    assert {r["item"] for r in record["ratios"]} >= {"1", "2", "3"}
+    assert {r["item"] for r in record["ratios"]} >= {"1", "2", "3", "4"}
     for name, contest in record["contests"].items():
         assert contest["checked_scores"] and all(contest["checked_scores"].values())
-        if name != "overhead-linear":  # metalearn's task loop does the floor's tensor work
+        if name in ("reptile-text", "maml-conv4", "fomaml-conv4"):
+            # metalearn's task loop does the floor's tensor work
             gflop = contest["settings"]["task_loop_gflop"]
             assert gflop["metalearn"] == pytest.approx(gflop["hand-written"], rel=1e-9)
+    vmap = {n for n in record["contests"] if n.startswith("vmap-")}
+    assert vmap == {f"vmap-{a}-{m}" for a in ("maml", "fomaml") for m in ("conv4", "sinusoid")}
     assert record["contests"]["reptile-text"]["checked_scores"]["seed project's way"] == [
         "query_acc", "query_loss", "support_loss"]
     mem = record["memory"]

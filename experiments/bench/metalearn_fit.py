@@ -79,8 +79,10 @@ class MetalearnFit:
 
     name = "metalearn"
 
-    def __init__(self, cfg: DictConfig, learner: EpisodicModule, source: Any, init: dict) -> None:
+    def __init__(self, cfg: DictConfig, learner: EpisodicModule, source: Any, init: dict,
+                 name: str = "metalearn") -> None:
         self.cfg, self.learner, self.source, self.init = cfg, learner, source, init
+        self.name = name
 
     def fit(self, steps: int, callbacks: list[Callback]) -> pl.Trainer:
         """A fresh Trainer fitting `steps` meta-steps from the initial weights."""

@@ -51,6 +51,12 @@ def speed_ratios(contests: dict[str, ContestResult]) -> list[Ratio]:
             for lib in ("higher", "TorchOpt (MetaSGD)", "TorchOpt (functional)"):
                 rows.append(Ratio("3", c, "metalearn", lib, f"{alg}, Conv4: metalearn / {lib}",
                                   "<= 1.0"))
+    for c in contests:
+        if c.startswith("vmap-"):
+            _, alg, model = c.split("-")
+            model = {"conv4": "Conv4", "sinusoid": "sinusoid MLP"}[model]
+            rows.append(Ratio("4", c, "metalearn", "metalearn, vmap_tasks",
+                              f"{alg.upper()}, {model}: task loop / vmap_tasks", ">= 3"))
     if "overhead-linear" in contests:
         rows.append(Ratio("i", "overhead-linear", "metalearn", "hand-written",
                           "FOMAML on a 16-feature linear model (fixed cost only): metalearn / floor"))

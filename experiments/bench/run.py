@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
             for fo in (False, True):
                 c, info = suite.maml_conv4(plan, sources, first_order=fo)
                 contests[c.name], infos[c.name] = c, info
+            for name in suite.VMAP_CONTESTS:
+                contests[name], infos[name] = suite.vmap_tasks(plan, sources, name)
             contests["overhead-linear"], infos["overhead-linear"] = suite.overhead(plan)
     except MathMismatch as err:
         log.error("different math, no ratio printed: %s", err)

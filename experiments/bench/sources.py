@@ -3,7 +3,8 @@
 Reviews: metalearn's `TaskSampler` over the ARSC `.train` files of the meta-training domains,
 tokenized once up front (truncated, not padded) and padded per episode with
 `pad_token_rows`, as `ReviewEpisodes` does; the raw texts stay available for the seed
-project's way, which tokenizes inside its loop. Omniglot: the project's `OmniglotEpisodes`.
+project's way, which tokenizes inside its loop. Omniglot: the project's `OmniglotEpisodes` (and
+`SinusoidEpisodes`) through their own data modules.
 Both hand Lightning the project's own loader (`EpisodeSet` + `MetaBatchSampler`).
 """
 from __future__ import annotations
@@ -106,8 +107,9 @@ class ReviewSource:
         return {"mean_support_width": float(np.mean(widths)), "max_length": self.max_length}
 
 
-class OmniglotSource:
-    """The project's Omniglot episodes (an `OmniglotEpisodes`, set up), `meta_batch` per step."""
+class DataModuleSource:
+    """A project data module's training episodes (Omniglot, sinusoid; set up here), `meta_batch`
+    per step."""
 
     def __init__(self, datamodule, meta_batch: int | None = None) -> None:
         if getattr(datamodule, "train_sampler", None) is None:

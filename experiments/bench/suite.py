@@ -6,6 +6,8 @@ Contests (same model, episodes, seeds and gradient steps for every implementatio
   maml-conv4     second-order MAML on Conv4 (experiment=maml_omniglot): metalearn, the floor
                  (with and without the before-adapting scores), higher, TorchOpt x2.
   fomaml-conv4   the same for FOMAML (experiment=fomaml_omniglot).
+  vmap-*         MAML and FOMAML on Conv4 and on the sinusoid MLP at 16 tasks per meta-batch:
+                 metalearn's task loop against algorithm.vmap_tasks=true.
 Then peak memory per algorithm (bench.memory) and inner-step GFLOP/s (bench.flops).
 """
 from __future__ import annotations
@@ -24,7 +26,7 @@ from bench.libraries import HigherMAML, TorchOptFunctionalMAML, TorchOptMAML
 from bench.memory import MemoryProbe, StepMemory, mark_tasks
 from bench.metalearn_fit import MetalearnFit, initial_state
 from bench.seed_way import SeedWayReptile
-from bench.sources import OmniglotSource, RandomSource, ReviewSource
+from bench.sources import DataModuleSource, RandomSource, ReviewSource
 from bench.timing import ContestResult, run_contest
 from metalearn.train import build
 
@@ -52,6 +54,7 @@ class Plan:
     text_rounds: int
     conv_rounds: int
     memory_meta_batch: int
+    vmap_tasks: int  # tasks per meta-batch in the vmap contests
     overhead_steps: int
     flop_repeats: int
     matmul_n: int
@@ -62,12 +65,12 @@ class Plan:
             return Plan(True, ("model=tiny_bert",), 64, ("model.hidden=16", "data.queries=5"),
                         text_steps=3, conv_steps=3, text_timed_from=1, conv_timed_from=1,
                         text_rounds=2, conv_rounds=2,
-                        memory_meta_batch=4, overhead_steps=10, flop_repeats=5, matmul_n=512)
+                        memory_meta_batch=4, vmap_tasks=4, overhead_steps=10, flop_repeats=5, matmul_n=512)
         # A MiniLM meta-step takes tens of CPU seconds: one timed step per round, no warm-up
         # step (first-call costs are milliseconds against that).
         return Plan(False, (), SEED_PAD, (), text_steps=1, conv_steps=3, text_timed_from=0,
                     conv_timed_from=1, text_rounds=2, conv_rounds=3,
-                    memory_meta_batch=4, overhead_steps=40, flop_repeats=10, matmul_n=1024)
+                    memory_meta_batch=4, vmap_tasks=16, overhead_steps=40, flop_repeats=10, matmul_n=1024)
 
 
 class Sources:
@@ -77,13 +80,13 @@ class Sources:
         self._omniglot: dict[str, object] = {}
         self._reviews: dict[tuple, ReviewSource] = {}
 
-    def omniglot(self, cfg, meta_batch: int | None = None) -> OmniglotSource:
+    def omniglot(self, cfg, meta_batch: int | None = None) -> DataModuleSource:
         data = OmegaConf.to_container(cfg.data, resolve=True)
         data.pop("meta_batch_size")
         key = repr(sorted(data.items()))
         if key not in self._omniglot:
             self._omniglot[key] = build(cfg.data)
-        return OmniglotSource(self._omniglot[key], meta_batch or cfg.data.meta_batch_size)
+        return DataModuleSource(self._omniglot[key], meta_batch or cfg.data.meta_batch_size)
 
     def reviews(self, cfg, tokenizer, steps: int) -> ReviewSource:
         d = cfg.data
@@ -182,6 +185,32 @@ def maml_conv4(plan: Plan, sources: Sources, first_order: bool) -> tuple[Contest
                          plan.conv_rounds, rtol=1e-4, atol=1e-5, drift=DRIFT_CONV,
                          log=log.info)
     info["task_loop_gflop"] = task_loop_flops(learner, impls[1], init, source.meta_batch_at(0))
+    return result, info
+
+
+VMAP_CONTESTS = {"vmap-maml-conv4": "maml_omniglot", "vmap-fomaml-conv4": "fomaml_omniglot",
+                 "vmap-maml-sinusoid": "maml_sinusoid", "vmap-fomaml-sinusoid": "fomaml_sinusoid"}
+
+
+def vmap_tasks(plan: Plan, sources: Sources, name: str) -> tuple[ContestResult, dict]:
+    """metalearn's task loop against the same learner with algorithm.vmap_tasks=true, on a
+    meta-batch of `plan.vmap_tasks` tasks (the issue's 16)."""
+    experiment = VMAP_CONTESTS[name]
+    overrides = [*(plan.conv_overrides if "omniglot" in experiment else ()),
+                 f"data.meta_batch_size={plan.vmap_tasks}"]
+    cfg = config.experiment(experiment, *overrides)
+    cfg_vmap = config.experiment(experiment, *overrides, "algorithm.vmap_tasks=true")
+    source = sources.omniglot(cfg)
+    loop = learner_for(cfg)
+    init = initial_state(loop.model)
+    impls = [MetalearnFit(cfg, loop, source, init),
+             MetalearnFit(cfg_vmap, learner_for(cfg_vmap), source, init,
+                          name="metalearn, vmap_tasks")]
+    info = {"experiment": experiment, "overrides": overrides, "meta_batch": source.meta_batch,
+            "inner_steps": loop.inner_steps, "shots": cfg.data.shots, "queries": cfg.data.queries}
+    log.info("%s: %s", name, info)
+    result = run_contest(name, impls, plan.conv_steps, plan.conv_timed_from, plan.conv_rounds,
+                         rtol=1e-4, atol=1e-5, drift=DRIFT_CONV, log=log.info)
     return result, info
 
 

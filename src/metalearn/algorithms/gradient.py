@@ -16,6 +16,7 @@ from typing import Any, Callable, NamedTuple
 
 import torch
 import torch.distributed as dist
+from torch.func import vmap
 
 from metalearn.algorithms.episodic import EpisodicModule
 from metalearn.algorithms.inner_loop import Params, adapt
@@ -120,22 +121,30 @@ class GradientLearner(EpisodicModule):
                               ) -> tuple[Params, list[dict[str, float]]]:
         """The meta-batch's tasks adapted at once: the sum of their meta-gradients, and each
         task's scores (what `task_gradient` gives task by task, up to float rounding)."""
-        forward = batched_forward(self, episodes, params)
+        forward, yq = batched_forward(self, episodes, params)
         grads = self.meta_gradient(forward, params, batched=True)
-        scores = [self.task_scores(ep, forward.out_pre[t], forward.out[t].detach(),
-                                   [loss[t] for loss in forward.support_losses])
-                  for t, ep in enumerate(episodes)]
-        return grads, scores
+        with torch.no_grad():
+            per_score = vmap(self.score_tensors)(yq, forward.out_pre, forward.out.detach(),
+                                                 forward.support_losses)
+        values = {k: v.tolist() for k, v in per_score.items()}  # one sync per score, not per task
+        return grads, [{k: v[t] for k, v in values.items()} for t in range(len(episodes))]
 
     def task_scores(self, ep: Episode, out_pre: torch.Tensor, out: torch.Tensor,
                     support_losses: list[torch.Tensor]) -> dict[str, float]:
         """What a training task logs: query loss and score before and after adapting."""
-        y, objective, metric = ep.query_y, self.objective, self.objective.metric
-        return {"query_loss": objective.loss(out, y).item(),
-                f"query_{metric}": objective.score(out, y).item(),
-                "query_loss_pre": objective.loss(out_pre, y).item(),
-                f"query_{metric}_pre": objective.score(out_pre, y).item(),
-                "support_loss": support_losses[0].item() if support_losses else float("nan")}
+        return {k: v.item() for k, v in
+                self.score_tensors(ep.query_y, out_pre, out, support_losses).items()}
+
+    def score_tensors(self, y: torch.Tensor, out_pre: torch.Tensor, out: torch.Tensor,
+                      support_losses: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """`task_scores` as 0-d tensors (what a batched meta-batch computes under vmap)."""
+        objective, metric = self.objective, self.objective.metric
+        return {"query_loss": objective.loss(out, y),
+                f"query_{metric}": objective.score(out, y),
+                "query_loss_pre": objective.loss(out_pre, y),
+                f"query_{metric}_pre": objective.score(out_pre, y),
+                "support_loss": support_losses[0] if support_losses
+                else torch.tensor(float("nan"))}
 
     def training_step(self, episodes: list[Episode], batch_idx: int) -> None:
         opt = self.optimizers()

@@ -64,8 +64,9 @@ def stack(values: list, what: str) -> torch.Tensor:
 
 
 def batched_forward(learner: GradientLearner, episodes: list[Episode], params: Params
-                    ) -> TaskForward:
-    """`learner.task_forward` of every episode at once; outputs carry a leading task dimension."""
+                    ) -> tuple[TaskForward, torch.Tensor]:
+    """`learner.task_forward` of every episode at once (outputs carry a leading task
+    dimension), and the stacked query targets."""
     features = learner.model.features
     xs = stack([features(ep.support_x) for ep in episodes], "support inputs")
     ys = stack([ep.support_y for ep in episodes], "support targets")
@@ -76,4 +77,4 @@ def batched_forward(learner: GradientLearner, episodes: list[Episode], params: P
     # than F.batch_norm, whose second derivative under vmap is wrong in torch 2.13 (measured:
     # 1% off the loop's MAML meta-gradient on a conv + batch norm; the explicit form is exact).
     with support_statistics(learner.model.top, xs.shape[1]):
-        return vmap(task, in_dims=(None, 0, 0, 0, 0))(params, xs, ys, xq, yq)
+        return vmap(task, in_dims=(None, 0, 0, 0, 0))(params, xs, ys, xq, yq), yq
