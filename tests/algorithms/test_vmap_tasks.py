@@ -179,3 +179,11 @@ def test_token_batches_and_unequal_tasks_are_refused_by_name():
     tokens.support_x = {"input_ids": torch.zeros(6, 5, dtype=torch.long)}
     with pytest.raises(ValueError, match="vmap_tasks=true stacks .* dict"):
         ml.batched_task_gradient([tokens, tokens], params)
+
+
+def test_an_algorithm_with_only_task_gradient_is_refused_with_vmap_tasks():
+    from examples.first_order_maml import FirstOrderMAML
+
+    with pytest.raises(ValueError, match="vmap_tasks=true runs task_forward.*FirstOrderMAML"):
+        FirstOrderMAML(model=SplitModel(top=nn.Linear(3, 2)), objective=Classification(),
+                       optimizer=partial(torch.optim.SGD, lr=0.1), vmap_tasks=True)

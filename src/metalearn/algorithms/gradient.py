@@ -68,6 +68,13 @@ class GradientLearner(EpisodicModule):
         self.inner_lr, self.inner_steps, self.eval_inner_steps = inner_lr, inner_steps, eval_inner_steps
         self.vmap_tasks = vmap_tasks
         if vmap_tasks:
+            own = type(self)
+            if (own.task_forward is GradientLearner.task_forward
+                    or own.meta_gradient is GradientLearner.meta_gradient):
+                raise ValueError(
+                    f"algorithm.vmap_tasks=true runs task_forward and meta_gradient over the "
+                    f"whole meta-batch; {own.__name__} does not define both (set "
+                    "algorithm.vmap_tasks=false)")
             require_batchable_model(model.top)
 
     # ---- adaptation ---------------------------------------------------------------------------
