@@ -40,7 +40,8 @@ class TaskForward(NamedTuple):
 
 class GradientLearner(EpisodicModule):
     """Meta-learning whose tasks adapt by `inner_steps` SGD steps of size `inner_lr`
-    (`eval_inner_steps` at evaluation); subclasses define `task_forward` and `meta_gradient`.
+    (`eval_inner_steps` at evaluation); subclasses define `task_forward` and `meta_gradient`
+    (or override `task_gradient` alone, which then runs task by task only).
 
     vmap_tasks: adapt all tasks of a meta-batch at once (`torch.func.vmap` over stacked
     support and query tensors) instead of one after the other: same math, for models and
