@@ -29,13 +29,14 @@ class ANIL(MAML):
         return {n for n in self.meta_parameters() if n.startswith(prefix)}
 
     def adapt_support(self, params: Params, xs: Any, ys: torch.Tensor, steps: int,
-                      first_order: bool = True) -> tuple[Params, list[torch.Tensor]]:
+                      first_order: bool = True, functional: bool = False
+                      ) -> tuple[Params, list[torch.Tensor]]:
         top = self.model.top
         zs = embed_with(top, params, xs)  # [S, D]: the body, once (a support-only batch)
         lr = self.step_sizes()
         lr = self.head_part(lr) if isinstance(lr, dict) else lr
         fast_head, losses = adapt(top.head, self.head_part(params), zs, ys, self.objective.loss,
-                                  steps, lr, first_order)
+                                  steps, lr, first_order, functional)
         prefix = top.head_prefix()
         return {**params, **{prefix + n: w for n, w in fast_head.items()}}, losses
 

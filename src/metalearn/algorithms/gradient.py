@@ -4,26 +4,51 @@ An algorithm says how one task turns into a meta-gradient (`task_gradient`); thi
 averages those over the meta-batch (and over DDP processes), writes the result into `.grad`
 and lets the configured outer optimizer take the step (manual optimization). Evaluation adapts
 a copy of the meta-weights on the support set and predicts the query set.
+
+A task's math is written once, in `task_forward` (adapt, predict, the query loss) and
+`meta_gradient`; the meta-batch runs it task by task, or all tasks at once under
+`torch.func.vmap` with `vmap_tasks` (`metalearn.algorithms.task_batch`).
 """
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import torch
 import torch.distributed as dist
+from torch.func import vmap
 
 from metalearn.algorithms.episodic import EpisodicModule
 from metalearn.algorithms.inner_loop import Params, adapt
+from metalearn.algorithms.task_batch import batched_forward, require_batchable_model
 from metalearn.data.episode import Episode
 from metalearn.models.split import SplitModel
 from metalearn.objectives import Objective
 
 
+class TaskForward(NamedTuple):
+    """What one task's forward computed (each with a leading task dimension when batched):
+    the query loss after adapting, query outputs after and before adapting, the support
+    losses of the inner steps, and the fast weights."""
+
+    loss: torch.Tensor
+    out: torch.Tensor
+    out_pre: torch.Tensor
+    support_losses: list[torch.Tensor]
+    fast: Params
+
+
 class GradientLearner(EpisodicModule):
     """Meta-learning whose tasks adapt by `inner_steps` SGD steps of size `inner_lr`
     (`eval_inner_steps` of `eval_inner_lr`, by default `inner_lr`, at evaluation); subclasses
-    define `task_gradient`."""
+    define `task_forward` and `meta_gradient` (or override `task_gradient` alone, which then
+    runs task by task only).
+
+    vmap_tasks: adapt all tasks of a meta-batch at once (`torch.func.vmap` over stacked
+    support and query tensors) instead of one after the other: same math, for models and
+    data that allow it (equal episode sizes, tensor inputs, no running statistics or dropout;
+    see `metalearn.algorithms.task_batch`).
+    """
 
     def __init__(
         self,
@@ -38,6 +63,7 @@ class GradientLearner(EpisodicModule):
         eval_batch_size: int = 64,
         seed: int = 0,
         eval_inner_lr: float | None = None,
+        vmap_tasks: bool = False,
     ) -> None:
         super().__init__(model, objective, optimizer, scheduler, transductive, eval_batch_size,
                          seed)
@@ -46,6 +72,16 @@ class GradientLearner(EpisodicModule):
         # Test-time adaptation may take another step size than meta-training's (Reptile's
         # tasks train with one rate; the held-out task may adapt best with another).
         self.eval_inner_lr = eval_inner_lr
+        self.vmap_tasks = vmap_tasks
+        if vmap_tasks:
+            own = type(self)
+            if (own.task_forward is GradientLearner.task_forward
+                    or own.meta_gradient is GradientLearner.meta_gradient):
+                raise ValueError(
+                    f"algorithm.vmap_tasks=true runs task_forward and meta_gradient over the "
+                    f"whole meta-batch; {own.__name__} does not define both (set "
+                    "algorithm.vmap_tasks=false)")
+            require_batchable_model(model.top)
 
     # ---- adaptation ---------------------------------------------------------------------------
     def step_sizes(self) -> float | Params:
@@ -53,18 +89,21 @@ class GradientLearner(EpisodicModule):
         return self.inner_lr
 
     def adapt_support(self, params: Params, xs: Any, ys: torch.Tensor, steps: int,
-                      first_order: bool = True) -> tuple[Params, list[torch.Tensor]]:
+                      first_order: bool = True, functional: bool = False
+                      ) -> tuple[Params, list[torch.Tensor]]:
         """Fast weights after `steps` inner steps on the support set, and the support losses.
 
         The fast weights cover every meta-parameter (ANIL leaves the body's as they are).
+        functional: as `inner_loop.adapt` (inside `torch.func.vmap`).
         """
         return adapt(self.model.top, params, xs, ys, self.objective.loss, steps,
-                     self.step_sizes(), first_order)
+                     self.step_sizes(), first_order, functional)
 
     def adapt_and_predict(self, params: Params, xs: Any, ys: torch.Tensor, xq: Any, steps: int,
-                          first_order: bool = True) -> tuple[Params, list[torch.Tensor], torch.Tensor]:
+                          first_order: bool = True, functional: bool = False
+                          ) -> tuple[Params, list[torch.Tensor], torch.Tensor]:
         """Adapt on the support set for `steps`; return fast weights, support losses, query outputs."""
-        fast, losses = self.adapt_support(params, xs, ys, steps, first_order)
+        fast, losses = self.adapt_support(params, xs, ys, steps, first_order, functional)
         return fast, losses, self.predict(fast, xs, xq)
 
     def query_predictions(self, ep: Episode) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,19 +119,54 @@ class GradientLearner(EpisodicModule):
                      self.eval_inner_lr, True)
 
     # ---- the meta-update ------------------------------------------------------------------------
+    def task_forward(self, params: Params, xs: Any, ys: torch.Tensor, xq: Any, yq: torch.Tensor,
+                     functional: bool = False) -> TaskForward:
+        """One task, from the meta-parameters to its query loss (trunk features given).
+
+        functional: inside `torch.func.vmap` (tasks batched): gradients by `torch.func.grad`.
+        """
+        raise NotImplementedError
+
+    def meta_gradient(self, forward: TaskForward, params: Params, batched: bool = False) -> Params:
+        """The task's contribution to the meta-gradient (batched: summed over the tasks)."""
+        raise NotImplementedError
+
     def task_gradient(self, ep: Episode, params: Params) -> tuple[Params, dict[str, float]]:
         """This task's contribution to the meta-gradient, and its scores for logging."""
-        raise NotImplementedError
+        xs, xq = self.model.features(ep.support_x), self.model.features(ep.query_x)
+        forward = self.task_forward(params, xs, ep.support_y, xq, ep.query_y)
+        grads = self.meta_gradient(forward, params)
+        return grads, self.task_scores(ep, forward.out_pre, forward.out.detach(),
+                                       forward.support_losses)
+
+    def batched_task_gradient(self, episodes: list[Episode], params: Params
+                              ) -> tuple[Params, list[dict[str, float]]]:
+        """The meta-batch's tasks adapted at once: the sum of their meta-gradients, and each
+        task's scores (what `task_gradient` gives task by task, up to float rounding)."""
+        forward, yq = batched_forward(self, episodes, params)
+        grads = self.meta_gradient(forward, params, batched=True)
+        with torch.no_grad():
+            per_score = vmap(self.score_tensors)(yq, forward.out_pre, forward.out.detach(),
+                                                 forward.support_losses)
+        values = {k: v.tolist() for k, v in per_score.items()}  # one sync per score, not per task
+        return grads, [{k: v[t] for k, v in values.items()} for t in range(len(episodes))]
 
     def task_scores(self, ep: Episode, out_pre: torch.Tensor, out: torch.Tensor,
                     support_losses: list[torch.Tensor]) -> dict[str, float]:
         """What a training task logs: query loss and score before and after adapting."""
-        y, objective, metric = ep.query_y, self.objective, self.objective.metric
-        return {"query_loss": objective.loss(out, y).item(),
-                f"query_{metric}": objective.score(out, y).item(),
-                "query_loss_pre": objective.loss(out_pre, y).item(),
-                f"query_{metric}_pre": objective.score(out_pre, y).item(),
-                "support_loss": support_losses[0].item() if support_losses else float("nan")}
+        return {k: v.item() for k, v in
+                self.score_tensors(ep.query_y, out_pre, out, support_losses).items()}
+
+    def score_tensors(self, y: torch.Tensor, out_pre: torch.Tensor, out: torch.Tensor,
+                      support_losses: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """`task_scores` as 0-d tensors (what a batched meta-batch computes under vmap)."""
+        objective, metric = self.objective, self.objective.metric
+        return {"query_loss": objective.loss(out, y),
+                f"query_{metric}": objective.score(out, y),
+                "query_loss_pre": objective.loss(out_pre, y),
+                f"query_{metric}_pre": objective.score(out_pre, y),
+                "support_loss": support_losses[0] if support_losses
+                else torch.tensor(float("nan"))}
 
     def training_step(self, episodes: list[Episode], batch_idx: int) -> None:
         opt = self.optimizers()
@@ -101,10 +175,19 @@ class GradientLearner(EpisodicModule):
         meta_grad = {n: torch.zeros_like(p) for n, p in outer.items()}
         scores: dict[str, list[float]] = defaultdict(list)
         with self.step_rng():
-            for ep in episodes:
-                grads, s = self.task_gradient(ep, params)
-                for n, g in grads.items():
+            if self.vmap_tasks:
+                summed, per_task = self.batched_task_gradient(episodes, params)
+                for n, g in summed.items():
                     meta_grad[n] += g.detach() / total
+            else:
+                per_task = []
+                for ep in episodes:
+                    grads, s = self.task_gradient(ep, params)
+                    for n, g in grads.items():
+                        meta_grad[n] += g.detach() / total
+                    per_task.append(s)
+                    del grads  # not held beside the next task's: one copy of the meta-parameters
+            for s in per_task:
                 for k, v in s.items():
                     scores[k].append(v)
         if dist.is_available() and dist.is_initialized() and self.trainer.world_size > 1:

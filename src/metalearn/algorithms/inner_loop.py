@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
-from torch.func import functional_call
+from torch.func import functional_call, grad_and_value
 
 Params = dict[str, torch.Tensor]
 
@@ -28,6 +28,7 @@ def adapt(
     steps: int,
     lr: float | Params,
     first_order: bool = True,
+    functional: bool = False,
 ) -> tuple[Params, list[torch.Tensor]]:
     """`steps` of SGD on `loss_fn(module(x), y)` from `params`; returns fast weights and losses.
 
@@ -37,18 +38,32 @@ def adapt(
     stay differentiable in). first_order: the fast weights start detached and each step is cut
     from the graph (Reptile, FOMAML). Otherwise the steps stay differentiable w.r.t. `params`
     (MAML).
+
+    functional: gradients by `torch.func.grad`, which also works inside `torch.func.vmap` (a
+    meta-batch's tasks adapted at once, `algorithm.vmap_tasks`), where fresh leaves cannot be
+    made. First order then stops the gradient of each step instead: the fast weights stay
+    `params` minus constants, so the query loss's gradient w.r.t. `params` is FOMAML's
+    gradient at the adapted weights.
     """
-    if first_order:
+    if first_order and not functional:
         fast = {n: p.detach().requires_grad_(True) for n, p in params.items()}
     else:
         fast = dict(params)
+
+    def support_loss(weights: Params) -> torch.Tensor:
+        return loss_fn(outputs_with(module, weights, x), y)
+
     losses = []
     for _ in range(steps):
-        loss = loss_fn(outputs_with(module, fast, x), y)
-        grads = torch.autograd.grad(loss, list(fast.values()), create_graph=not first_order)
+        if functional:
+            named, loss = grad_and_value(support_loss)(fast)
+            grads = [named[n].detach() if first_order else named[n] for n in fast]
+        else:
+            loss = support_loss(fast)
+            grads = torch.autograd.grad(loss, list(fast.values()), create_graph=not first_order)
         fast = {n: w - (lr[n] if isinstance(lr, dict) else lr) * g
                 for (n, w), g in zip(fast.items(), grads)}
-        if first_order:
+        if first_order and not functional:
             fast = {n: w.detach().requires_grad_(True) for n, w in fast.items()}
         losses.append(loss.detach())
     return fast, losses

@@ -8,14 +8,14 @@ the query-loss gradient at the adapted weights. `learn_inner_lr: true` is Meta-S
 from __future__ import annotations
 
 from contextlib import nullcontext
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from metalearn.algorithms.gradient import GradientLearner
+from metalearn.algorithms.gradient import GradientLearner, TaskForward
 from metalearn.algorithms.inner_loop import Params
-from metalearn.data.episode import Episode
 
 
 class MAML(GradientLearner):
@@ -51,21 +51,27 @@ class MAML(GradientLearner):
             return self.inner_lr
         return {k.replace("__", "."): v for k, v in self.inner_lrs.items()}
 
-    def task_gradient(self, ep: Episode, params: Params) -> tuple[Params, dict[str, float]]:
-        xs, xq = self.model.features(ep.support_x), self.model.features(ep.query_x)
+    def attention_kernel(self):
+        """The fused CPU attention kernels have no double backward; the math one does."""
+        return nullcontext() if self.first_order else sdpa_kernel(SDPBackend.MATH)
+
+    def task_forward(self, params: Params, xs: Any, ys: torch.Tensor, xq: Any, yq: torch.Tensor,
+                     functional: bool = False) -> TaskForward:
         with torch.no_grad():
             out_pre = self.predict(params, xs, xq)
-        # The fused CPU attention kernels have no double backward; the math one does.
-        kernel = nullcontext() if self.first_order else sdpa_kernel(SDPBackend.MATH)
-        with kernel:
+        with self.attention_kernel():
             fast, support_losses, out = self.adapt_and_predict(
-                params, xs, ep.support_y, xq, self.inner_steps, first_order=self.first_order)
-            loss = self.objective.loss(out, ep.query_y)
-            outer = self.outer_parameters()
-            # First order: the gradient at the adapted weights (fast weights are fresh leaves;
-            # ANIL's body entries are the meta-parameters themselves). Second order: through
-            # the inner steps.
-            wrt = {**outer, **fast} if self.first_order else outer
-            grads = torch.autograd.grad(loss, list(wrt.values()), allow_unused=True)
-        grads = {n: torch.zeros_like(w) if g is None else g for (n, w), g in zip(wrt.items(), grads)}
-        return grads, self.task_scores(ep, out_pre, out.detach(), support_losses)
+                params, xs, ys, xq, self.inner_steps, self.first_order, functional)
+            loss = self.objective.loss(out, yq)
+        return TaskForward(loss, out, out_pre, support_losses, fast)
+
+    def meta_gradient(self, forward: TaskForward, params: Params, batched: bool = False) -> Params:
+        outer = self.outer_parameters()
+        # First order: the gradient at the adapted weights (fast weights are fresh leaves;
+        # ANIL's body entries are the meta-parameters themselves; batched, the fast weights are
+        # the meta-parameters minus constants, so the gradient w.r.t. those is the same).
+        # Second order: through the inner steps.
+        wrt = {**outer, **forward.fast} if self.first_order and not batched else outer
+        with self.attention_kernel():
+            grads = torch.autograd.grad(forward.loss.sum(), list(wrt.values()), allow_unused=True)
+        return {n: torch.zeros_like(w) if g is None else g for (n, w), g in zip(wrt.items(), grads)}

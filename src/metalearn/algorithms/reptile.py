@@ -5,21 +5,25 @@ As a pseudo-gradient, meta-weights minus adapted weights, so the configured oute
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
-from metalearn.algorithms.gradient import GradientLearner
+from metalearn.algorithms.gradient import GradientLearner, TaskForward
 from metalearn.algorithms.inner_loop import Params
-from metalearn.data.episode import Episode
 
 
 class Reptile(GradientLearner):
     """phi <- phi + eps * mean_tasks(theta_task - phi)."""
 
-    def task_gradient(self, ep: Episode, params: Params) -> tuple[Params, dict[str, float]]:
-        xs, xq = self.model.features(ep.support_x), self.model.features(ep.query_x)
+    def task_forward(self, params: Params, xs: Any, ys: torch.Tensor, xq: Any, yq: torch.Tensor,
+                     functional: bool = False) -> TaskForward:
         fast, support_losses, out = self.adapt_and_predict(
-            params, xs, ep.support_y, xq, self.inner_steps)
+            params, xs, ys, xq, self.inner_steps, functional=functional)
         with torch.no_grad():
             out_pre = self.predict(params, xs, xq)
-        grads = {n: params[n].detach() - fast[n].detach() for n in params}
-        return grads, self.task_scores(ep, out_pre, out.detach(), support_losses)
+        return TaskForward(self.objective.loss(out, yq), out, out_pre, support_losses, fast)
+
+    def meta_gradient(self, forward: TaskForward, params: Params, batched: bool = False) -> Params:
+        grads = {n: params[n].detach() - forward.fast[n].detach() for n in params}
+        return {n: g.sum(0) for n, g in grads.items()} if batched else grads

@@ -104,6 +104,7 @@ SETTINGS: dict[str, Setting] = {
     "algorithm.learn_inner_lr": BOOL,
     "algorithm.transductive": BOOL,
     "algorithm.eval_batch_size": _int(1, 1024),
+    "algorithm.vmap_tasks": BOOL,
     "algorithm.optimizer.lr": _float(0.0, 10.0),
     "algorithm.scheduler.final_fraction": _float(0.0, 1.0),
     # data: episode sizes and counts, held-out groups, seeds

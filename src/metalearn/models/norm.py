@@ -44,10 +44,11 @@ def has_episode_norm(module: nn.Module) -> bool:
 def support_statistics(module: nn.Module, rows: int) -> Iterator[None]:
     """Every `EpisodeBatchNorm2d` in `module` takes its statistics from the first `rows` rows."""
     norms = [m for m in module.modules() if isinstance(m, EpisodeBatchNorm2d)]
+    before = [m.reference_rows for m in norms]  # nested uses restore the outer setting
     for m in norms:
         m.reference_rows = rows
     try:
         yield
     finally:
-        for m in norms:
-            m.reference_rows = None
+        for m, r in zip(norms, before):
+            m.reference_rows = r

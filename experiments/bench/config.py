@@ -1,0 +1,22 @@
+"""The project's own Hydra configs, composed as `run.py` would, so the bench measures the
+algorithms with the settings the experiments use."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def experiment(name: str, *overrides: str) -> DictConfig:
+    """`conf/train.yaml` with `experiment=<name>` and overrides (no Hydra run folder)."""
+    os.environ.setdefault("PROJECT_ROOT", str(ROOT))
+    import metalearn.resolvers  # noqa: F401  (${metalearn.data_dir:...} in paths)
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose("train", overrides=[f"experiment={name}", "registry=off", *overrides])

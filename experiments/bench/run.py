@@ -1,0 +1,117 @@
+"""Speed and memory of metalearn's meta-steps, side by side in one process (see README.md).
+
+    python experiments/bench/run.py --quick    # tiny models, about two minutes
+    python experiments/bench/run.py            # MiniLM and the 64-channel Conv4
+
+Prints ratios (never asserts timings) and writes a JSON record under experiments/bench/results/.
+Before a ratio is kept, the two implementations must have computed the same meta-gradient,
+scores and final weights; if not, the bench stops with the difference and prints no ratio.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+# One thread unless asked otherwise, set before torch loads; this checkout's code first, and
+# the bench as the package `bench` (not its folder, whose module names are generic).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+sys.path[:] = [str(ROOT / "src"), str(HERE.parent)] + [
+    p for p in sys.path if Path(p or ".").resolve() != HERE]
+
+PARTS = ("speed", "memory", "flops")
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="tiny models (development, tests)")
+    p.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS),
+                   help="which parts to run (default: all)")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    p.add_argument("--out", type=Path, default=HERE / "results", help="folder for the JSON record")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    if args.threads < 1:
+        raise SystemExit(f"--threads must be >= 1, got {args.threads}")
+    import torch
+    from rich.console import Console
+    from rich.logging import RichHandler
+
+    torch.set_num_threads(args.threads)
+    logging.basicConfig(level=logging.INFO, format="%(message)s",
+                        handlers=[RichHandler(show_path=False, show_time=True)])
+    log = logging.getLogger("bench")
+
+    import metalearn
+    from bench import hardware, report, suite
+    from bench.same_math import MathMismatch
+
+    plan = suite.Plan.make(args.quick)
+    started = time.strftime("%Y-%m-%dT%H-%M-%S")
+    record = {"mode": "quick" if args.quick else "full", "started": started,
+              "machine": hardware.machine(), "metalearn": str(Path(metalearn.__file__).parent),
+              "plan": plan.__dict__}
+    log.info("machine: %s", record["machine"])
+    sources, contests, infos = suite.Sources(), {}, {}
+    t0 = time.perf_counter()
+    try:
+        if "speed" in args.only:
+            contests["reptile-text"], infos["reptile-text"] = suite.reptile_text(plan, sources)
+            for fo in (False, True):
+                c, info = suite.maml_conv4(plan, sources, first_order=fo)
+                contests[c.name], infos[c.name] = c, info
+            for name in suite.VMAP_CONTESTS:
+                contests[name], infos[name] = suite.vmap_tasks(plan, sources, name)
+            contests["overhead-linear"], infos["overhead-linear"] = suite.overhead(plan)
+    except MathMismatch as err:
+        log.error("different math, no ratio printed: %s", err)
+        return 2
+    mem = suite.memory(plan, sources) if "memory" in args.only else {}
+    fl = suite.flops(plan, sources) if "flops" in args.only else {}
+
+    console = Console(width=max(Console().width, 160))
+    tables = []
+    if contests:
+        table, ratios = report.speed_table(contests, report.speed_ratios(contests))
+        tables.append(table)
+        record["ratios"] = ratios
+        record["contests"] = report.contest_records(contests, infos)
+        record["fixed_cost"] = report.fixed_cost(contests)
+    if mem:
+        tables.append(report.memory_table(mem))
+        record["memory"] = report.memory_records(mem)
+    if fl:
+        tables.append(report.flops_table(fl))
+        record["flops"] = fl
+    record["seconds"] = round(time.perf_counter() - t0, 1)
+    record["machine"]["load_average_end"] = hardware.load_average()
+    report.print_tables(console, *tables)
+    for name, info in infos.items():
+        if "task_loop_gflop" in info:
+            g = info["task_loop_gflop"]
+            console.print(f"{name}: one meta-batch's task loop, {g['metalearn']:.3f} GFLOP in "
+                          f"metalearn and {g['hand-written']:.3f} in the floor"
+                          + (" (equal)" if abs(g["metalearn"] - g["hand-written"])
+                             <= 1e-6 * g["hand-written"] else " [red](differ)"))
+    if record.get("fixed_cost"):
+        fc = record["fixed_cost"]
+        console.print(f"metalearn's fixed cost per meta-step (Lightning's loop and its own "
+                      f"bookkeeping): {fc['ms_per_step']:.1f} ms CPU, that is "
+                      + ", ".join(f"{100 * v:.2f}% of a {k} step" for k, v in fc["share_of_step"].items()))
+    path = report.write_json(record, args.out, f"{started}-{record['mode']}")
+    console.print(f"record: {path}  ({record['seconds']} s; load average "
+                  f"{record['machine']['load_average_start']} -> "
+                  f"{record['machine']['load_average_end']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
