@@ -41,10 +41,10 @@ def speed_ratios(contests: dict[str, ContestResult]) -> list[Ratio]:
             rows.append(Ratio("1", c, "metalearn", "hand-written",
                               f"{alg}, Conv4: metalearn / hand-written floor", "<= 1.05"))
     if "reptile-text" in contests:
-        rows.append(Ratio("2", "reptile-text", "seed project's way", "metalearn",
-                          "Reptile, text model: seed project's way / metalearn", ">= 3"))
-        rows.append(Ratio("2", "reptile-text", "seed project's way, query scored every inner epoch",
-                          "metalearn", "the same, the seed scoring its query set every inner "
+        rows.append(Ratio("2", "reptile-text", "the write-up's way", "metalearn",
+                          "Reptile, text model: the write-up's way / metalearn", ">= 3"))
+        rows.append(Ratio("2", "reptile-text", "the write-up's way, query scored every inner epoch",
+                          "metalearn", "the same, the write-up's loop scoring its query set every inner "
                           "epoch (as its code does) / metalearn"))
     for c, alg in (("maml-conv4", "MAML"), ("fomaml-conv4", "FOMAML")):
         if c in contests:

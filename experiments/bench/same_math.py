@@ -122,7 +122,7 @@ def assert_same_math(name: str, ref: Trace, other: Trace, rtol: float, atol: flo
     """Raise MathMismatch unless `other` matches `ref`; returns the score names compared.
 
     drift: the tolerance from step 1 on (default: rtol; see the module docstring). Scores are
-    compared where both report them (the seed project's way does not score the query set
+    compared where both report them (the write-up's way does not score the query set
     before adapting); support and query losses are always required.
     """
     drift = rtol if drift is None else drift

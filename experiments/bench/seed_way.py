@@ -1,11 +1,11 @@
-"""Reptile the seed project's way ("Meta Learning the Huggingface Way", Barua & Kumbakkara):
+"""Reptile the write-up's way ("Meta Learning the Huggingface Way", Barua & Kumbakkara):
 a `copy.deepcopy` of the whole model per task, the task's texts tokenized inside the loop
 and padded to a fixed `max_length` (256), an inner `torch.optim` optimizer stepping the copy
 through the model's full forward, and the meta-update from `meta - fast` differences.
 
 Its math is metalearn's Reptile (plain SGD on the whole support set, the same inner steps,
 the same outer optimizer), so the two compute the same numbers up to float rounding (the
-padding is masked); only the way differs. The seed itself uses AdamW on mini-batches of 5,
+padding is masked); only the way differs. The write-up itself uses AdamW on mini-batches of 5,
 tokenizes each task with a `datasets.map` after filtering the whole dataset, and scores the
 query set after every inner epoch: all of that would cost it more. Only the last is measured
 here, as a variant (`score_every_epoch`: the query forward after each inner step, under
@@ -28,14 +28,14 @@ RawTask = tuple[list[str], torch.Tensor, list[str], torch.Tensor]
 class SeedWayReptile(HandLoop):
     """The seed's loop structure with metalearn's Reptile math (see the module docstring)."""
 
-    name = "seed project's way"
+    name = "the write-up's way"
 
     def __init__(self, *args, tokenizer, pad_to: int = 256, score_every_epoch: bool = False,
                  **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.tokenizer, self.pad_to, self.score_every_epoch = tokenizer, pad_to, score_every_epoch
         if score_every_epoch:
-            self.name = "seed project's way, query scored every inner epoch"
+            self.name = "the write-up's way, query scored every inner epoch"
         self.seconds = {"deepcopy": 0.0, "tokenize": 0.0}  # CPU seconds, last run
         self.steps_run = 0
 

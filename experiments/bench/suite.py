@@ -2,7 +2,7 @@
 
 Contests (same model, episodes, seeds and gradient steps for every implementation):
   reptile-text   Reptile on the text model (experiment=reptile_amazon): metalearn, the
-                 hand-written floor, the seed project's way.
+                 hand-written floor, the write-up's way.
   maml-conv4     second-order MAML on Conv4 (experiment=maml_omniglot): metalearn, the floor
                  (with and without the before-adapting scores), higher, TorchOpt x2.
   fomaml-conv4   the same for FOMAML (experiment=fomaml_omniglot).
@@ -31,7 +31,7 @@ from bench.timing import ContestResult, run_contest
 from metalearn.train import build
 
 log = logging.getLogger("bench")
-SEED_PAD = 256  # the seed project's fixed padding length (the figure; quick: 64)
+SEED_PAD = 256  # the write-up's fixed padding length (quick: 64)
 # From step 1 on (bench.same_math): correct second-order implementations drift apart on Conv4
 # (measured 3e-3 of the gradient's norm at step 2); a different algorithm is caught at step 0,
 # where the tolerance is 1e-4 elementwise, and this catches a run that goes astray later.

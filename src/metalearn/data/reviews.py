@@ -1,7 +1,7 @@
 """Readers for the Amazon multi-domain reviews into one Hugging Face `Dataset`.
 
 Two formats: the ARSC split files (`<domain>.<tK>.<split>`, `text<TAB>1|-1` lines) and the
-seed document's `dataset.json` (a list of `{domain, label: positive|negative, text}`, possibly
+"Meta Learning the Huggingface Way" write-up's `dataset.json` (a list of `{domain, label: positive|negative, text}`, possibly
 under a top-level `"data"` key). Both give columns text, label (1 positive, 0 negative),
 domain (ARSC spelling, no `&_`), task (`t2`/`t4`/`t5`, or `all`) and split.
 """
@@ -70,7 +70,7 @@ def read_arsc(root: Path) -> Dataset:
 
 
 def read_review_json(path: Path) -> Dataset:
-    """The seed document's `dataset.json` format as a Dataset (task `all`, split `all`)."""
+    """The "Meta Learning the Huggingface Way" write-up's `dataset.json` format as a Dataset (task `all`, split `all`)."""
     try:
         with path.open(encoding="utf-8") as f:
             records = json.load(f)
