@@ -106,7 +106,7 @@ def figure(learners: dict, attempts: dict, path: Path, tasks: int = 3) -> None:
             ax.plot(grid, spec.targets(grid), color="black", lw=2, label="true curve")
             ax.scatter(ep.support_x, ep.support_y, color="black", marker="^", zorder=3,
                        label="K = 10 points")
-            for steps, style in zip(STEPS, (":", "--", "-")):
+            for steps, style in zip(STEPS, (":", "--", "-"), strict=False):
                 pred = learner.predict(adapted(learner, ep, steps), ep.support_x, grid).detach()
                 label = "before adapting" if steps == 0 else f"after {steps} step{'s' * (steps > 1)}"
                 ax.plot(grid, pred, style, color="tab:red", label=label)

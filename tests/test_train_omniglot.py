@@ -1,7 +1,6 @@
 """Omniglot experiments: every one composes and builds with debug=fast; one runs end to end."""
 from __future__ import annotations
 
-
 import pytest
 
 from metalearn.train import build

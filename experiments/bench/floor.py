@@ -42,7 +42,7 @@ class FloorReptile(HandLoop):
                 g = torch.autograd.grad(loss, list(fast.values()))
                 with torch.no_grad():
                     fast = {n: (w - self.inner_lr * gi).requires_grad_(True)
-                            for (n, w), gi in zip(fast.items(), g)}
+                            for (n, w), gi in zip(fast.items(), g, strict=False)}
             with torch.no_grad():
                 logits = query_logits(top, fast, xs, xq)
                 pre = query_logits(top, params, xs, xq) if self.pre_scores else None
@@ -79,13 +79,13 @@ class FloorMAML(HandLoop):
                 loss = F.cross_entropy(functional_call(top, fast, (xs,)), ep.support_y)
                 first = loss.detach() if first is None else first
                 g = torch.autograd.grad(loss, list(fast.values()), create_graph=not fo)
-                fast = {n: w - self.inner_lr * gi for (n, w), gi in zip(fast.items(), g)}
+                fast = {n: w - self.inner_lr * gi for (n, w), gi in zip(fast.items(), g, strict=False)}
                 if fo:
                     fast = {n: w.detach().requires_grad_(True) for n, w in fast.items()}
             logits = query_logits(top, fast, xs, xq)
             q = F.cross_entropy(logits, ep.query_y)
             wrt = fast if fo else params
-            for n, gi in zip(wrt, torch.autograd.grad(q, list(wrt.values()))):
+            for n, gi in zip(wrt, torch.autograd.grad(q, list(wrt.values())), strict=False):
                 grads[n] += gi / len(episodes)
             per_task.append(task_scores(logits.detach(), pre, ep.query_y, first))
         return grads, mean_over_tasks(per_task)

@@ -62,7 +62,7 @@ class HigherMAML(_LibraryMAML):
                 logits = _module_query_logits(fnet, xs, xq)
                 q = F.cross_entropy(logits, ep.query_y)
                 if fo:  # the gradient at the (detached) fast weights, into the meta-weights
-                    for p, g in zip(params.values(), torch.autograd.grad(q, list(fnet.parameters()))):
+                    for p, g in zip(params.values(), torch.autograd.grad(q, list(fnet.parameters())), strict=False):
                         p.grad = g / b if p.grad is None else p.grad + g / b
                 else:
                     (q / b).backward()
@@ -101,7 +101,7 @@ class TorchOptMAML(_LibraryMAML):
             q = F.cross_entropy(logits, ep.query_y)
             if fo:
                 fast = [dict(top.named_parameters())[n] for n in names]
-                for p, g in zip(params.values(), torch.autograd.grad(q, fast)):
+                for p, g in zip(params.values(), torch.autograd.grad(q, fast), strict=False):
                     p.grad = g / b if p.grad is None else p.grad + g / b
             else:
                 (q / b).backward()
@@ -131,17 +131,17 @@ class TorchOptFunctionalMAML(_LibraryMAML):
             state = opt.init(fast)
             first = None
             for _ in range(self.inner_steps):
-                loss = F.cross_entropy(functional_call(top, dict(zip(names, fast)), (xs,)), ys)
+                loss = F.cross_entropy(functional_call(top, dict(zip(names, fast, strict=False)), (xs,)), ys)
                 first = loss.detach() if first is None else first
                 g = torch.autograd.grad(loss, fast, create_graph=not fo)
                 updates, state = opt.update(g, state, inplace=False)
                 fast = torchopt.apply_updates(fast, updates, inplace=False)
                 if fo:
                     fast = tuple(p.detach().requires_grad_(True) for p in fast)
-            logits = query_logits(top, dict(zip(names, fast)), xs, xq)
+            logits = query_logits(top, dict(zip(names, fast, strict=False)), xs, xq)
             q = F.cross_entropy(logits, ep.query_y)
             wrt = fast if fo else tuple(params.values())
-            for n, gi in zip(names, torch.autograd.grad(q, wrt)):
+            for n, gi in zip(names, torch.autograd.grad(q, wrt), strict=False):
                 grads[n] += gi / len(episodes)
             per_task.append(task_scores(logits.detach(), pre, ep.query_y, first))
         return grads, mean_over_tasks(per_task)

@@ -96,7 +96,7 @@ def fixed_cost(contests: dict[str, ContestResult]) -> dict | None:
         return None
     c = contests["overhead-linear"]
     ms = statistics.median(1e3 * (a.per_step() - b.per_step())
-                           for a, b in zip(c.rounds["metalearn"], c.rounds["hand-written"]))
+                           for a, b in zip(c.rounds["metalearn"], c.rounds["hand-written"], strict=False))
     share = {name: ms / (1e3 * k.median_step("metalearn"))
              for name, k in contests.items() if name != "overhead-linear"}
     return {"ms_per_step": ms, "share_of_step": share}

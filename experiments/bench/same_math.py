@@ -128,10 +128,10 @@ def assert_same_math(name: str, ref: Trace, other: Trace, rtol: float, atol: flo
     drift = rtol if drift is None else drift
     if len(ref.grads) != len(other.grads) or len(ref.scores) != len(other.scores):
         raise MathMismatch(f"{name}: {len(other.grads)} steps against metalearn's {len(ref.grads)}")
-    for step, (a, b) in enumerate(zip(ref.grads, other.grads)):
+    for step, (a, b) in enumerate(zip(ref.grads, other.grads, strict=False)):
         _compare_grads(name, step, a, b, rtol, drift)
     _compare_final(name, ref, other, null_gradient(ref.grads[0]), drift)
     shared = []
-    for step, (a, b) in enumerate(zip(ref.scores, other.scores)):
+    for step, (a, b) in enumerate(zip(ref.scores, other.scores, strict=False)):
         shared = _compare_scores(name, step, a, b, rtol if step == 0 else drift, atol)
     return shared

@@ -63,7 +63,7 @@ class ReviewSource:
         used = sorted({i for s in range(steps) for t in range(meta_batch)
                        for i in self._spec((s, t)).support + self._spec((s, t)).query})
         enc = tokenizer([self.texts[i] for i in used], truncation=True, max_length=max_length)
-        self.ids = dict(zip(used, enc["input_ids"]))
+        self.ids = dict(zip(used, enc["input_ids"], strict=False))
 
     def _spec(self, key: tuple[int, int]) -> EpisodeSpec:
         step, task = key

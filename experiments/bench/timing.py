@@ -71,7 +71,7 @@ class ContestResult:
     def ratios(self, numerator: str, denominator: str, clock: str = "cpu") -> list[float]:
         """Per-round time ratios numerator / denominator (paired within a round)."""
         return [a.per_step(clock) / b.per_step(clock)
-                for a, b in zip(self.rounds[numerator], self.rounds[denominator])]
+                for a, b in zip(self.rounds[numerator], self.rounds[denominator], strict=False)]
 
     def ratio(self, numerator: str, denominator: str, clock: str = "cpu") -> float:
         return statistics.median(self.ratios(numerator, denominator, clock))

@@ -9,18 +9,18 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from hydra.errors import InstantiationException
-from hydra.utils import get_class
 import pytorch_lightning as pl
 import torch
+from hydra.errors import InstantiationException
+from hydra.utils import get_class
+from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
-from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard.summary import hparams
 
 import metalearn.resolvers  # noqa: F401  (registers ${metalearn.data_dir:...}, ${metalearn.log_version:})
-from metalearn.objectives import require_served
 from metalearn.config_tree import print_config_tree
+from metalearn.objectives import require_served
 from metalearn.registry.record import record_attempt
 from metalearn.registry.report import flatten
 

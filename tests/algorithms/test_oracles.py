@@ -99,7 +99,7 @@ def test_maml_second_order_gradient_matches_finite_differences():
 
     grads = torch.autograd.grad(query_loss(params), list(params.values()))
     eps = 1e-6
-    for (name, p), g in zip(params.items(), grads):
+    for (name, p), g in zip(params.items(), grads, strict=False):
         flat = p.detach().reshape(-1)
         for i in range(0, flat.numel(), max(1, flat.numel() // 4)):
             plus = {n: q.detach().clone() for n, q in params.items()}
@@ -115,7 +115,7 @@ def test_maml_second_order_gradient_matches_finite_differences():
     fast, _ = adapt(top, params, xs, e.support_y, F.cross_entropy, steps=2, lr=0.4, first_order=True)
     q = nn.functional.cross_entropy(torch.func.functional_call(top, fast, (xq,)), e.query_y)
     first_order = torch.autograd.grad(q, list(fast.values()))
-    assert max((a - b).abs().max().item() for a, b in zip(grads, first_order)) > 1e-4
+    assert max((a - b).abs().max().item() for a, b in zip(grads, first_order, strict=False)) > 1e-4
 
 
 def test_evaluation_adapts_with_eval_inner_lr_when_given():
@@ -136,7 +136,7 @@ def test_evaluation_adapts_with_eval_inner_lr_when_given():
                 return wrapped
 
             real = learner.adapted_predictions
-            learner.adapted_predictions = lambda e, adapt, steps: real(e, spy(adapt), steps)
+            learner.adapted_predictions = lambda e, adapt, steps, real=real: real(e, spy(adapt), steps)
             post, pre = learner.query_predictions(ep)
             torch.testing.assert_close(seen["fast"]["weight"], W)
             torch.testing.assert_close(seen["fast"]["bias"], b)

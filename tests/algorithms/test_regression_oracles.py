@@ -131,7 +131,7 @@ def reference_query_loss(p: dict, e: Episode, adapted: tuple[str, ...],
     for _ in range(STEPS):
         loss = ((net_forward(fast, e.support_x) - e.support_y) ** 2).mean()
         grads = torch.autograd.grad(loss, [fast[n] for n in adapted], create_graph=True)
-        for n, g in zip(adapted, grads):
+        for n, g in zip(adapted, grads, strict=False):
             fast[n] = fast[n] - (INNER_LR if lrs is None else lrs[n]) * g
     return ((net_forward(fast, e.query_x) - e.query_y) ** 2).mean()
 
@@ -154,7 +154,7 @@ def test_second_order_meta_update_matches_the_functional_reference(cls, adapted)
     ref = {n: torch.zeros_like(v) for n, v in p0.items()}
     for e in episodes:
         f = partial(reference_query_loss, e=e, adapted=adapted)
-        grads = dict(zip(p0, torch.autograd.grad(f(p0), list(p0.values()))))
+        grads = dict(zip(p0, torch.autograd.grad(f(p0), list(p0.values())), strict=False))
         check_by_finite_differences(f, p0, grads)
         for n in ref:
             ref[n] += grads[n] / len(episodes)
@@ -172,7 +172,7 @@ def test_meta_sgd_learns_inner_rates_with_the_reference_gradient():
     def f(lrs):
         return reference_query_loss(p0, e, ALL, lrs)
 
-    grads = dict(zip(ALL, torch.autograd.grad(f(lr0), list(lr0.values()))))
+    grads = dict(zip(ALL, torch.autograd.grad(f(lr0), list(lr0.values())), strict=False))
     check_by_finite_differences(f, lr0, grads)
     one_meta_step(learner, [e])
     for n in ALL:

@@ -100,7 +100,7 @@ def test_vmap_meta_gradient_and_scores_equal_the_task_loop(setting, algorithm):
     batched, vmap_scores = ml.batched_task_gradient(episodes, params)
     assert_close_to_loop(batched, looped)
     assert len(vmap_scores) == TASKS
-    for a, b in zip(vmap_scores, loop_scores):
+    for a, b in zip(vmap_scores, loop_scores, strict=False):
         assert a.keys() == b.keys()
         for k in a:
             assert a[k] == pytest.approx(b[k], rel=1e-5, abs=1e-6), k

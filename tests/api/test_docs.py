@@ -2,11 +2,10 @@
 document describes every endpoint's answers, the bearer scheme and an example of each body."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import re
 import time
 from html.parser import HTMLParser
+from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import pytest

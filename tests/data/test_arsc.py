@@ -82,7 +82,7 @@ def test_target_domains_never_drawn_in_meta_training(dm):
     assert not {s.family.split("/")[0] for s in dm.val_specs} & set(TARGETS)
     loader = dm.train_dataloader()
     for start in (0, 1000):
-        loader.batch_sampler.first_step = lambda: start
+        loader.batch_sampler.first_step = lambda start=start: start
         assert all(ep.group not in TARGETS for batch in loader for ep in batch)
 
 

@@ -9,7 +9,8 @@ from metalearn.data.review_datamodule import ReviewEpisodes
 
 @pytest.mark.parametrize("cls", [ReviewEpisodes, OmniglotEpisodes])
 @pytest.mark.parametrize("setting, value", [
-    ("shots", 0), ("queries", 0), ("train_shots", 0), ("train_queries", 0), ("meta_batch_size", 0), ("steps_per_epoch", 0),
+    ("shots", 0), ("queries", 0), ("train_shots", 0), ("train_queries", 0), ("meta_batch_size", 0),
+    ("steps_per_epoch", 0),
     ("test_episodes", 0), ("num_workers", -1)])
 def test_bad_shared_settings_are_refused_before_reading(cls, setting, value, tmp_path):
     # the path does not exist either: the settings are checked first, nothing is read

@@ -87,7 +87,7 @@ def test_episodes_balanced_disjoint_and_of_their_family_and_class(dm):
             assert Counter(spec.query_labels) == {k: 2 for k in range(ep.ways)}
             assert not set(spec.support) & set(spec.query)
             names = list(dm.train_sampler.pools[spec.family])
-            for i, lab in zip(spec.support + spec.query, spec.support_labels + spec.query_labels):
+            for i, lab in zip(spec.support + spec.query, spec.support_labels + spec.query_labels, strict=False):
                 assert row_of(dm, i) == (spec.family, names[lab])
             assert ep.support_x["input_ids"].shape[0] == 2 * ep.ways
     # a 3-way and a 2-way family in one run; the held-out family never drawn in training
@@ -106,7 +106,7 @@ def test_meta_validation_rows_are_not_training_rows(dm):
 def test_training_loader_never_draws_the_heldout_family(dm):
     loader = dm.train_dataloader()
     for start in (0, 50, 100):
-        loader.batch_sampler.first_step = lambda: start
+        loader.batch_sampler.first_step = lambda start=start: start
         for batch in loader:
             assert all(ep.family != "hotel" and ep.group != "hotel" for ep in batch)
 
@@ -277,8 +277,8 @@ def test_arsc_through_hf_text_gives_the_same_token_tensors(tmp_path):
                         train_splits=["train", "test"], val_splits=["dev"])
     for d in (amazon, hf):
         d.setup("fit")
-    pairs = [(amazon.build(a), hf.build(b)) for a, b in zip(amazon.val_specs, hf.val_specs)]
-    pairs += [(amazon.build(a), hf.build(b)) for a, b in zip(amazon.test_specs, hf.test_specs)]
+    pairs = [(amazon.build(a), hf.build(b)) for a, b in zip(amazon.val_specs, hf.val_specs, strict=False)]
+    pairs += [(amazon.build(a), hf.build(b)) for a, b in zip(amazon.test_specs, hf.test_specs, strict=False)]
     pairs += [(amazon.build(amazon.train_sampler.train_episode(0, s, 0)),
                hf.build(hf.train_sampler.train_episode(0, s, 0))) for s in range(10)]
     assert len(amazon.val_specs) == len(hf.val_specs) > 0

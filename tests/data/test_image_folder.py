@@ -66,7 +66,7 @@ def test_episodes_n_way_k_shot_shuffled_labels_disjoint(grouped, tmp_path):
         assert not set(spec.support) & set(spec.query)
         # every image of a label shows the same class; different labels, different classes
         by_label = {}
-        for x, y in zip(torch.cat([ep.support_x, ep.query_x]), torch.cat([ep.support_y, ep.query_y])):
+        for x, y in zip(torch.cat([ep.support_x, ep.query_x]), torch.cat([ep.support_y, ep.query_y]), strict=False):
             by_label.setdefault(int(y), set()).add(level_of(dm, x))
         assert all(len(v) == 1 for v in by_label.values())
         assert len(set.union(*by_label.values())) == 3

@@ -42,10 +42,10 @@ def char_of(dm: OmniglotEpisodes, idx: list[int]) -> np.ndarray:
 
 def test_union_of_the_zips_is_242_characters_of_20_drawers(dm):
     assert len(dm.data) == 4840 and len(set(dm.labels.tolist())) == 242
-    drawers = Counter(zip(dm.labels.tolist(), dm.data["drawer"]))
+    drawers = Counter(zip(dm.labels.tolist(), dm.data["drawer"], strict=False))
     assert set(drawers.values()) == {1} and len(drawers) == 4840  # 20 distinct drawers each
     assert set(dm.data["drawer"]) == set(range(1, 21))
-    chars = {(a, c) for a, c in zip(dm.data["alphabet"], dm.data["character"])}
+    chars = {(a, c) for a, c in zip(dm.data["alphabet"], dm.data["character"], strict=False)}
     per_alphabet = Counter(a for a, _ in chars)
     assert per_alphabet["Greek"] == 24 and per_alphabet["Latin"] == 26 and len(per_alphabet) == 8
     assert dm.images.shape == (4840, 28, 28) and dm.images.dtype == np.uint8
@@ -69,7 +69,7 @@ def test_episodes_are_n_way_k_plus_l_disjoint_float_images(dm):
         assert not set(spec.support) & set(spec.query)
         for label in range(5):  # one class (character and rotation) per label
             idx = [i for i, y in zip(spec.support + spec.query,
-                                     spec.support_labels + spec.query_labels) if y == label]
+                                     spec.support_labels + spec.query_labels, strict=False) if y == label]
             assert len(set(char_of(dm, idx).tolist())) == 1 and len({i % 4 for i in idx}) == 1
 
 
@@ -122,7 +122,7 @@ def test_lake_runs_are_20_one_shot_20_way_episodes_with_their_labels(lake):
             assert (ep.ways, ep.shots, ep.queries, ep.group) == (20, 1, 1, "lake_runs")
             assert ep.support_y.tolist() == list(range(20))
             lines = z.read(f"run{r:02d}/class_labels.txt").decode().split()
-            for i, (item, cls) in enumerate(zip(lines[::2], lines[1::2])):
+            for i, (item, cls) in enumerate(zip(lines[::2], lines[1::2], strict=False)):
                 assert item == f"run{r:02d}/test/item{i + 1:02d}.png"
                 label = int(cls[-6:-4]) - 1
                 assert ep.query_y[i] == label

@@ -31,7 +31,7 @@ def test_heldout_domains_never_drawn_in_meta_training(arsc):
     assert {f.split("/")[0] for f in arsc.test_sampler.families} == held
     loader = arsc.train_dataloader()
     for start in (0, 25):
-        loader.batch_sampler.first_step = lambda: start
+        loader.batch_sampler.first_step = lambda start=start: start
         for batch in loader:
             assert all(ep.group not in held for ep in batch)
     assert all(ep.group in held for ep in arsc.test_dataloader())

@@ -24,7 +24,7 @@ def test_episodes_are_balanced_and_disjoint():
         assert sorted(e.query_labels) == [0] * 7 + [1] * 7
         assert not set(e.support) & set(e.query)
         fam = s.pools[e.family]
-        for i_, lab in zip(e.support + e.query, e.support_labels + e.query_labels):
+        for i_, lab in zip(e.support + e.query, e.support_labels + e.query_labels, strict=False):
             assert i_ in set(fam[["negative", "positive"][lab]].tolist())
 
 
@@ -56,7 +56,7 @@ def test_relabelled_episodes_name_each_label_s_class_in_the_pooled_label_space()
         e = s.train_episode(seed=0, step=0, task=task)
         assert len(set(e.classes)) == 5
         seen.update(e.classes)
-        for i_, lab in zip(e.support + e.query, e.support_labels + e.query_labels):
+        for i_, lab in zip(e.support + e.query, e.support_labels + e.query_labels, strict=False):
             family, cls = names[e.classes[lab]]
             assert family == e.family and i_ in set(image_pools[family][cls].tolist())
     assert len(seen) > 20  # episodes draw from the whole pool, not a fixed few classes

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Column, Float, ForeignKey, Integer, MetaData, String, Table, text
 
-from metalearn.registry import SchemaError, Store, schema
-from metalearn.registry import migrate
+from metalearn.registry import SchemaError, Store, migrate, schema
 
 
 def _set_version(store: Store, version: int) -> None:

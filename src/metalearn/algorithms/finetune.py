@@ -13,7 +13,8 @@ from zero, a fresh classifier for every episode, together with the body below it
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn

@@ -12,7 +12,8 @@ A task's math is written once, in `task_forward` (adapt, predict, the query loss
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import torch
 import torch.distributed as dist

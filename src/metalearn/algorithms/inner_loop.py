@@ -5,7 +5,8 @@ never copied and the meta-weights are never touched by adaptation.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -62,7 +63,7 @@ def adapt(
             loss = support_loss(fast)
             grads = torch.autograd.grad(loss, list(fast.values()), create_graph=not first_order)
         fast = {n: w - (lr[n] if isinstance(lr, dict) else lr) * g
-                for (n, w), g in zip(fast.items(), grads)}
+                for (n, w), g in zip(fast.items(), grads, strict=False)}
         if first_order and not functional:
             fast = {n: w.detach().requires_grad_(True) for n, w in fast.items()}
         losses.append(loss.detach())

@@ -74,4 +74,4 @@ class MAML(GradientLearner):
         wrt = {**outer, **forward.fast} if self.first_order and not batched else outer
         with self.attention_kernel():
             grads = torch.autograd.grad(forward.loss.sum(), list(wrt.values()), allow_unused=True)
-        return {n: torch.zeros_like(w) if g is None else g for (n, w), g in zip(wrt.items(), grads)}
+        return {n: torch.zeros_like(w) if g is None else g for (n, w), g in zip(wrt.items(), grads, strict=False)}

@@ -48,8 +48,8 @@ class ProtoNet(EpisodicModule):
         with self.step_rng():
             logits = [self.episode_logits(ep) for ep in episodes]
         objective = self.objective
-        loss = torch.stack([objective.loss(z, ep.query_y) for z, ep in zip(logits, episodes)]).mean()
-        score = torch.stack([objective.score(z, ep.query_y) for z, ep in zip(logits, episodes)]).mean()
+        loss = torch.stack([objective.loss(z, ep.query_y) for z, ep in zip(logits, episodes, strict=False)]).mean()
+        score = torch.stack([objective.score(z, ep.query_y) for z, ep in zip(logits, episodes, strict=False)]).mean()
         self.log("train/query_loss", loss.detach(), batch_size=len(episodes), sync_dist=True)
         self.log(f"train/query_{objective.metric}", score, prog_bar=True, batch_size=len(episodes),
                  sync_dist=True)

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any, Callable
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, status
 from fastapi.exceptions import RequestValidationError
@@ -12,8 +13,17 @@ from sqlalchemy import text
 from metalearn.api import responses as r
 from metalearn.api.auth import TokenCheck, no_check
 from metalearn.api.docs import DESCRIPTION, TAGS, add_docs
-from metalearn.api.models import (Attempt, AttemptSummary, Cancelled, Health, MetricsPage, Queued,
-                                  RunRequest, TestQueued, TestRequest)
+from metalearn.api.models import (
+    Attempt,
+    AttemptSummary,
+    Cancelled,
+    Health,
+    MetricsPage,
+    Queued,
+    RunRequest,
+    TestQueued,
+    TestRequest,
+)
 from metalearn.api.overrides import OverrideError, OverrideValidator
 from metalearn.api.runner import Conflict, QueueFull, Runner
 from metalearn.registry import report, schema

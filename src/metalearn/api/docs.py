@@ -10,7 +10,8 @@ from fastapi.staticfiles import StaticFiles
 
 from metalearn.api.auth import TOKEN_ENV
 
-ASSETS_PACKAGE = "fastapi_offline"  # ships static/swagger-ui-bundle.js, swagger-ui.css, redoc.standalone.js, favicon.png
+# fastapi-offline ships static/swagger-ui-bundle.js, swagger-ui.css, redoc.standalone.js, favicon.png
+ASSETS_PACKAGE = "fastapi_offline"
 ASSETS_URL = "/docs-assets"
 DOCS_URL, REDOC_URL = "/docs", "/redoc"
 

@@ -19,10 +19,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Sequence
 
 from metalearn.api.auth import TOKEN_ENV
 from metalearn.api.launch import LaunchCheck
@@ -120,7 +120,7 @@ class Runner:
         raise Conflict(f"attempt {attempt_id} runs outside this server (host {row['host']}, pid {row['pid']})")
 
     # ---- the dispatcher thread -------------------------------------------------------------
-    def start(self) -> "Runner":
+    def start(self) -> Runner:
         """Start dispatching queued attempts in a background thread."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self._thread = threading.Thread(target=self._loop, name="metalearn-runner", daemon=True)

@@ -9,8 +9,9 @@ because it is listed, never because it is missing from a list of forbidden ones.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./&-]*$")
 INT32 = 2**31 - 1

@@ -5,9 +5,10 @@ in `setup()`, and turns an `EpisodeSpec` into an `Episode` in `build()`.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader

@@ -11,8 +11,8 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from datasets import Dataset, load_from_disk
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from metalearn.data.episode import split_support_query
-from metalearn.data.episode import EpisodeSpec
+from metalearn.data.episode import EpisodeSpec, split_support_query
 from metalearn.data.sampling import TaskSampler
 
 

@@ -22,24 +22,24 @@ of (seed, step, task), as for every source (data/base.py).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from transformers import AutoTokenizer
 
-from metalearn.data.disk_cache import digest
-from metalearn.data.batches import pad_token_rows
 from metalearn.data.base import DataPlan, EpisodicDataModule
+from metalearn.data.batches import pad_token_rows
+from metalearn.data.disk_cache import digest
+from metalearn.data.episode import Episode, EpisodeSpec
 from metalearn.data.family_sampler import FamilySampler
+from metalearn.data.sampling import stable_hash
 from metalearn.data.text_index import INDEX_COLUMNS, Columns, index_dataset, text_index
 from metalearn.data.text_source import TextSource
 from metalearn.data.tokenized import tokenized_dataset
-from metalearn.data.episode import Episode
 from metalearn.models.pretrained import resolve_pretrained
-from metalearn.data.episode import EpisodeSpec
-from metalearn.data.sampling import stable_hash
 
 log = logging.getLogger(__name__)
 CACHE_FORMAT = 1  # bump when the cached columns change
@@ -284,14 +284,14 @@ class HFTextEpisodes(EpisodicDataModule):
             keep = np.isin(group, groups)
         names, code = np.unique(family, return_inverse=True)  # families, sorted
         family_group = {}
-        for f, g in zip(family[keep].tolist(), group[keep].tolist()):
+        for f, g in zip(family[keep].tolist(), group[keep].tolist(), strict=False):
             if family_group.setdefault(f, g) != g:
                 raise ValueError(f"family {f!r} has rows in groups {family_group[f]!r} and {g!r}; "
                                  f"every family must belong to one group (data.group_column)")
         train_g, val_g, test_g = self._split_groups(groups)
         in_groups = {p: keep & np.isin(group, gs) for p, gs in
                      (("train", train_g), ("val", val_g), ("test", test_g))}
-        classes = {int(r): str(lab) for r, lab in zip(rank.tolist(), ix["label"].tolist())}
+        classes = {int(r): str(lab) for r, lab in zip(rank.tolist(), ix["label"].tolist(), strict=False)}
 
         def pools(mask: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
             """{family: {class: ascending row indices}} of the rows in mask, classes in rank order."""
@@ -352,7 +352,8 @@ class HFTextEpisodes(EpisodicDataModule):
         if widest.max_ways > self.num_labels:
             fam = max(widest.family_ways, key=widest.family_ways.get)
             raise ValueError(f"family {fam!r} gives {widest.max_ways}-way episodes (data.ways: "
-                             f"{'null' if self.ways is None else self.ways}), but data.num_labels={self.num_labels}, the model "
+                             f"{'null' if self.ways is None else self.ways}), but "
+                             f"data.num_labels={self.num_labels}, the model "
                              f"head's outputs: set data.num_labels={widest.max_ways} (or "
                              f"data.ways={self.num_labels})")
         return Plan(train_sampler=samplers[0], val_sampler=samplers[1], test_sampler=samplers[2],

@@ -20,9 +20,8 @@ import numpy as np
 import torch
 
 from metalearn.data.base import DataPlan, EpisodicDataModule
+from metalearn.data.episode import Episode, EpisodeSpec
 from metalearn.data.image_files import MODES, ImageListing, cached_images, list_images
-from metalearn.data.episode import Episode
-from metalearn.data.episode import EpisodeSpec
 from metalearn.data.sampling import TaskSampler, stable_hash
 
 log = logging.getLogger(__name__)
@@ -174,7 +173,7 @@ class ImageFolderEpisodes(EpisodicDataModule):
         group or class the data cannot serve."""
         classes_of = np.asarray(listing.classes)
         classes = sorted(set(listing.classes))
-        group_of = dict(zip(listing.classes, listing.groups))
+        group_of = dict(zip(listing.classes, listing.groups, strict=False))
         train, val, test = self._split(classes, group_of, listing.grouped)
         rows = {c: np.flatnonzero(classes_of == c) for c in classes}
         parts = {}

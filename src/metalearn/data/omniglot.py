@@ -10,8 +10,8 @@ from __future__ import annotations
 import io
 import logging
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from datasets import Array2D, Dataset, Features, Value

@@ -24,8 +24,7 @@ import torch
 
 from metalearn.data.base import EpisodicDataModule
 from metalearn.data.episode import Episode, EpisodeSpec
-from metalearn.data.omniglot import (BACKGROUND_ZIPS, LAKE_ZIP, cached, read_background,
-                                     read_lake_runs, require)
+from metalearn.data.omniglot import BACKGROUND_ZIPS, LAKE_ZIP, cached, read_background, read_lake_runs, require
 from metalearn.data.sampling import TaskSampler, stable_hash
 
 log = logging.getLogger(__name__)
@@ -88,9 +87,9 @@ class OmniglotEpisodes(EpisodicDataModule):
         self.lake_zip = require(self.path / LAKE_ZIP) if test_set == "lake_runs" else None
         if ways < 2:
             raise ValueError(f"data.ways must be >= 2 (got {ways})")
-        for k, l, what in ((shots, queries, ""), (self.train_shots, self.train_queries, "train_")):
-            if k + l > DRAWERS:
-                raise ValueError(f"data.{what}shots + data.{what}queries = {k} + {l} = {k + l} "
+        for k, q, what in ((shots, queries, ""), (self.train_shots, self.train_queries, "train_")):
+            if k + q > DRAWERS:
+                raise ValueError(f"data.{what}shots + data.{what}queries = {k} + {q} = {k + q} "
                                  f"images per class, but every Omniglot character has only "
                                  f"{DRAWERS} drawers")
         if test_set == "lake_runs" and (ways, shots) != (20, 1):

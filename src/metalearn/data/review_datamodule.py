@@ -21,10 +21,10 @@ from transformers import AutoTokenizer
 from metalearn.data.arsc import task_file_episodes
 from metalearn.data.base import DataPlan, EpisodicDataModule
 from metalearn.data.batches import pad_token_rows
-from metalearn.data.fetch import fetch_hint
-from metalearn.data.reviews import canonical_domain, read_reviews, review_index, source_files
 from metalearn.data.disk_cache import digest
 from metalearn.data.episode import Episode, EpisodeSpec
+from metalearn.data.fetch import fetch_hint
+from metalearn.data.reviews import canonical_domain, read_reviews, review_index, source_files
 from metalearn.data.sampling import TaskSampler
 from metalearn.data.tokenized import tokenized_dataset
 from metalearn.models.pretrained import resolve_pretrained

@@ -1,17 +1,18 @@
 """Readers for the Amazon multi-domain reviews into one Hugging Face `Dataset`.
 
 Two formats: the ARSC split files (`<domain>.<tK>.<split>`, `text<TAB>1|-1` lines) and the
-"Meta Learning the Huggingface Way" write-up's `dataset.json` (a list of `{domain, label: positive|negative, text}`, possibly
-under a top-level `"data"` key). Both give columns text, label (1 positive, 0 negative),
-domain (ARSC spelling, no `&_`), task (`t2`/`t4`/`t5`, or `all`) and split.
+"Meta Learning the Huggingface Way" write-up's `dataset.json` (a list of
+`{domain, label: positive|negative, text}`, possibly under a top-level `"data"` key). Both
+give columns text, label (1 positive, 0 negative), domain (ARSC spelling, no `&_`), task
+(`t2`/`t4`/`t5`, or `all`) and split.
 """
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from datasets import Dataset
@@ -64,13 +65,14 @@ def read_arsc(root: Path) -> Dataset:
     """All ARSC split files under `root` as one Dataset."""
     cols: dict[str, list] = {name: [] for name in COLUMNS}
     for row in arsc_rows(root):
-        for name, value in zip(COLUMNS, row):
+        for name, value in zip(COLUMNS, row, strict=False):
             cols[name].append(value)
     return Dataset.from_dict(cols)
 
 
 def read_review_json(path: Path) -> Dataset:
-    """The "Meta Learning the Huggingface Way" write-up's `dataset.json` format as a Dataset (task `all`, split `all`)."""
+    """The "Meta Learning the Huggingface Way" write-up's `dataset.json` format as a Dataset
+    (task `all`, split `all`)."""
     try:
         with path.open(encoding="utf-8") as f:
             records = json.load(f)
@@ -130,7 +132,7 @@ def review_index(path: Path) -> dict[str, np.ndarray]:
 def _review_index(path: Path, signature: tuple) -> dict[str, np.ndarray]:  # noqa: ARG001 (cache key)
     if path.is_dir():
         rows = [row[1:] for row in arsc_rows(path)]
-        label, domain, task, split = (list(col) for col in zip(*rows))
+        label, domain, task, split = (list(col) for col in zip(*rows, strict=False))
         return {"label": np.asarray(label), "domain": np.asarray(domain),
                 "task": np.asarray(task), "split": np.asarray(split)}
     data = read_review_json(path)

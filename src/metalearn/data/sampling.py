@@ -8,7 +8,7 @@ world-th task of a meta-batch and every world-th evaluation episode.
 from __future__ import annotations
 
 import zlib
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch.distributed as dist

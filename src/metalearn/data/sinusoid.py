@@ -8,8 +8,8 @@ training and of (eval_seed, index) for evaluation, so every run scores the same 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch

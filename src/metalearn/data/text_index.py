@@ -10,8 +10,9 @@ reads.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from datasets import ClassLabel, Dataset
@@ -31,7 +32,7 @@ class Columns:
 
     @classmethod
     def of(cls, text: str, label: str, task: str | Sequence[str], group: str | None,
-           split: str | None) -> "Columns":
+           split: str | None) -> Columns:
         tasks = (task,) if isinstance(task, str) else tuple(task)
         if not tasks:
             raise ValueError("data.task_column must name at least one column")
@@ -109,7 +110,7 @@ def text_index(data: Dataset, columns: Columns, source: str) -> dict[str, np.nda
         raise ValueError(f"data.text_column {columns.text!r} is empty on {nulls} row(s) of "
                          f"{source} (first: row {first}, counting data rows from 0)")
     parts = [_values(table, "task_column", t, source) for t in columns.task]
-    family = np.asarray(["/".join(str(p) for p in ps) for ps in zip(*parts)]
+    family = np.asarray(["/".join(str(p) for p in ps) for ps in zip(*parts, strict=False)]
                         if len(parts) > 1 else [str(p) for p in parts[0]])
     group = (np.asarray([str(v) for v in _values(table, "group_column", columns.group, source)])
              if columns.group else family)

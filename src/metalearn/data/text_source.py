@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import glob
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from datasets import (
     Dataset,

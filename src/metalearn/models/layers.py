@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 from omegaconf import OmegaConf
@@ -102,7 +103,7 @@ def build_layers(
     tokens: bool = False,
     values: Mapping[str, int] | None = None,
     max_parameters: int = MAX_PARAMETERS,
-) -> "LayerStack":
+) -> LayerStack:
     """An nn.Sequential from specs for inputs of input_shape (one example, no batch dim)."""
     plan, _ = check_layers(
         specs, input_shape, tokens=tokens, values=values, max_parameters=max_parameters

@@ -9,8 +9,8 @@ alone beside the support set, and the support rows do not depend on the query ro
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -50,5 +50,5 @@ def support_statistics(module: nn.Module, rows: int) -> Iterator[None]:
     try:
         yield
     finally:
-        for m, r in zip(norms, before):
+        for m, r in zip(norms, before, strict=False):
             m.reference_rows = r

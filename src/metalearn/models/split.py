@@ -30,7 +30,7 @@ class SplitModel(nn.Module):
     def forward(self, x: Any) -> torch.Tensor:
         return self.top(self.features(x))
 
-    def train(self, mode: bool = True) -> "SplitModel":
+    def train(self, mode: bool = True) -> SplitModel:
         super().train(mode)
         self.trunk.eval()  # frozen layers keep eval behaviour (no dropout) in training too
         return self

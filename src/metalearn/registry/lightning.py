@@ -4,8 +4,9 @@ from __future__ import annotations
 import atexit
 import logging
 from argparse import Namespace
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback

@@ -3,8 +3,9 @@ JSON-safe records, exports, comparisons, the benchmark an experiment belongs to.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Sequence
+from typing import Any
 
 from metalearn.registry import schema
 from metalearn.registry.errors import RegistryError

@@ -4,7 +4,8 @@ from __future__ import annotations
 import logging
 import threading
 import traceback
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from metalearn.registry import schema
 from metalearn.registry.errors import RegistryError
@@ -13,7 +14,7 @@ from metalearn.registry.writer import AttemptWriter
 
 log = logging.getLogger(__name__)
 
-_active: "AttemptSession | None" = None
+_active: AttemptSession | None = None
 _active_lock = threading.Lock()
 
 
@@ -39,7 +40,7 @@ class AttemptSession:
         *,
         adopt_id: int | None = None,
         writer_options: Mapping[str, Any] | None = None,
-    ) -> "AttemptSession":
+    ) -> AttemptSession:
         """Create the attempt row (or take over a queued one by id) and start its writer."""
         fields = dict(fields)
         fields["status"] = schema.RUNNING
@@ -60,7 +61,7 @@ class AttemptSession:
     @classmethod
     def join(
         cls, store: Store, attempt_id: int, writer_options: Mapping[str, Any] | None = None
-    ) -> "AttemptSession":
+    ) -> AttemptSession:
         """Write into an attempt another process owns (a DDP-spawned worker of its run)."""
         writer = AttemptWriter(store, attempt_id, **dict(writer_options or {})).start()
         return cls(store, attempt_id, writer, writer_options)

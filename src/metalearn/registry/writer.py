@@ -4,7 +4,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -49,7 +50,7 @@ class AttemptWriter:
         self.last_error: BaseException | None = None
         self.rows_written = 0
 
-    def start(self) -> "AttemptWriter":
+    def start(self) -> AttemptWriter:
         """Beat once now and start the background thread."""
         self.beat()
         self._thread = threading.Thread(
