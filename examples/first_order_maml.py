@@ -18,4 +18,4 @@ class FirstOrderMAML(GradientLearner):
         with torch.no_grad():  # for the logs: the query score before adapting
             out_pre = self.predict(params, xs, xq)
         scores = self.task_scores(ep, out_pre, out.detach(), support_losses)
-        return dict(zip(fast, grads, strict=False)), scores
+        return dict(zip(fast, grads, strict=True)), scores

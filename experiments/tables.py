@@ -31,7 +31,10 @@ from metalearn.registry.store import Store
 HERE = Path(__file__).resolve().parent
 README, RECORDS, TOP_README = HERE / "README.md", HERE / "records", HERE.parent / "README.md"
 BLOCKS = {"tables": ("<!-- tables:begin -->", "<!-- tables:end -->"),
-          "steps": ("<!-- sinusoid:begin -->", "<!-- sinusoid:end -->")}
+          "steps": ("<!-- sinusoid:begin -->", "<!-- sinusoid:end -->"),
+          "studies": ("<!-- studies:begin -->", "<!-- studies:end -->")}
+# A trial's overrides that are not its searched values: how it was launched and named.
+NOT_SEARCHED = re.compile(r"^(hparams_search|study\.\w+|extras\..*|hydra/.*|hydra\..*)=")
 SUMMARY = ("<!-- results:begin -->", "<!-- results:end -->")  # in the top-level README, if there
 DESCRIBED = {"acc": "accuracy (%)", "mse": "mean squared error"}
 BETTER = {"max": "higher", "min": "lower"}
@@ -253,6 +256,59 @@ def steps_table(records: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def studies_table(records: list[dict]) -> str:
+    """Markdown: per sweep study (`hparams_search=...`), its trials in order with the values
+    each tried, the best validation value of the optimized metric, and the wall time."""
+    studies: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        if r.get("study") is not None and r.get("trial") is not None and not is_debug(r):
+            studies[r["study"]].append(r)
+    if not studies:
+        return "No recorded studies yet.\n"
+    out = []
+    for name in sorted(studies):
+        trials = sorted(studies[name], key=lambda r: (r["trial"], r["created_at"]))
+        config = trials[0].get("config") or {}
+        metric = config.get("optimized_metric") or "?"
+        _, mode = objective_of(config)
+        searched = sorted({o.split("=", 1)[0] for r in trials for o in r.get("overrides") or []
+                           if "=" in o and not NOT_SEARCHED.match(o) and not IGNORED.match(o)})
+        out += [f"**Study `{name}`**: {len(trials)} trials, `{metric}` "
+                f"({BETTER[mode]} is better), best value over each trial's validations.", "",
+                "| trial | " + " | ".join(f"`{k}`" for k in searched) + f" | {metric} | "
+                "wall (min) | record |", "|---" * (len(searched) + 4) + "|"]
+        best, walls = None, 0.0
+        for r in trials:
+            given = dict(o.split("=", 1) for o in r.get("overrides") or [] if "=" in o)
+            summary_ = (r.get("metrics") or {}).get(metric) or {}
+            value = summary_.get("max" if mode == "max" else "min")
+            wall = ((_time(r["ended_at"]) - _time(r["started_at"])).total_seconds() / 60
+                    if r["ended_at"] and r["started_at"] else float("nan"))
+            walls += 0.0 if wall != wall else wall
+            if value is not None and r["status"] == "completed" and (
+                    best is None or (value > best[0] if mode == "max" else value < best[0])):
+                best = (value, r["trial"])
+            shown_value = "—" if value is None else f"{value:.4f}"
+            if r["status"] != "completed":
+                shown_value += f" ({r['status']})"
+            out.append(f"| {r['trial']} | " + " | ".join(_short(given.get(k, "—")) for k in searched)
+                       + f" | {shown_value} | {wall:.1f} | {r['cite'] or r['id'][:8]} |")
+        if best is not None:
+            out += ["", f"Best: trial {best[1]} ({best[0]:.4f}); {walls:.0f} minutes of trials in "
+                    "all (wall time of each, summed)."]
+        out.append("")
+    return "\n".join(out)
+
+
+def _short(value: str) -> str:
+    """A searched value as a table shows it: floats to 4 significant digits."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return value if number.is_integer() and "." not in value else f"{number:.4g}"
+
+
 def summary(records: list[dict]) -> str:
     """Markdown for the top-level README: the best recorded cell of each benchmark."""
     lines = ["| benchmark | best recorded command | score | records |", "|---|---|---|---|"]
@@ -285,7 +341,10 @@ def fill(text: str, begin: str, end: str, body: str, where: Path) -> str:
 def readme(text: str, records: list[dict]) -> str:
     """experiments/README.md with its tables made from records."""
     text = fill(text, *BLOCKS["tables"], tables(records) + "\n", README)
-    return fill(text, *BLOCKS["steps"], steps_table(records), README)
+    text = fill(text, *BLOCKS["steps"], steps_table(records), README)
+    if BLOCKS["studies"][0] in text:
+        text = fill(text, *BLOCKS["studies"], studies_table(records), README)
+    return text
 
 
 def top_readme(text: str, records: list[dict]) -> str:
@@ -310,6 +369,7 @@ def main() -> None:
     if not args.write:
         print(tables(records, args.debug))
         print(steps_table(records))
+        print(studies_table(records))
         return
     README.write_text(readme(README.read_text(), records))
     if TOP_README.is_file():

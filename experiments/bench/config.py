@@ -13,10 +13,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def experiment(name: str, *overrides: str) -> DictConfig:
-    """`conf/train.yaml` with `experiment=<name>` and overrides (no Hydra run folder)."""
+    """The packaged `train.yaml` with `experiment=<name>` and overrides (no Hydra run folder)."""
     os.environ.setdefault("PROJECT_ROOT", str(ROOT))
     import metalearn.resolvers  # noqa: F401  (${metalearn.data_dir:...} in paths)
 
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    from metalearn.conf import CONFIG_DIR
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return compose("train", overrides=[f"experiment={name}", "registry=off", *overrides])
