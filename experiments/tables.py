@@ -276,7 +276,8 @@ def studies_table(records: list[dict]) -> str:
         out += [f"**Study `{name}`**: {len(trials)} trials, `{metric}` "
                 f"({BETTER[mode]} is better), best value over each trial's validations.", "",
                 "| trial | " + " | ".join(f"`{k}`" for k in searched) + f" | {metric} | "
-                "wall (min) | record |", "|---" * (len(searched) + 4) + "|"]
+                "before adapting (last) | wall (min) | record |",
+                "|---" * (len(searched) + 5) + "|"]
         best, walls = None, 0.0
         for r in trials:
             given = dict(o.split("=", 1) for o in r.get("overrides") or [] if "=" in o)
@@ -289,10 +290,12 @@ def studies_table(records: list[dict]) -> str:
                     best is None or (value > best[0] if mode == "max" else value < best[0])):
                 best = (value, r["trial"])
             shown_value = "—" if value is None else f"{value:.4f}"
+            pre = ((r.get("metrics") or {}).get(f"{metric}_pre") or {}).get("last")
+            shown_pre = "—" if pre is None else f"{pre:.4f}"
             if r["status"] != "completed":
                 shown_value += f" ({r['status']})"
             out.append(f"| {r['trial']} | " + " | ".join(_short(given.get(k, "—")) for k in searched)
-                       + f" | {shown_value} | {wall:.1f} | {r['cite'] or r['id'][:8]} |")
+                       + f" | {shown_value} | {shown_pre} | {wall:.1f} | {r['cite'] or r['id'][:8]} |")
         if best is not None:
             out += ["", f"Best: trial {best[1]} ({best[0]:.4f}); {walls:.0f} minutes of trials in "
                     "all (wall time of each, summed)."]
