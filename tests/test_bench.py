@@ -175,7 +175,7 @@ def test_quick_bench_runs_with_its_math_checks(tmp_path):
             assert gflop["metalearn"] == pytest.approx(gflop["hand-written"], rel=1e-9)
     vmap = {n for n in record["contests"] if n.startswith("vmap-")}
     assert vmap == {f"vmap-{a}-{m}" for a in ("maml", "fomaml") for m in ("conv4", "sinusoid")}
-    assert record["contests"]["reptile-text"]["checked_scores"]["seed project's way"] == [
+    assert record["contests"]["reptile-text"]["checked_scores"]["the write-up's way"] == [
         "query_acc", "query_loss", "support_loss"]
     mem = record["memory"]
     assert set(mem) == {"reptile", "maml", "fomaml", "anil", "protonet"}
