@@ -38,7 +38,7 @@ NOT_SEARCHED = re.compile(r"^(hparams_search|study\.\w+|extras\..*|hydra/.*|hydr
 SUMMARY = ("<!-- results:begin -->", "<!-- results:end -->")  # in the top-level README, if there
 DESCRIBED = {"acc": "accuracy (%)", "mse": "mean squared error"}
 BETTER = {"max": "higher", "min": "lower"}
-IGNORED = re.compile(r"^(seed|logger|paths\..*|registry.*|callbacks\..*|hydra\..*)=")
+IGNORED = re.compile(r"^(seed|logger|paths\..*|registry.*|callbacks\..*|hydra\..*|extras\..*)=")
 STEP_METRIC = re.compile(r"^(?P<metric>\w+)@(?P<steps>\d+)$")
 # Published figures to stand beside each table (accuracy %, as the papers print them).
 PUBLISHED = {
