@@ -129,8 +129,8 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-parallel", type=_positive, default=1, help="training processes at once")
     serve.add_argument("--max-queued", type=_positive, default=16,
                        help="attempts waiting at most; more submissions get 429 (default 16)")
-    serve.add_argument("--root", help="the clone to run (its run.py starts each attempt; "
-                                      "default: the clone around the current folder)")
+    serve.add_argument("--root", help="the project folder attempts run in (logs/ below it; default: "
+                                      "the clone around the current folder, else the current folder)")
     serve.set_defaults(func=cmd_serve)
     return top
 

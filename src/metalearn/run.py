@@ -34,3 +34,7 @@ def launch(argv: Sequence[str], prog: str | None = None) -> None:
     sys.argv = [prog or sys.argv[0], *argv]  # Hydra reads its arguments from sys.argv
     with recorded_launch(list(argv), root):
         main()
+
+
+if __name__ == "__main__":  # `python -m metalearn.run ...`: how `metalearn serve` starts attempts
+    launch(sys.argv[1:], prog="metalearn train")

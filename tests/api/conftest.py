@@ -20,6 +20,7 @@ from metalearn.api.overrides import OverrideValidator
 from metalearn.api.runner import Runner
 from metalearn.conf import CONFIG_DIR
 from metalearn.registry import Store
+from metalearn.resolvers import data_dir
 from tests.conftest import _free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,15 +64,28 @@ def client(store: Store, runner: Runner, validator: OverrideValidator) -> Iterat
 
 
 @pytest.fixture
-def server(sqlite_url: str, tmp_path: Path) -> Iterator[str]:
-    """`metalearn serve` on a free loopback port over a temp registry; yields its base URL."""
+def served_project(tmp_path: Path) -> Path:
+    """A folder outside the clone, as where a user who pip-installed metalearn starts the server:
+    no run.py, no configs; the data where `$METALEARN_DATA` says, the clone's tokenized cache."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (ROOT / ".cache").mkdir(exist_ok=True)
+    (project / ".cache").symlink_to(ROOT / ".cache")
+    return project
+
+
+@pytest.fixture
+def server(sqlite_url: str, tmp_path: Path, served_project: Path) -> Iterator[str]:
+    """`metalearn serve` on a free loopback port over a temp registry, started in
+    `served_project` (metalearn importable, not run from a clone); yields its base URL."""
     port = _free_port()
-    env = {**os.environ, "METALEARN_API_TOKEN": LIVE_TOKEN,
+    env = {**os.environ, "METALEARN_API_TOKEN": LIVE_TOKEN, "METALEARN_DATA": data_dir(str(ROOT)),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
+    env.pop("PROJECT_ROOT", None)
     log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 (closed below)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "metalearn.cli", "--url", sqlite_url, "serve", "--port", str(port),
-         "--root", str(ROOT)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        [sys.executable, "-m", "metalearn.cli", "--url", sqlite_url, "serve", "--port", str(port)],
+        cwd=served_project, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60

@@ -58,7 +58,7 @@ def test_post_runs_queues_an_attempt(client: TestClient, store: Store, auth: dic
     attempt = response.json()["id"]
     row = store.get_attempt(attempt)
     assert row["status"] == schema.QUEUED and row["experiment"] == "reptile_amazon"
-    assert row["command"] == ["run.py", "experiment=reptile_amazon", "debug=fast"]
+    assert row["command"] == ["metalearn train", "experiment=reptile_amazon", "debug=fast"]
     listed = client.get("/runs", params={"status": "queued"}).json()
     assert [r["id"] for r in listed] == [attempt]
     assert client.get("/runs", params={"status": "bogus"}).status_code == 422

@@ -31,7 +31,7 @@ def _follow(base: str, attempt: int, timeout: float) -> tuple[dict, list[dict], 
 
 
 @pytest.mark.slow
-def test_train_follow_and_meta_test_over_http(server: str) -> None:
+def test_train_follow_and_meta_test_over_http(server: str, served_project: Path) -> None:
     assert httpx.post(f"{server}/runs", json={"experiment": "reptile_amazon"}).status_code == 401
     response = httpx.post(f"{server}/runs", headers=AUTH, timeout=60,
                           json={"experiment": "reptile_amazon", "overrides": ["debug=fast"]})
@@ -45,6 +45,7 @@ def test_train_follow_and_meta_test_over_http(server: str) -> None:
     losses = [r["step"] for r in rows if r["name"] == "train/query_loss"]
     assert losses == [0, 1, 2, 3]  # debug=fast: 4 meta-steps, each followed exactly once
     assert shown["ckpt_path"] and Path(shown["ckpt_path"]).is_file()
+    assert Path(shown["ckpt_path"]).is_relative_to(served_project / "logs")  # the server's folder
     assert {"val/acc", "test/acc"} <= set(shown["metrics"])
     assert len(shown["test_results"]) == 3
 

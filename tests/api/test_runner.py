@@ -57,7 +57,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def Runner(store: Store, project: Path, **kwargs) -> _Runner:  # noqa: N802 (stands for the class)
     """The real Runner with the real launch check over the fake project's config and allowlist."""
     validator = OverrideValidator(project / "conf", root=project, settings=SETTINGS, groups={})
-    return _Runner(store, project, LaunchCheck(validator, store, project / "logs"), **kwargs)
+    return _Runner(store, project, LaunchCheck(validator, store, project / "logs"), entry=["run.py"], **kwargs)
 
 
 def _wait(store: Store, attempt: int, statuses: tuple[str, ...], timeout: float = 60) -> dict:

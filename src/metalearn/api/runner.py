@@ -1,4 +1,4 @@
-"""Start queued attempts as separate run.py processes, a bounded number at once.
+"""Start queued attempts as separate `metalearn train` processes, a bounded number at once.
 
 The queue lives in the registry (status queued), so it survives a server restart and
 several servers may share one registry: a server takes a row only by moving it from
@@ -55,7 +55,13 @@ class Child:
 
 
 class Runner:
-    """Runs queued attempts of one project (root holds run.py) against one registry."""
+    """Runs queued attempts of one project against one registry.
+
+    The project root is where each child runs and keeps logs/ (and data/ unless
+    `$METALEARN_DATA` says otherwise): a clone, or any folder where metalearn is installed. The
+    child is `python -m metalearn.run` (what `metalearn train` runs); `entry` replaces the
+    `-m metalearn.run` part.
+    """
 
     def __init__(
         self,
@@ -66,6 +72,7 @@ class Runner:
         max_parallel: int = 1,
         max_queued: int = 16,
         python: str = sys.executable,
+        entry: Sequence[str] = ("-m", "metalearn.run"),
         log_dir: str | Path | None = None,
         poll_s: float = 0.5,
         lease_s: float = 60.0,
@@ -76,6 +83,7 @@ class Runner:
                              f"{max_parallel}, {max_queued})")
         self.store, self.root, self.check = store, Path(root).resolve(), check
         self.max_parallel, self.max_queued, self.python = max_parallel, max_queued, python
+        self.entry = list(entry)
         self.log_dir = Path(log_dir) if log_dir else self.root / "logs" / "api"
         self.poll_s, self.lease_s, self.kill_after_s = poll_s, lease_s, kill_after_s
         self.children: dict[int, Child] = {}
@@ -88,7 +96,7 @@ class Runner:
     # ---- requests --------------------------------------------------------------------------
     def submit(self, experiment: str | None, overrides: Sequence[str], *, kind: str = "train",
                parent_id: int | None = None) -> int:
-        """Queue a run.py attempt; returns its id at once, or raises QueueFull."""
+        """Queue an attempt; returns its id at once, or raises QueueFull."""
         head = [f"experiment={experiment}"] if experiment else []
         with self._lock:  # one count-then-insert at a time in this server
             if len(self.store.queued(self.max_queued)) >= self.max_queued:
@@ -96,7 +104,7 @@ class Runner:
             attempt = self.store.create_attempt(
                 status=schema.QUEUED, kind=kind, parent_id=parent_id, experiment=experiment,
                 name=experiment or "train", overrides=head + list(overrides),
-                command=["run.py", *head, *overrides],
+                command=["metalearn train", *head, *overrides],
             )
         self._wake.set()
         return attempt
@@ -186,7 +194,7 @@ class Runner:
         env.update({ATTEMPT_ENV: str(attempt_id), URL_ENV: self.store.url, "PROJECT_ROOT": str(self.root)})
         if (self.root / "src" / "metalearn").is_dir():  # a checkout that is not pip-installed
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.root / "src"), env.get("PYTHONPATH")]))
-        command = [self.python, "run.py", *argv, run_dir_override(attempt_id)]
+        command = [self.python, *self.entry, *argv, run_dir_override(attempt_id)]
         try:
             with open(log_path, "ab") as out:
                 proc = subprocess.Popen(command, cwd=self.root, env=env, stdout=out,

@@ -24,8 +24,8 @@ def build(url: str, host: str, *, max_parallel: int = 1, max_queued: int = 16,
           root: str | Path | None = None) -> FastAPI:
     """The app, its store and its (not yet started) runner for the project at root."""
     project = Path(root).resolve() if root else find_project_root()
-    if not (project / "run.py").is_file():
-        raise RegistryError(f"{project} has no run.py: start the server in the project or pass --root")
+    if not project.is_dir():
+        raise RegistryError(f"--root {project}: no such folder")
     token = os.environ.get(TOKEN_ENV) or None
     open_reads = is_loopback(host)
     if not open_reads and token is None:
@@ -36,7 +36,7 @@ def build(url: str, host: str, *, max_parallel: int = 1, max_queued: int = 16,
             f"{MIN_TOKEN_LENGTH}. Make one with: "
             "python -c 'import secrets; print(secrets.token_urlsafe(32))'")
     store = Store(url)
-    validator = OverrideValidator(CONFIG_DIR, root=project)  # the configs run.py composes
+    validator = OverrideValidator(CONFIG_DIR, root=project)  # the configs `metalearn train` composes
     check = LaunchCheck(validator, store, project / "logs")
     runner = Runner(store, project, check, max_parallel=max_parallel, max_queued=max_queued)
     return create_app(store, runner, validator, token=token, token_for_reads=not open_reads)
