@@ -35,6 +35,7 @@ def test_tables_and_notebook_read_the_registry_and_logs(two_attempts, monkeypatc
 
     monkeypatch.setenv("METALEARN_REGISTRY_URL", url)
     monkeypatch.setenv("METALEARN_LOG_DIR", str(two_attempts))
+    monkeypatch.setenv("METALEARN_FIGURE_DIR", str(two_attempts / "figures"))
     nb = nbformat.read(ROOT / "notebooks" / "results.ipynb", as_version=4)
     NotebookClient(nb, timeout=300, kernel_name="python3",
                    resources={"metadata": {"path": str(two_attempts)}}).execute()
@@ -45,6 +46,7 @@ def test_tables_and_notebook_read_the_registry_and_logs(two_attempts, monkeypatc
     assert "2 completed attempts" in text
     assert "'reptile_amazon': {3:" in text and "5:" in text  # accuracy against K, per experiment
     assert "reptile_amazon/attempt-1_" in text  # a val/acc curve from TensorBoard, found by the registry
+    assert (two_attempts / "figures" / "accuracy_vs_k.png").stat().st_size > 10_000
 
 
 def test_variants_join_their_benchmarks_table():
