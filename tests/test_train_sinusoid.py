@@ -73,3 +73,11 @@ def test_what_cannot_serve_the_sinusoid_is_refused_before_anything_is_built(tmp_
                                                                             message):
     with pytest.raises(ValueError, match=message):
         train(sinusoid_cfg(tmp_path, "maml_sinusoid", *overrides))
+
+
+def test_bf16_autocast_trains_and_scores_regression(tmp_path):
+    """`trainer.precision=bf16-mixed`: the adapted predictions come out of autocast in bfloat16
+    and are stored into float32 query tensors (once an error: "Index put requires ...")."""
+    metrics = train(sinusoid_cfg(tmp_path, "maml_sinusoid", "trainer.precision=bf16-mixed"))
+    assert 0 < metrics["test/mse"] < float("inf")
+    assert metrics["test/sinusoid/mse"] != metrics["test/sinusoid/mse_pre"]  # it adapted

@@ -168,11 +168,11 @@ class EpisodicModule(pl.LightningModule):
             fast, _ = adapt(params, xs, ep.support_y, steps)
         post, pre = torch.empty_like(ep.query_y), torch.empty_like(ep.query_y)
         predictions = self.objective.predictions
-        with torch.no_grad():
+        with torch.no_grad():  # .to: under autocast (bf16-mixed) regression outputs are bfloat16
             for rows, chunk in self.query_chunks(ep):
                 xq = self.model.features(chunk)
-                post[rows] = predictions(self.predict(fast, xs, xq))
-                pre[rows] = predictions(self.predict(params, xs, xq))
+                post[rows] = predictions(self.predict(fast, xs, xq)).to(post.dtype)
+                pre[rows] = predictions(self.predict(params, xs, xq)).to(pre.dtype)
         return post, pre
 
     def query_chunks(self, ep: Episode) -> list[tuple[torch.Tensor, Any]]:

@@ -64,5 +64,5 @@ class ProtoNet(EpisodicModule):
             zs = embed_with(self.model.top, params, xs)  # never depends on the query rows
             for rows, chunk in self.query_chunks(ep):
                 zq = self.query_embedding(params, xs, self.model.features(chunk))
-                pred[rows] = self.objective.predictions(prototype_logits(zs, ep.support_y, ep.ways, zq))
+                pred[rows] = self.objective.predictions(prototype_logits(zs, ep.support_y, ep.ways, zq)).to(pred.dtype)
         return pred, None
