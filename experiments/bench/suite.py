@@ -64,7 +64,7 @@ class Plan:
         if quick:  # a tiny random BERT; a 16-channel Conv4 with 5 query images per class
             return Plan(True, ("model=tiny_bert",), 64, ("model.hidden=16", "data.queries=5"),
                         text_steps=3, conv_steps=3, text_timed_from=1, conv_timed_from=1,
-                        text_rounds=2, conv_rounds=2,
+                        text_rounds=1, conv_rounds=1,
                         memory_meta_batch=4, vmap_tasks=4, overhead_steps=10, flop_repeats=5, matmul_n=512)
         # A MiniLM meta-step takes tens of CPU seconds: one timed step per round, no warm-up
         # step (first-call costs are milliseconds against that).
