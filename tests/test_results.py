@@ -49,6 +49,13 @@ def test_tables_and_notebook_read_the_registry_and_logs(two_attempts, monkeypatc
     assert (two_attempts / "figures" / "accuracy_vs_k.png").stat().st_size > 10_000
 
 
+def test_the_readme_figure_is_drawn_from_the_committed_records(tmp_path):
+    """experiments/figures.py: the records into a registry, the notebook over it, the PNG out."""
+    subprocess.run([sys.executable, str(ROOT / "experiments" / "figures.py"), "--out", str(tmp_path)],
+                   capture_output=True, text=True, check=True)
+    assert (tmp_path / "accuracy_vs_k.png").stat().st_size > 10_000
+
+
 def test_variants_join_their_benchmarks_table():
     assert benchmark("reptile_omniglot_lake") == "omniglot"
     assert benchmark("protonet_arsc") == "arsc"
