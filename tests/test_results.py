@@ -91,6 +91,27 @@ def _tables_module():
     return module
 
 
+def test_the_readme_summary_takes_only_runs_of_the_benchmarks_own_protocol():
+    """A meta-test of a checkpoint at K = 10 scores higher than the K = 5 protocol: it is a row of
+    experiments/README.md, never the benchmark's best in the top README."""
+    tables = _tables_module()
+
+    def record(overrides, value, cite):
+        return {"id": cite * 8, "cite": cite, "experiment": "reptile_amazon", "status": "completed",
+                "overrides": ["experiment=reptile_amazon", *overrides], "hardware": {},
+                "config": {"objective": {"metric": "acc", "mode": "max"}}, "started_at": None,
+                "ended_at": None, "metrics": {},
+                "test_results": [{"group": "automotive", "metric": "acc", "value": value,
+                                  "ci95": 0.05, "episodes": 30, "shots": 5, "queries": 5}]}
+
+    records = [record([], 0.70, "a"), record(["train=false", "ckpt_path=x.ckpt", "data.shots=10"], 0.80, "b"),
+               record(["algorithm.inner_lr=0.1"], 0.75, "c")]
+    assert tables.own_protocol(("algorithm.inner_lr=0.1",)) and not tables.own_protocol(("data.shots=10",))
+    (row,) = [line for line in tables.summary(records).splitlines() if line.startswith("| amazon")]
+    assert "`experiment=reptile_amazon algorithm.inner_lr=0.1`" in row and "75.0" in row
+    assert "80.0" in tables.tables(records)  # still a row of its own
+
+
 def test_the_committed_results_tables_are_made_from_the_committed_records():
     """A fresh clone regenerates experiments/README.md (and the top README's summary, where it
     has one) byte for byte from experiments/records/: run `python experiments/tables.py
