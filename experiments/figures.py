@@ -37,20 +37,12 @@ def main() -> None:
         url = f"sqlite:///{tmp}/records.db"
         loaded = records.import_records(Store(url), [Path(args.records)])
         log.info("%d records loaded from %s", len(loaded), args.records)
-        env = {"METALEARN_REGISTRY_URL": url, "METALEARN_FIGURE_DIR": f"{tmp}/figures",
-               "METALEARN_LOG_DIR": f"{tmp}/logs"}  # records carry no TensorBoard files
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)  # the notebook's kernel inherits them
-        try:
-            nb = nbformat.read(NOTEBOOK, as_version=4)
-            NotebookClient(nb, timeout=600, kernel_name="python3",
-                           resources={"metadata": {"path": tmp}}).execute()
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+        # the notebook's kernel inherits these; records carry no TensorBoard files
+        os.environ.update({"METALEARN_REGISTRY_URL": url, "METALEARN_FIGURE_DIR": f"{tmp}/figures",
+                           "METALEARN_LOG_DIR": f"{tmp}/logs"})
+        nb = nbformat.read(NOTEBOOK, as_version=4)
+        NotebookClient(nb, timeout=600, kernel_name="python3",
+                       resources={"metadata": {"path": tmp}}).execute()
         for name in FIGURES:
             shutil.copyfile(Path(tmp) / "figures" / name, Path(args.out) / name)
             log.info("wrote %s", Path(args.out) / name)
