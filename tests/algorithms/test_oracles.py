@@ -86,6 +86,25 @@ def test_reptile_one_step_outer_one_is_sgd_on_support_loss():
     torch.testing.assert_close(learner.model.top.bias, b0 - 0.3 * gb)
 
 
+def test_reptile_train_on_query_alternates_support_and_query_steps():
+    """train_on_query: inner steps take support, query, support; the outer step is as before."""
+    learner = linear_learner(Reptile, outer_lr=0.5, train_on_query=True)
+    W0, b0 = learner.model.top.weight.detach().clone(), learner.model.top.bias.detach().clone()
+    episodes = [toy_episode(7), toy_episode(8)]
+    adapted = []
+    for e in episodes:
+        W, b = sgd_by_hand(W0, b0, e.support_x, e.support_y, 1, 0.3)
+        W, b = sgd_by_hand(W, b, e.query_x, e.query_y, 1, 0.3)
+        adapted.append(sgd_by_hand(W, b, e.support_x, e.support_y, 1, 0.3))
+    support_only = sgd_by_hand(W0, b0, episodes[0].support_x, episodes[0].support_y, 3, 0.3)[0]
+    assert not torch.allclose(adapted[0][0], support_only)  # the query step makes a difference
+    one_meta_step(learner, episodes)
+    torch.testing.assert_close(learner.model.top.weight,
+                               W0 + 0.5 * (sum(w for w, _ in adapted) / 2 - W0))
+    torch.testing.assert_close(learner.model.top.bias,
+                               b0 + 0.5 * (sum(b for _, b in adapted) / 2 - b0))
+
+
 def test_maml_second_order_gradient_matches_finite_differences():
     torch.manual_seed(0)
     top = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)).double()

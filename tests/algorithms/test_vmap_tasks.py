@@ -27,13 +27,14 @@ TASKS = 4
 SINE_LAYERS = [{"name": "Linear", "in_features": "auto", "out_features": 40}, {"name": "ReLU"},
                {"name": "Linear", "in_features": "auto", "out_features": 40}, {"name": "ReLU"},
                {"name": "Linear", "in_features": "auto", "out_features": 1}]
-# (class, keyword arguments): MAML, FOMAML, Meta-SGD, ANIL, Reptile.
+# (class, keyword arguments): MAML, FOMAML, Meta-SGD, ANIL, Reptile (two inner-loop data).
 ALGORITHMS = {
     "maml": (MAML, {}),
     "fomaml": (MAML, {"first_order": True}),
     "metasgd": (MAML, {"learn_inner_lr": True}),
     "anil": (ANIL, {}),
     "reptile": (Reptile, {}),
+    "reptile_query": (Reptile, {"train_on_query": True}),  # support and query steps in turn
 }
 
 
