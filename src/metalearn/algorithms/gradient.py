@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 from torch.func import vmap
 
+from metalearn.algorithms.adapt_check import checked
 from metalearn.algorithms.episodic import EpisodicModule
 from metalearn.algorithms.inner_loop import Params, adapt
 from metalearn.algorithms.task_batch import batched_forward, require_batchable_model
@@ -45,6 +46,9 @@ class GradientLearner(EpisodicModule):
     define `task_forward` and `meta_gradient` (or override `task_gradient` alone, which then
     runs task by task only).
 
+    eval_adapt_check: at evaluation, adapt only where adapting lowered the loss on held-out
+    support rows (`metalearn.algorithms.adapt_check`), else predict with the meta-weights.
+
     vmap_tasks: adapt all tasks of a meta-batch at once (`torch.func.vmap` over stacked
     support and query tensors) instead of one after the other: same math, for models and
     data that allow it (equal episode sizes, tensor inputs, no running statistics or dropout;
@@ -65,6 +69,7 @@ class GradientLearner(EpisodicModule):
         seed: int = 0,
         eval_inner_lr: float | None = None,
         vmap_tasks: bool = False,
+        eval_adapt_check: bool = False,
     ) -> None:
         super().__init__(model, objective, optimizer, scheduler, transductive, eval_batch_size,
                          seed)
@@ -73,6 +78,9 @@ class GradientLearner(EpisodicModule):
         # Test-time adaptation may take another step size than meta-training's (Reptile's
         # tasks train with one rate; the held-out task may adapt best with another).
         self.eval_inner_lr = eval_inner_lr
+        # Test-time adaptation may decline where it did not help on held-out support rows
+        # (metalearn.algorithms.adapt_check).
+        self.eval_adapt_check = eval_adapt_check
         self.vmap_tasks = vmap_tasks
         if vmap_tasks:
             own = type(self)
@@ -108,9 +116,10 @@ class GradientLearner(EpisodicModule):
         return fast, losses, self.predict(fast, xs, xq)
 
     def query_predictions(self, ep: Episode) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.eval_inner_lr is None:
-            return self.adapted_predictions(ep, self.adapt_support, self.eval_inner_steps)
-        return self.adapted_predictions(ep, self.adapt_at_eval_rate, self.eval_inner_steps)
+        adapt = self.adapt_support if self.eval_inner_lr is None else self.adapt_at_eval_rate
+        if self.eval_adapt_check:
+            adapt = checked(self, adapt)
+        return self.adapted_predictions(ep, adapt, self.eval_inner_steps)
 
     def adapt_at_eval_rate(self, params: Params, xs: Any, ys: torch.Tensor,
                            steps: int) -> tuple[Params, list[torch.Tensor]]:

@@ -31,3 +31,10 @@ def row_chunks(x: Any, size: int) -> list[tuple[torch.Tensor, Any]]:
         width = int(lengths[rows].max())
         chunks.append((rows, {k: v[rows, :width] for k, v in x.items()}))
     return chunks
+
+
+def take_rows(x: Any, rows: torch.Tensor) -> Any:
+    """The given rows of a batch: a tensor's, or each tensor's of a token batch."""
+    if isinstance(x, torch.Tensor):
+        return x[rows]
+    return {k: v[rows] for k, v in x.items()}

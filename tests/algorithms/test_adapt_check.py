@@ -1,0 +1,76 @@
+"""eval_adapt_check: test-time adaptation declines where it did not help on held-out support rows."""
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from metalearn.algorithms.adapt_check import adaptation_gain, support_folds
+from metalearn.algorithms.reptile import Reptile
+from metalearn.data.episode import Episode
+from metalearn.models.split import SplitModel
+from metalearn.objectives import Classification
+from tests.algorithms.test_oracles import sgd_by_hand
+
+E1 = torch.tensor([2.0, 0.0, 0.0])
+
+
+def checked_learner() -> Reptile:
+    torch.manual_seed(0)
+    return Reptile(model=SplitModel(top=nn.Linear(3, 2)), objective=Classification(),
+                   optimizer=partial(torch.optim.SGD, lr=1.0), inner_lr=0.5, inner_steps=3,
+                   eval_inner_steps=3, eval_adapt_check=True)
+
+
+def episode(support_x: torch.Tensor, support_y: torch.Tensor) -> Episode:
+    g = torch.Generator().manual_seed(3)
+    return Episode(support_x, support_y, torch.randn(8, 3, generator=g), torch.tensor([0, 1] * 4),
+                   family="toy/t0", group="toy", ways=2, shots=4, queries=4)
+
+
+def test_support_folds_deal_each_class_in_turn():
+    first, second = support_folds(torch.tensor([0, 1, 0, 1, 1, 0]))
+    assert first.tolist() == [0, 5, 1, 4] and second.tolist() == [2, 3]
+    first, second = support_folds(torch.tensor([0.5, -1.0, 2.0]))  # regression: rows in order
+    assert first.tolist() == [0, 2] and second.tolist() == [1]
+
+
+def test_adaptation_gain_equals_hand_computed_held_out_losses():
+    ml = checked_learner()
+    g = torch.Generator().manual_seed(5)
+    xs, ys = torch.randn(8, 3, generator=g), torch.tensor([0, 1] * 4)
+    W0, b0 = ml.model.top.weight.detach(), ml.model.top.bias.detach()
+    first, second = support_folds(ys)
+    expected = 0.0
+    for train, held in ((first, second), (second, first)):
+        W, b = sgd_by_hand(W0, b0, xs[train], ys[train], 3, 0.5)
+        before = F.cross_entropy(xs[held] @ W0.T + b0, ys[held])
+        after = F.cross_entropy(xs[held] @ W.T + b, ys[held])
+        expected += (before - after).item()
+    gain = adaptation_gain(ml, ml.adapt_support, ml.meta_parameters(), xs, ys, 3)
+    assert abs(gain - expected) < 1e-5
+
+
+def test_declines_where_the_folds_disagree_and_adapts_where_they_agree():
+    ml = checked_learner()
+    # Class 0 lies at +E1 in fold 0 and at -E1 in fold 1 (class 1 the opposite): what one fold
+    # teaches, the other contradicts, so the check keeps the meta-weights.
+    ys = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    sign = torch.tensor([1.0, -1.0, 1.0, -1.0, -1.0, 1.0, -1.0, 1.0])
+    contradicting = episode(sign[:, None] * E1, ys)
+    ml.eval_adapt_check = False
+    adapted, _ = ml.query_predictions(contradicting)
+    ml.eval_adapt_check = True
+    post, pre = ml.query_predictions(contradicting)
+    assert not torch.equal(adapted, pre)  # adapting would change some predictions ...
+    torch.testing.assert_close(post, pre)  # ... and the check declines
+    # Every row agrees (class 0 at +E1): adapting helps held-out rows, so it adapts.
+    agreeing = episode(torch.where(ys[:, None] == 0, E1, -E1), ys)
+    ml.eval_adapt_check = False
+    adapted, _ = ml.query_predictions(agreeing)
+    ml.eval_adapt_check = True
+    post, pre = ml.query_predictions(agreeing)
+    assert not torch.equal(adapted, pre)  # adapting changes some predictions here ...
+    torch.testing.assert_close(post, adapted)  # ... and the check lets it
