@@ -24,6 +24,7 @@ from typing import Any
 
 from metalearn.algorithms.stats import seeds_ci95
 from metalearn.registry import records as rec
+from metalearn.registry.drift import describe, drift
 from metalearn.registry.engine import default_url
 from metalearn.registry.report import BENCHMARKS, benchmark, objective_of
 from metalearn.registry.store import Store
@@ -35,6 +36,7 @@ BLOCKS = {"tables": ("<!-- tables:begin -->", "<!-- tables:end -->"),
           "studies": ("<!-- studies:begin -->", "<!-- studies:end -->")}
 # A trial's overrides that are not its searched values: how it was launched and named.
 NOT_SEARCHED = re.compile(r"^(hparams_search|study\.\w+|extras\..*|hydra/.*|hydra\..*)=")
+RAN_WITH = "ran with: "  # a cell key's last item: values its command no longer gives
 SUMMARY = ("<!-- results:begin -->", "<!-- results:end -->")  # in the top-level README, if there
 DESCRIBED = {"acc": "accuracy (%)", "mse": "mean squared error"}
 BETTER = {"max": "higher", "min": "lower"}
@@ -101,11 +103,22 @@ def shown(override: str, root: str | None) -> str:
 
 
 def cell_key(record: dict) -> tuple[str, tuple[str, ...]]:
-    """What makes attempts the same cell: the experiment and its non-seed overrides."""
+    """What makes attempts the same cell: the experiment, its non-seed overrides and, where
+    the experiment's defaults have changed since, the values it ran (a last `ran with: ...`)."""
     root = ((record.get("config") or {}).get("paths") or {}).get("root_dir")
     overrides = tuple(shown(o, root) for o in record.get("overrides") or []
                       if not IGNORED.match(o) and not o.startswith("experiment="))
-    return record["experiment"] or "?", overrides
+    experiment = record["experiment"] or "?"
+    changed = drift(record["config"], experiment, overrides) if record.get("config") else {}
+    return experiment, overrides + ((RAN_WITH + describe(changed),) if changed else ())
+
+
+def command_text(experiment: str, overrides: tuple[str, ...]) -> str:
+    """A cell's command in backticks, then the values it ran that its command now changes."""
+    typed = [o for o in overrides if not o.startswith(RAN_WITH)]
+    earlier = [o.removeprefix(RAN_WITH) for o in overrides if o.startswith(RAN_WITH)]
+    command = "`" + " ".join([f"experiment={experiment}", *typed]) + "`"
+    return command + "".join(f" (earlier defaults: {e})" for e in earlier)
 
 
 def is_debug(record: dict) -> bool:
@@ -209,10 +222,9 @@ def tables(records: list[dict], debug: bool = False) -> str:
                        + " | mean | seeds | wall (min) | hardware | records |")
             out.append("|---" * (len(domains) + 6) + "|")
             for experiment, overrides, s in rows:
-                command = " ".join([f"experiment={experiment}", *overrides])
                 m = s["metric"]
                 values = [fmt(s["domains"][d], m) if d in s["domains"] else "—" for d in domains]
-                out.append(f"| `{command}` | " + " | ".join(values)
+                out.append(f"| {command_text(experiment, overrides)} | " + " | ".join(values)
                            + f" | {fmt(s['mean'], m)} | {s['seeds']} | {s['wall_min']:.1f} | "
                            f"{s['hardware']} | {', '.join(s['cites'])} |")
             out.append("")
@@ -330,8 +342,7 @@ def summary(records: list[dict]) -> str:
         pick = max if s0["mode"] == "max" else min
         experiment, overrides, s = pick(rows, key=lambda r: r[2]["mean"][0])
         cites = ", ".join(c.replace("](records/", "](experiments/records/") for c in s["cites"])
-        command = " ".join([f"experiment={experiment}", *overrides])
-        lines.append(f"| {bench} | `{command}` | {fmt(s['mean'], s['metric'])} "
+        lines.append(f"| {bench} | {command_text(experiment, overrides)} | {fmt(s['mean'], s['metric'])} "
                      f"{DESCRIBED.get(s['metric'], s['metric'])} | {cites} |")
     if len(lines) == 2:
         return ("No recorded results yet: see [experiments/README.md](experiments/README.md) "

@@ -1,0 +1,56 @@
+"""A recorded attempt whose experiment's defaults changed since is labelled with what it ran."""
+from __future__ import annotations
+
+import copy
+import json
+
+from metalearn.registry.drift import ABSENT, describe, drift
+from tests.conftest import ROOT
+from tests.test_results import _tables_module
+
+RECORD = ROOT / "experiments" / "records" / "fomaml_amazon" / "20261130T175057-657fbf70.json"
+
+
+def fomaml_record() -> dict:
+    return {**json.loads(RECORD.read_text(encoding="utf-8")), "cite": None}
+
+
+def test_a_record_of_todays_defaults_has_no_drift_whatever_its_seed_and_paths():
+    record = fomaml_record()
+    assert drift(record["config"], "fomaml_amazon", ()) == {}
+    config = copy.deepcopy(record["config"])
+    config["algorithm"]["seed"] = config["data"]["seed"] = 7  # seeds are not defaults
+    config["data"]["path"] = "/elsewhere/amazon_reviews/arsc"  # nor where the data was
+    config["algorithm"]["eval_adapt_check"] = False  # an option recorded off, as today
+    del config["algorithm"]["vmap_tasks"]  # an option the attempt's version lacked, off today
+    assert drift(config, "fomaml_amazon", ()) == {}
+
+
+def test_changed_defaults_are_named_with_the_values_that_ran():
+    config = fomaml_record()["config"]
+    config["algorithm"]["optimizer"]["lr"] = 0.01
+    config["algorithm"]["inner_steps"] = 3
+    del config["algorithm"]["eval_inner_steps"]  # today 10: the attempt ran without the option
+    changed = drift(config, "fomaml_amazon", ())
+    assert set(changed) == {"algorithm.optimizer", "algorithm.inner_steps", "algorithm.eval_inner_steps"}
+    assert changed["algorithm.eval_inner_steps"] is ABSENT
+    assert describe(changed) == ("no algorithm.eval_inner_steps, algorithm.inner_steps=3, "
+                                 "algorithm.optimizer=Adam(lr=0.01)")
+    # an override on the command line is part of today's composition too
+    assert "algorithm.inner_steps" not in drift(config, "fomaml_amazon", ("algorithm.inner_steps=3",))
+
+
+def test_tables_never_pool_an_attempt_of_earlier_defaults_with_todays():
+    tables = _tables_module()
+    today, earlier = fomaml_record(), fomaml_record()
+    earlier["id"] = "e" * 8 + earlier["id"][8:]
+    earlier["config"]["algorithm"]["optimizer"]["lr"] = 0.01
+    for r, value in ((today, 0.8), (earlier, 0.6)):
+        for t in r["test_results"]:
+            t["value"] = value
+    rows = [line for line in tables.tables([today, earlier]).splitlines()
+            if line.startswith("| `experiment=fomaml_amazon`")]
+    assert len(rows) == 2
+    old = [row for row in rows if "60.0" in row]
+    assert len(old) == 1 and "(earlier defaults: algorithm.optimizer=Adam(lr=0.01))" in old[0]
+    assert "earlier defaults" not in [row for row in rows if "80.0" in row][0]
