@@ -10,14 +10,14 @@ from tests.conftest import compose_config
 
 
 @pytest.mark.parametrize("overrides, algorithm", [
-    (["experiment=reptile_amazon"], "reptile"),
+    (["experiment=reptile_amazon"], "reptile_adam"),  # the algorithm config chosen
     (["experiment=finetune_amazon"], "finetune"),  # the baseline trains: it is named
     (["experiment=pretrained_amazon"], "none"),  # train=false, nothing trained
     (["experiment=pretrained_arsc"], "none"),
     (["experiment=pretrained_omniglot"], "none"),  # builds on finetune_omniglot, trains nothing
     (["experiment=reptile_amazon", "train=false"], "none"),
     # meta-testing a checkpoint: the weights were trained by the configured algorithm
-    (["experiment=reptile_amazon", "train=false", "ckpt_path=/x/last.ckpt"], "reptile"),
+    (["experiment=reptile_amazon", "train=false", "ckpt_path=/x/last.ckpt"], "reptile_adam"),
     (["experiment=maml_omniglot", "train=false", "ckpt_path=/x/last.ckpt"], "maml"),
 ])
 def test_the_algorithm_column_says_what_trained(tmp_path: Path, overrides: list[str], algorithm: str) -> None:
