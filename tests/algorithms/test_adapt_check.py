@@ -9,6 +9,7 @@ from torch import nn
 
 from metalearn.algorithms.adapt_check import adaptation_gain, support_folds
 from metalearn.algorithms.reptile import Reptile
+from metalearn.data.batches import take_rows
 from metalearn.data.episode import Episode
 from metalearn.models.split import SplitModel
 from metalearn.objectives import Classification
@@ -74,3 +75,11 @@ def test_declines_where_the_folds_disagree_and_adapts_where_they_agree():
     post, pre = ml.query_predictions(agreeing)
     assert not torch.equal(adapted, pre)  # adapting changes some predictions here ...
     torch.testing.assert_close(post, adapted)  # ... and the check lets it
+
+
+def test_take_rows_cuts_each_tensor_of_a_feature_dict_and_keeps_the_rest():
+    """Text trunks return dicts (a tiny one with no frozen layers has None hidden states)."""
+    feats = {"input_ids": torch.arange(12).view(4, 3), "attention_mask": torch.ones(4, 3), "hidden": None}
+    out = take_rows(feats, torch.tensor([0, 2]))
+    assert out["input_ids"].tolist() == [[0, 1, 2], [6, 7, 8]] and out["hidden"] is None
+    assert out["attention_mask"].shape == (2, 3)

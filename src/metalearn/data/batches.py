@@ -34,7 +34,8 @@ def row_chunks(x: Any, size: int) -> list[tuple[torch.Tensor, Any]]:
 
 
 def take_rows(x: Any, rows: torch.Tensor) -> Any:
-    """The given rows of a batch: a tensor's, or each tensor's of a token batch."""
+    """The given rows of a batch: a tensor's, or each tensor's of a dict (a token batch, trunk
+    features); other entries, such as a trunk's absent output, stay as they are."""
     if isinstance(x, torch.Tensor):
         return x[rows]
-    return {k: v[rows] for k, v in x.items()}
+    return {k: v[rows] if isinstance(v, torch.Tensor) else v for k, v in x.items()}
