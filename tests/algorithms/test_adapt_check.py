@@ -83,3 +83,9 @@ def test_take_rows_cuts_each_tensor_of_a_feature_dict_and_keeps_the_rest():
     out = take_rows(feats, torch.tensor([0, 2]))
     assert out["input_ids"].tolist() == [[0, 1, 2], [6, 7, 8]] and out["hidden"] is None
     assert out["attention_mask"].shape == (2, 3)
+
+
+def test_one_example_per_class_leaves_nothing_to_hold_out_so_it_adapts():
+    ml = checked_learner()
+    ys = torch.tensor([0, 1])
+    assert adaptation_gain(ml, ml.adapt_support, ml.meta_parameters(), torch.eye(3)[:2], ys, 3) == float("inf")

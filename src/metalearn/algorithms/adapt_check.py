@@ -33,10 +33,13 @@ def support_folds(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def adaptation_gain(learner: EpisodicModule, adapt: Adapt, params: Params, xs: Any,
                     ys: torch.Tensor, steps: int) -> float:
     """How much adapting lowers the loss on held-out support rows, summed over both folds
-    (positive: adapting helped)."""
+    (positive: adapting helped); infinite where a fold is empty (one example per class: there
+    is nothing to hold out, so nothing speaks against adapting)."""
     gain = 0.0
     loss = learner.objective.loss
     first, second = support_folds(ys)
+    if len(second) == 0:
+        return float("inf")
     for train, held in ((first, second), (second, first)):
         x_train, x_held = take_rows(xs, train), take_rows(xs, held)
         fast, _ = adapt(params, x_train, ys[train], steps)
@@ -49,12 +52,11 @@ def adaptation_gain(learner: EpisodicModule, adapt: Adapt, params: Params, xs: A
 
 def checked(learner: EpisodicModule, adapt: Adapt) -> Adapt:
     """`adapt`, declining (the meta-weights unchanged, no steps) where `adaptation_gain` is not
-    positive. With one support example per class there is nothing to hold out: it adapts."""
+    positive."""
 
     def run(params: Params, xs: Any, ys: torch.Tensor, steps: int
             ) -> tuple[Params, list[torch.Tensor]]:
-        first, second = support_folds(ys)
-        if len(second) == 0 or adaptation_gain(learner, adapt, params, xs, ys, steps) > 0:
+        if adaptation_gain(learner, adapt, params, xs, ys, steps) > 0:
             return adapt(params, xs, ys, steps)
         return {n: p.detach() for n, p in params.items()}, []
 

@@ -26,7 +26,7 @@ ABSENT = object()
 
 
 def leaves(node: Any, prefix: str) -> dict[str, Any]:
-    """A config subtree as {dotted key: value}; a node with `_target_` also keeps its own key."""
+    """A config subtree as {dotted key: value} of its leaves (an empty dict leaves nothing)."""
     if not isinstance(node, dict):
         return {prefix: node}
     out: dict[str, Any] = {}
