@@ -21,7 +21,7 @@ def _cfg(tmp_path: Path, *overrides: str):
 
 @pytest.mark.parametrize("debug", ["limit", "overfit", "profiler"])
 def test_debug_modes_compose_to_a_short_cpu_run(tmp_path: Path, debug: str) -> None:
-    cfg = _cfg(tmp_path, f"debug={debug}")
+    cfg = _cfg(tmp_path, f"debug={debug}", "algorithm=reptile")  # plain Reptile: an annealed step
     assert cfg.task_name == "debug" and cfg.trainer.accelerator == "cpu"
     assert cfg.extras.print_config is True
     trainer = cfg.trainer

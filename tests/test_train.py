@@ -156,7 +156,9 @@ def test_every_epoch_trains_on_new_episodes_and_a_resumed_run_continues_the_same
     # set_epoch by hand passed while every epoch replayed epoch 0's episodes.
     def run(name: str, *extra: str) -> tuple[dict, dict]:
         log = tmp_path / f"{name}.json"
-        train(make_cfg("logger=csv", "test=false", "data.steps_per_epoch=2", "model.dropout=0.1",
+        # algorithm=reptile: its outer step size is annealed, so the scheduler's state resumes too
+        train(make_cfg("algorithm=reptile", "logger=csv", "test=false", "data.steps_per_epoch=2",
+                       "model.dropout=0.1",
                        "+callbacks.episodes._target_=tests.test_train.EpisodeLog",
                        f"+callbacks.episodes.path={log}", *extra, out=name))
         episodes = {int(k): v for k, v in json.loads(log.read_text()).items()}
