@@ -61,14 +61,16 @@ class Plan:
 
     @staticmethod
     def make(quick: bool) -> Plan:
+        # The text contests run plain Reptile (an SGD outer step), the seed project's algorithm,
+        # whatever optimizer reptile_amazon's default takes.
         if quick:  # a tiny random BERT; a 16-channel Conv4 with 5 query images per class
-            return Plan(True, ("model=tiny_bert",), 64, ("model.hidden=16", "data.queries=5"),
+            return Plan(True, ("algorithm=reptile", "model=tiny_bert"), 64, ("model.hidden=16", "data.queries=5"),
                         text_steps=3, conv_steps=3, text_timed_from=1, conv_timed_from=1,
                         text_rounds=1, conv_rounds=1,
                         memory_meta_batch=4, vmap_tasks=4, overhead_steps=10, flop_repeats=5, matmul_n=512)
         # A MiniLM meta-step takes tens of CPU seconds: one timed step per round, no warm-up
         # step (first-call costs are milliseconds against that).
-        return Plan(False, (), SEED_PAD, (), text_steps=1, conv_steps=3, text_timed_from=0,
+        return Plan(False, ("algorithm=reptile",), SEED_PAD, (), text_steps=1, conv_steps=3, text_timed_from=0,
                     conv_timed_from=1, text_rounds=2, conv_rounds=3,
                     memory_meta_batch=4, vmap_tasks=16, overhead_steps=40, flop_repeats=10, matmul_n=1024)
 
