@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from bench.device import to
 from bench.same_math import Params, Trace, snapshot
 from bench.timing import Stopwatch, Timed
 from metalearn.data.episode import Episode
@@ -52,8 +53,10 @@ class HandLoop:
     name = "hand-written"
 
     def __init__(self, model: nn.Module, source: Any, init: dict, inner_lr: float,
-                 inner_steps: int, optimizer: Callable, scheduler: Callable | None) -> None:
-        self.model, self.source, self.init = model, source, init
+                 inner_steps: int, optimizer: Callable, scheduler: Callable | None,
+                 device: str = "cpu") -> None:
+        self.model, self.source, self.init = model.to(device), source, init
+        self.device = torch.device(device)
         self.inner_lr, self.inner_steps = inner_lr, inner_steps
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
 
@@ -61,8 +64,9 @@ class HandLoop:
         return {n: p for n, p in self.model.top.named_parameters() if p.requires_grad}
 
     def fetch(self, step: int) -> list[Any]:
-        """Step `step`'s meta-batch, in the form this implementation starts from."""
-        return self.source.meta_batch_at(step)
+        """Step `step`'s meta-batch, in the form this implementation starts from, on its device
+        (inside the timed steps, as Lightning moves metalearn's batch inside its loop)."""
+        return to(self.source.meta_batch_at(step), self.device)
 
     def meta_gradient(self, episodes: list[Episode], params: Params
                       ) -> tuple[Params, dict[str, torch.Tensor]]:

@@ -39,4 +39,15 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "load_average_start": load_average(),
+        "gpu": gpu(),
     }
+
+
+def gpu() -> dict[str, Any] | None:
+    """The CUDA device torch sees (name, memory, CUDA version), or None."""
+    if not torch.cuda.is_available():
+        return None
+    props = torch.cuda.get_device_properties(0)
+    return {"name": props.name, "memory_gib": round(props.total_memory / 2**30, 1),
+            "multiprocessors": props.multi_processor_count, "cuda": torch.version.cuda,
+            "count": torch.cuda.device_count()}

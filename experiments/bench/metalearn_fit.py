@@ -61,9 +61,13 @@ class Recorder(Callback):
             opt.register_step_pre_hook(grab)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.scores.append({k.removeprefix("train/"): float(v)
+        # Kept as tensors until the fit ends: reading them here would wait for a GPU each step.
+        self.scores.append({k.removeprefix("train/"): v.detach().clone()
                             for k, v in trainer.callback_metrics.items()
                             if k.startswith("train/")})
+
+    def float_scores(self) -> list[dict[str, float]]:
+        return [{k: float(v) for k, v in s.items()} for s in self.scores]
 
 
 def make_trainer(cfg: DictConfig, steps: int, callbacks: list[Callback], root: str) -> pl.Trainer:
@@ -101,7 +105,7 @@ class MetalearnFit:
         start = snapshot(self.learner.outer_parameters())
         self.fit(steps, [clock, recorder])
         final = snapshot(self.learner.outer_parameters())
-        return Trace(recorder.grads, recorder.scores, start, final), clock.watch.timed
+        return Trace(recorder.grads, recorder.float_scores(), start, final), clock.watch.timed
 
 
 def initial_state(model: torch.nn.Module) -> dict:

@@ -67,39 +67,47 @@ def speed_ratios(contests: dict[str, ContestResult]) -> list[Ratio]:
     return rows
 
 
-def speed_table(contests: dict[str, ContestResult], rows: list[Ratio]) -> tuple[Table, list[dict]]:
-    table = Table(title="Speed: time per meta-step, ratios (CPU time; wall time beside)")
-    for col in ("#", "measurement", "numerator ms", "denominator ms", "ratio (CPU)",
-                "range over rounds", "ratio (wall)", "target", "met"):
+def speed_table(contests: dict[str, ContestResult], rows: list[Ratio],
+                clock: str = "cpu") -> tuple[Table, list[dict]]:
+    """`clock`: what the ratio and its target are taken on, CPU time (the CPU bench) or wall
+    time (a GPU, where the CPU mostly queues work); the other clock's ratio stands beside."""
+    other = "wall" if clock == "cpu" else "cpu"
+    name = {"cpu": "CPU", "wall": "wall"}
+    table = Table(title=f"Speed: time per meta-step, ratios ({name[clock]} time; "
+                        f"{name[other]} time beside)")
+    for col in ("#", "measurement", "numerator ms", "denominator ms", f"ratio ({name[clock]})",
+                "range over rounds", f"ratio ({name[other]})", "target", "met"):
         table.add_column(col, justify="left" if col == "measurement" else "right")
     records = []
     for r in rows:
         c = contests[r.contest]
-        value, spread = c.ratio(r.numerator, r.denominator), c.ratios(r.numerator, r.denominator)
-        wall = c.ratio(r.numerator, r.denominator, "wall")
+        value = c.ratio(r.numerator, r.denominator, clock)
+        spread = c.ratios(r.numerator, r.denominator, clock)
+        beside = c.ratio(r.numerator, r.denominator, other)
         met = r.met(value)
-        table.add_row(r.item, r.label, f"{1e3 * c.median_step(r.numerator):.1f}",
-                      f"{1e3 * c.median_step(r.denominator):.1f}", f"{value:.3f}",
-                      f"{min(spread):.3f}-{max(spread):.3f}", f"{wall:.3f}", r.target or "-",
+        table.add_row(r.item, r.label, f"{1e3 * c.median_step(r.numerator, clock):.1f}",
+                      f"{1e3 * c.median_step(r.denominator, clock):.1f}", f"{value:.3f}",
+                      f"{min(spread):.3f}-{max(spread):.3f}", f"{beside:.3f}", r.target or "-",
                       {True: "[green]yes", False: "[red]no", None: "-"}[met])
         records.append({"item": r.item, "label": r.label, "contest": r.contest,
-                        "numerator": r.numerator, "denominator": r.denominator,
-                        "ratio_cpu": value, "ratio_cpu_rounds": spread, "ratio_wall": wall,
-                        "target": r.target, "met": met})
+                        "numerator": r.numerator, "denominator": r.denominator, "clock": clock,
+                        f"ratio_{clock}": value, f"ratio_{clock}_rounds": spread,
+                        f"ratio_{other}": beside, "target": r.target, "met": met})
     return table, records
 
 
-def fixed_cost(contests: dict[str, ContestResult]) -> dict | None:
-    """metalearn's fixed cost per meta-step (ms CPU, from the linear-model contest: median over
-    rounds of metalearn minus floor) and its share of each real contest's metalearn step."""
+def fixed_cost(contests: dict[str, ContestResult], clock: str = "cpu") -> dict | None:
+    """metalearn's fixed cost per meta-step (ms on `clock`, from the linear-model contest:
+    median over rounds of metalearn minus floor) and its share of each real contest's
+    metalearn step."""
     if "overhead-linear" not in contests:
         return None
     c = contests["overhead-linear"]
-    ms = statistics.median(1e3 * (a.per_step() - b.per_step())
+    ms = statistics.median(1e3 * (a.per_step(clock) - b.per_step(clock))
                            for a, b in zip(c.rounds["metalearn"], c.rounds["hand-written"], strict=False))
-    share = {name: ms / (1e3 * k.median_step("metalearn"))
+    share = {name: ms / (1e3 * k.median_step("metalearn", clock))
              for name, k in contests.items() if name != "overhead-linear"}
-    return {"ms_per_step": ms, "share_of_step": share}
+    return {"ms_per_step": ms, "clock": clock, "share_of_step": share}
 
 
 def memory_table(mem: dict[str, StepMemory]) -> Table:
@@ -124,13 +132,14 @@ def kept_per_task(alg: str, growth: float) -> str:
     return "[green]yes" if abs(growth) < 0.25 else "[red]no"
 
 
-def flops_table(fl: dict[str, dict]) -> Table:
-    table = Table(title="Achieved GFLOP/s (FlopCounterMode FLOPs / median CPU time)")
+def flops_table(fl: dict[str, dict], clock: str = "cpu") -> Table:
+    table = Table(title=f"Achieved GFLOP/s (FlopCounterMode FLOPs / median {clock.upper()} time; "
+                        f"'of matmul': of the fp32 matmul)")
     for col in ("what", "GFLOP", "ms", "GFLOP/s", "of matmul"):
         table.add_column(col, justify="left" if col == "what" else "right")
     peak = fl["matmul"]["gflops"]
     for name, v in fl.items():
-        what = f"{name} ({v['n']}x{v['n']} fp32)" if name == "matmul" else (
+        what = f"{name} ({v['n']}x{v['n']} {v.get('dtype', 'float32')})" if "n" in v else (
             f"{name} ({v['support_examples']} support examples)")
         table.add_row(what, f"{v['gflop']:.3f}", f"{v['ms']:.2f}", f"{v['gflops']:.1f}",
                       f"{100 * v['gflops'] / peak:.0f}%")

@@ -47,6 +47,14 @@ class Trace:
     start: Params
     final: Params
 
+    def cpu(self) -> Trace:
+        """The same trace on the CPU, where traces from any device are compared."""
+        def move(p: Params) -> Params:
+            return {n: t.cpu() for n, t in p.items()}
+
+        return Trace([move(g) for g in self.grads], self.scores, move(self.start),
+                     move(self.final))
+
 
 def snapshot(params: Params) -> Params:
     """Detached copies, so later steps cannot change what was recorded."""

@@ -19,6 +19,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from bench.device import to
 from bench.handloop import HandLoop, accuracy
 from bench.same_math import Params
 
@@ -47,11 +48,13 @@ class SeedWayReptile(HandLoop):
     def encode(self, texts: list[str]) -> dict[str, torch.Tensor]:
         enc = self.tokenizer(texts, padding="max_length", truncation=True,
                              max_length=self.pad_to, return_tensors="pt")
-        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+        return to({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]},
+                  self.device)
 
     def fetch(self, step: int) -> list[RawTask]:
         """The seed starts from raw texts: the same reviews as the episodes, untokenized."""
-        return [self.source.raw_task(step, t) for t in range(self.source.meta_batch)]
+        tasks = [self.source.raw_task(step, t) for t in range(self.source.meta_batch)]
+        return [(s, to(sy, self.device), q, to(qy, self.device)) for s, sy, q, qy in tasks]
 
     def meta_gradient(self, tasks: list[RawTask], params: Params):
         names = list(params)

@@ -58,21 +58,43 @@ class Plan:
     overhead_steps: int
     flop_repeats: int
     matmul_n: int
+    device: str = "cpu"
+    overrides: tuple[str, ...] = ()  # Hydra overrides for every experiment (run.py --set)
+
+    @property
+    def trainer(self) -> tuple[str, ...]:
+        """The trainer config every metalearn run of this plan takes (trainer=gpu on a GPU)."""
+        return ("trainer=gpu",) if self.device.startswith("cuda") else ()
+
+    def experiment(self, name: str, *overrides: str):
+        """`config.experiment` on this plan's device, with those of the plan's own overrides
+        whose key the experiment has (model.pretrained reaches the text model, not Conv4)."""
+        cfg = config.experiment(name, *overrides, *self.trainer)
+        extra = [o for o in self.overrides
+                 if OmegaConf.select(cfg, o.split("=", 1)[0]) is not None]
+        return config.experiment(name, *overrides, *self.trainer, *extra) if extra else cfg
 
     @staticmethod
-    def make(quick: bool) -> Plan:
+    def make(quick: bool, device: str = "cpu", overrides: tuple[str, ...] = ()) -> Plan:
         # The text contests run plain Reptile (an SGD outer step), the seed project's algorithm,
         # whatever optimizer reptile_amazon's default takes.
         if quick:  # a tiny random BERT; a 16-channel Conv4 with 5 query images per class
             return Plan(True, ("algorithm=reptile", "model=tiny_bert"), 64, ("model.hidden=16", "data.queries=5"),
                         text_steps=3, conv_steps=3, text_timed_from=1, conv_timed_from=1,
                         text_rounds=1, conv_rounds=1,
-                        memory_meta_batch=4, vmap_tasks=4, overhead_steps=10, flop_repeats=5, matmul_n=512)
+                        memory_meta_batch=4, vmap_tasks=4, overhead_steps=10, flop_repeats=5, matmul_n=512,
+                        device=device, overrides=overrides)
+        if device.startswith("cuda"):  # steps take milliseconds: warm-up steps, more of them
+            return Plan(False, ("algorithm=reptile",), SEED_PAD, (), text_steps=6, conv_steps=12,
+                        text_timed_from=2, conv_timed_from=2, text_rounds=3, conv_rounds=3,
+                        memory_meta_batch=4, vmap_tasks=16, overhead_steps=40, flop_repeats=20,
+                        matmul_n=4096, device=device, overrides=overrides)
         # A MiniLM meta-step takes tens of CPU seconds: one timed step per round, no warm-up
         # step (first-call costs are milliseconds against that).
         return Plan(False, ("algorithm=reptile",), SEED_PAD, (), text_steps=1, conv_steps=3, text_timed_from=0,
                     conv_timed_from=1, text_rounds=2, conv_rounds=3,
-                    memory_meta_batch=4, vmap_tasks=16, overhead_steps=40, flop_repeats=10, matmul_n=1024)
+                    memory_meta_batch=4, vmap_tasks=16, overhead_steps=40, flop_repeats=10,
+                    matmul_n=1024, device=device, overrides=overrides)
 
 
 class Sources:
@@ -136,19 +158,18 @@ def reptile_text(plan: Plan, sources: Sources) -> tuple[ContestResult, dict]:
     from metalearn.models.pretrained import resolve_pretrained
 
     # Truncated at the seed's length on both sides, so only the padding differs.
-    cfg = config.experiment("reptile_amazon", *plan.text_overrides,
-                            f"data.max_length={plan.pad_to}")
+    cfg = plan.experiment("reptile_amazon", *plan.text_overrides, f"data.max_length={plan.pad_to}")
     tokenizer = AutoTokenizer.from_pretrained(resolve_pretrained(cfg.model.pretrained))
     source = sources.reviews(cfg, tokenizer, plan.text_steps)
     learner = learner_for(cfg)
     init = initial_state(learner.model)
-    args = (source, init)
-    seed_way = SeedWayReptile(copy.deepcopy(learner.model), *args, **loop_args(learner),
+    args, kw = (source, init), dict(loop_args(learner), device=plan.device)
+    seed_way = SeedWayReptile(copy.deepcopy(learner.model), *args, **kw,
                               tokenizer=tokenizer, pad_to=plan.pad_to)
     impls = [MetalearnFit(cfg, learner, source, init),
-             FloorReptile(copy.deepcopy(learner.model), *args, **loop_args(learner)),
+             FloorReptile(copy.deepcopy(learner.model), *args, **kw),
              seed_way,
-             SeedWayReptile(copy.deepcopy(learner.model), *args, **loop_args(learner),
+             SeedWayReptile(copy.deepcopy(learner.model), *args, **kw,
                             tokenizer=tokenizer, pad_to=plan.pad_to, score_every_epoch=True)]
     info = {"experiment": "reptile_amazon", "overrides": list(plan.text_overrides),
             "model": cfg.model.pretrained + (" (tiny random BERT)" if cfg.model.random_init else ""),
@@ -167,11 +188,11 @@ def reptile_text(plan: Plan, sources: Sources) -> tuple[ContestResult, dict]:
 
 def maml_conv4(plan: Plan, sources: Sources, first_order: bool) -> tuple[ContestResult, dict]:
     name = "fomaml" if first_order else "maml"
-    cfg = config.experiment(f"{name}_omniglot", *plan.conv_overrides)
+    cfg = plan.experiment(f"{name}_omniglot", *plan.conv_overrides)
     source = sources.omniglot(cfg)
     learner = learner_for(cfg)
     init = initial_state(learner.model)
-    args, kw = (source, init), dict(loop_args(learner), first_order=first_order)
+    args, kw = (source, init), dict(loop_args(learner), first_order=first_order, device=plan.device)
     impls = [MetalearnFit(cfg, learner, source, init),
              FloorMAML(copy.deepcopy(learner.model), *args, **kw),
              FloorMAML(copy.deepcopy(learner.model), *args, **kw, pre_scores=False),
@@ -200,8 +221,8 @@ def vmap_tasks(plan: Plan, sources: Sources, name: str) -> tuple[ContestResult, 
     experiment = VMAP_CONTESTS[name]
     overrides = [*(plan.conv_overrides if "omniglot" in experiment else ()),
                  f"data.meta_batch_size={plan.vmap_tasks}"]
-    cfg = config.experiment(experiment, *overrides)
-    cfg_vmap = config.experiment(experiment, *overrides, "algorithm.vmap_tasks=true")
+    cfg = plan.experiment(experiment, *overrides)
+    cfg_vmap = plan.experiment(experiment, *overrides, "algorithm.vmap_tasks=true")
     source = sources.omniglot(cfg)
     loop = learner_for(cfg)
     init = initial_state(loop.model)
@@ -223,7 +244,7 @@ def overhead(plan: Plan) -> tuple[ContestResult, dict]:
 
     from metalearn.models.split import SplitModel
 
-    cfg = config.experiment("fomaml_omniglot")
+    cfg = plan.experiment("fomaml_omniglot")
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     learner = build(cfg.algorithm, model=SplitModel(top=nn.Linear(16, cfg.data.ways)),
                     objective=build(cfg.objective))
@@ -232,7 +253,7 @@ def overhead(plan: Plan) -> tuple[ContestResult, dict]:
     init = initial_state(learner.model)
     impls = [MetalearnFit(cfg, learner, source, init),
              FloorMAML(copy.deepcopy(learner.model), source, init, **loop_args(learner),
-                       first_order=True)]
+                       first_order=True, device=plan.device)]
     info = {"experiment": "fomaml_omniglot", "model": "Linear(16, ways)",
             "meta_batch": source.meta_batch, "inner_steps": learner.inner_steps}
     result = run_contest("overhead-linear", impls, plan.overhead_steps, plan.overhead_steps // 5,
@@ -244,7 +265,7 @@ def memory(plan: Plan, sources: Sources) -> dict[str, StepMemory]:
     """One profiled meta-step (the second of a fit, so optimizer state exists) per algorithm."""
     out = {}
     for alg in MEMORY_ALGORITHMS:
-        cfg = config.experiment(f"{alg}_omniglot", *plan.conv_overrides,
+        cfg = plan.experiment(f"{alg}_omniglot", *plan.conv_overrides,
                                 f"data.meta_batch_size={plan.memory_meta_batch}")
         source = sources.omniglot(cfg)
         learner = learner_for(cfg)
@@ -258,20 +279,24 @@ def memory(plan: Plan, sources: Sources) -> dict[str, StepMemory]:
 
 def flops(plan: Plan, sources: Sources) -> dict[str, dict]:
     """Inner-step GFLOP/s of Conv4 (MAML's settings) and of the text model, and a matmul."""
+    import torch
     from transformers import AutoTokenizer
 
     from metalearn.models.pretrained import resolve_pretrained
 
-    out = {"matmul": matmul_gflops(plan.matmul_n, plan.flop_repeats)}
-    cfg = config.experiment("maml_omniglot", *plan.conv_overrides)
+    dev = plan.device
+    out = {"matmul": matmul_gflops(plan.matmul_n, plan.flop_repeats, dev)}
+    if dev.startswith("cuda"):  # what the tensor cores reach, for information
+        out["matmul bf16"] = matmul_gflops(plan.matmul_n, plan.flop_repeats, dev, torch.bfloat16)
+    cfg = plan.experiment("maml_omniglot", *plan.conv_overrides)
     learner = learner_for(cfg)
     ep = sources.omniglot(cfg).meta_batch_at(0)[0]
-    out["conv4 inner step"] = inner_step_gflops(learner, ep, plan.flop_repeats)
-    cfg = config.experiment("reptile_amazon", *plan.text_overrides, f"data.max_length={plan.pad_to}")
+    out["conv4 inner step"] = inner_step_gflops(learner, ep, plan.flop_repeats, dev)
+    cfg = plan.experiment("reptile_amazon", *plan.text_overrides, f"data.max_length={plan.pad_to}")
     tokenizer = AutoTokenizer.from_pretrained(resolve_pretrained(cfg.model.pretrained))
     learner = learner_for(cfg)
     ep = sources.reviews(cfg, tokenizer, plan.text_steps).meta_batch_at(0)[0]
-    out["text inner step"] = inner_step_gflops(learner, ep, plan.flop_repeats)
+    out["text inner step"] = inner_step_gflops(learner, ep, plan.flop_repeats, dev)
     out["text inner step"]["tokens"] = int(ep.support_x["attention_mask"].numel())
     for k, v in out.items():
         log.info("flops %s: %s", k, v)

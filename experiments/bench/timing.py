@@ -4,7 +4,8 @@ Time is taken as process CPU time (primary) and wall time. On a machine shared w
 work, wall time counts the time the process waited for a core; CPU time counts only its own
 work, which is what a ratio of two implementations should compare (both are recorded).
 Implementations run in interleaved rounds, in a rotated order, so a burst of load hits them
-alike; a ratio is the median over rounds of the per-round ratios.
+alike; a ratio is the median over rounds of the per-round ratios. On a GPU (bench.device) the
+clocks are read after the device has finished its queued work, and wall time is the measure.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from bench.device import synchronize
 from bench.same_math import Trace, assert_same_math
 
 
@@ -37,11 +39,13 @@ class Stopwatch:
         self.timed: Timed | None = None
 
     def start(self) -> None:
+        synchronize()
         self._cpu, self._wall = time.process_time(), time.perf_counter()
 
     def stop(self) -> None:
         if self._cpu is None:
             raise RuntimeError("stopwatch stopped before it was started")
+        synchronize()
         self.timed = Timed(time.process_time() - self._cpu, time.perf_counter() - self._wall,
                            self.steps)
 
@@ -91,7 +95,7 @@ def run_contest(name: str, impls: list[Implementation], steps: int, timed_from: 
         traces: dict[str, Trace] = {}
         for impl in order:
             trace, timed = impl.run(steps, timed_from)
-            traces[impl.name] = trace
+            traces[impl.name] = trace.cpu()
             result.rounds[impl.name].append(timed)
             if log is not None:
                 log(f"{name} round {r + 1}/{rounds}: {impl.name} "
