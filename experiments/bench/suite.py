@@ -20,6 +20,7 @@ import pytorch_lightning as pl
 from omegaconf import OmegaConf
 
 from bench import config
+from bench.device import to
 from bench.floor import FloorMAML, FloorReptile
 from bench.flops import count_flops, inner_step_gflops, matmul_gflops
 from bench.libraries import HigherMAML, TorchOptFunctionalMAML, TorchOptMAML
@@ -134,8 +135,9 @@ def task_loop_flops(learner, floor, init: dict, episodes: list) -> dict[str, flo
     floor's `meta_gradient`, from the same weights. Equal counts mean metalearn does no
     extra tensor work (its fixed cost is measured by the overhead contest), whatever the
     load does to the timings."""
-    learner.model.load_state_dict(init)
+    learner.model.to(floor.device).load_state_dict(init)
     floor.model.load_state_dict(init)
+    episodes = to(episodes, floor.device)
 
     def metalearn_loop():
         with learner.step_rng():
