@@ -86,8 +86,8 @@ class Plan:
                         memory_meta_batch=4, vmap_tasks=4, overhead_steps=10, flop_repeats=5, matmul_n=512,
                         device=device, overrides=overrides)
         if device.startswith("cuda"):  # steps take milliseconds: warm-up steps, more of them
-            return Plan(False, ("algorithm=reptile",), SEED_PAD, (), text_steps=6, conv_steps=12,
-                        text_timed_from=2, conv_timed_from=2, text_rounds=3, conv_rounds=3,
+            return Plan(False, ("algorithm=reptile",), SEED_PAD, (), text_steps=6, conv_steps=3,
+                        text_timed_from=2, conv_timed_from=1, text_rounds=3, conv_rounds=9,
                         memory_meta_batch=4, vmap_tasks=16, overhead_steps=40, flop_repeats=20,
                         matmul_n=4096, device=device, overrides=overrides)
         # A MiniLM meta-step takes tens of CPU seconds: one timed step per round, no warm-up
