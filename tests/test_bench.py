@@ -183,3 +183,38 @@ def test_quick_bench_runs_with_its_math_checks(tmp_path):
         assert abs(mem[alg]["growth_per_task_copies"]) < 0.1
     assert set(record["flops"]) == {"matmul", "conv4 inner step", "text inner step"}
     assert record["machine"]["torch_threads"] == 1
+    assert record["clock"] == "cpu" and "different_math" not in record
+
+
+def test_a_gpu_plan_runs_trainer_gpu_and_sets_only_keys_an_experiment_has():
+    """--device cuda: every metalearn run takes trainer=gpu; --set model.pretrained reaches the
+    text model and leaves Conv4's config alone (it has no such key)."""
+    from bench.suite import Plan
+
+    plan = Plan.make(False, "cuda", ("model.pretrained=/models/minilm",))
+    text = plan.experiment("reptile_amazon", *plan.text_overrides)
+    conv = plan.experiment("maml_omniglot", *plan.conv_overrides)
+    assert text.trainer.accelerator == conv.trainer.accelerator == "gpu"
+    assert text.model.pretrained == "/models/minilm" and "pretrained" not in conv.model
+    assert Plan.make(False).experiment("maml_omniglot").trainer.accelerator == "cpu"
+
+
+def test_the_bench_refuses_a_device_it_cannot_measure():
+    from bench import device
+
+    with pytest.raises(SystemExit, match="cpu or cuda"):
+        device.use("mps")
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit, match="no CUDA device"):
+            device.use("cuda")
+    assert device.use("cpu").type == "cpu"
+
+
+def test_the_gpu_table_is_built_from_the_committed_records():
+    """experiments/gpu/table.py: the published GPU wall times come from records in the repo."""
+    out = subprocess.run([sys.executable, str(ROOT / "experiments/gpu/table.py")],
+                         capture_output=True, text=True, check=True).stdout
+    rows = [line for line in out.splitlines() if line.startswith("| `")]
+    assert len(rows) == 4
+    assert "| `trainer=gpu` | 32-true | completed | 43 | 150 | 105 | 77.3 / 79.3 / 78.7 |" in out
+    assert "| bf16-mixed | interrupted | 107 | 90 |" in out  # stopped by its time limit, kept

@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"metalearn's fixed cost per meta-step (Lightning's loop and its own "
                       f"bookkeeping): {fc['ms_per_step']:.1f} ms {clock}, that is "
                       + ", ".join(f"{100 * v:.2f}% of a {k} step" for k, v in fc["share_of_step"].items()))
-    path = report.write_json(record, args.out, f"{started}-{record['mode']}")
+    path = report.write_json(record, args.out, f"{started}-{record['mode']}" + ("-cuda" if gpu else ""))
     console.print(f"record: {path}  ({record['seconds']} s; load average "
                   f"{record['machine']['load_average_start']} -> "
                   f"{record['machine']['load_average_end']})")
