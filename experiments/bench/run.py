@@ -6,7 +6,8 @@
 
 Prints ratios (never asserts timings) and writes a JSON record under experiments/bench/results/.
 Before a ratio is kept, the two implementations must have computed the same meta-gradient,
-scores and final weights; if not, the bench stops with the difference and prints no ratio.
+scores and final weights; if not, that contest prints no ratio (the difference is printed and
+recorded, the other contests still run, and the exit status is 2).
 """
 from __future__ import annotations
 
