@@ -37,3 +37,24 @@ def test_the_row_says_what_it_ran_on_and_which_trial_it_was(tmp_path: Path) -> N
     assert env["cpu"] and env["cpu_count"] >= 1 and isinstance(env["accelerators"], list)
     assert describe(compose_config(["experiment=maml_sinusoid", f"paths.log_dir={tmp_path}"],
                                    tmp_path / "o2"))["study"] is None
+
+
+def test_the_commit_is_the_running_code_s_not_the_folder_s(tmp_path: Path) -> None:
+    """A run started from another clone (its own git checkout) while metalearn is imported from
+    this one records this checkout's commit: the code that ran."""
+    import subprocess
+
+    import metalearn
+    from metalearn.registry.record import git_commit
+    from tests.conftest import ROOT
+
+    if ROOT not in Path(metalearn.__file__).resolve().parents:
+        pytest.skip("metalearn is not imported from this checkout")
+    other = tmp_path / "other-clone"
+    other.mkdir()
+    for args in (["init", "-q"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q",
+                                  "--allow-empty", "-m", "x"]):
+        subprocess.run(["git", "-C", str(other), *args], check=True)
+    expected = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty",
+                               "--abbrev=40"], capture_output=True, text=True, check=True).stdout.strip()
+    assert git_commit(other) == expected

@@ -167,20 +167,24 @@ def trained_by(cfg: DictConfig, choices: dict[str, Any] | None = None) -> str:
 
 
 def git_commit(root: str | os.PathLike[str] | None) -> str | None:
-    """The commit checked out at root ('-dirty' if changed), or None outside a git checkout."""
+    """The commit of the code that runs ('-dirty' if changed): the git checkout metalearn is
+    imported from (an editable install, which may be another clone than the one the run was
+    started in), else the checkout at root; None outside a git checkout."""
+    package = Path(__file__).resolve().parents[1]
+    return _git(package, "describe", "--always", "--dirty", "--abbrev=40") or _git(
+        Path(root or Path.cwd()), "describe", "--always", "--dirty", "--abbrev=40")
+
+
+def _git(folder: Path, *args: str) -> str | None:
+    """`git -C folder args...`'s output, or None where git or a checkout is missing."""
     try:
-        done = subprocess.run(
-            ["git", "-C", str(root or Path.cwd()), "describe", "--always", "--dirty", "--abbrev=40"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
+        done = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True,
+                              timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         log.debug("no git commit recorded: %s", exc)
         return None
     if done.returncode != 0:
-        log.debug("no git commit recorded: %s", done.stderr.strip())
+        log.debug("no git commit recorded from %s: %s", folder, done.stderr.strip())
         return None
     return done.stdout.strip() or None
 
