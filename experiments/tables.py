@@ -40,7 +40,7 @@ RAN_WITH = "ran with: "  # a cell key's last item: values its command no longer 
 SUMMARY = ("<!-- results:begin -->", "<!-- results:end -->")  # in the top-level README, if there
 DESCRIBED = {"acc": "accuracy (%)", "mse": "mean squared error"}
 BETTER = {"max": "higher", "min": "lower"}
-IGNORED = re.compile(r"^(seed|logger|paths\..*|registry.*|callbacks\..*|hydra\..*|extras\..*)=")
+IGNORED = re.compile(r"^(seed|logger|tags|paths\..*|registry.*|callbacks\..*|hydra\..*|extras\..*)=")
 STEP_METRIC = re.compile(r"^(?P<metric>\w+)@(?P<steps>\d+)$")
 # Published figures to stand beside each table (accuracy %, as the papers print them).
 PUBLISHED = {

@@ -218,3 +218,4 @@ def test_the_gpu_table_is_built_from_the_committed_records():
     assert len(rows) == 4
     assert "| `trainer=gpu` | 32-true | completed | 43 | 150 | 105 | 77.3 / 79.3 / 78.7 |" in out
     assert "| bf16-mixed | interrupted | 107 | 90 |" in out  # stopped by its time limit, kept
+    assert out.strip() in (ROOT / "experiments/README.md").read_text(encoding="utf-8")

@@ -46,13 +46,15 @@ def row(path: Path) -> str:
         acc = " / ".join(f"{100 * t['value']:.1f}" for _, t in sorted(tests.items()))
     else:
         acc = "-"
-    gpu = ", ".join(r["environment"].get("accelerators") or ["none"])
+    gpu = ", ".join(r["environment"].get("accelerators") or ["no GPU"])
+    cite = path.stem.rsplit("-", 1)[-1]
     return (f"| `{settings}` | {r['hardware']['precision']} | {r['status']} | {seconds(r):.0f} | "
-            f"{steps} | {ms:.0f} | {acc} | {gpu} | {path.stem} |")
+            f"{steps} | {ms:.0f} | {acc} | {gpu} | [{cite}](gpu/records/{path.name}) |")
 
 
 def table(folder: Path) -> str:
-    lines = ["| run (experiment=reptile_amazon) | precision | status | wall s (start to end) | "
+    """The Markdown table experiments/README.md holds (links relative to that file)."""
+    lines = ["| run (`experiment=reptile_amazon`) | precision | status | wall s, start to end | "
              "meta-steps | ms per meta-step (median) | meta-test acc: automotive / "
              "computer_video_games / office_products | GPU | record |",
              "|---|---|---|---|---|---|---|---|---|"]
