@@ -89,3 +89,25 @@ def test_one_example_per_class_leaves_nothing_to_hold_out_so_it_adapts():
     ml = checked_learner()
     ys = torch.tensor([0, 1])
     assert adaptation_gain(ml, ml.adapt_support, ml.meta_parameters(), torch.eye(3)[:2], ys, 3) == float("inf")
+
+
+def test_the_meta_test_reports_how_often_the_check_let_adaptation_run(monkeypatch):
+    """test/<group>/adapted: the share of a group's episodes that adapted (one declined, one
+    adapted: 0.5), logged beside the accuracy; without the check there is no such metric."""
+    ml = checked_learner()
+    ys = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    sign = torch.tensor([1.0, -1.0, 1.0, -1.0, -1.0, 1.0, -1.0, 1.0])
+    episodes = [episode(sign[:, None] * E1, ys), episode(torch.where(ys[:, None] == 0, E1, -E1), ys)]
+    logged = {}
+    monkeypatch.setattr(ml, "log_dict", lambda metrics, **kw: logged.update(metrics))
+    ml.on_test_epoch_start()
+    for i, ep in enumerate(episodes):
+        ml.test_step(ep, i)
+    ml.on_test_epoch_end()
+    assert logged["test/toy/adapted"] == 0.5
+    ml.eval_adapt_check, logged = False, {}
+    monkeypatch.setattr(ml, "log_dict", lambda metrics, **kw: logged.update(metrics))
+    ml.on_test_epoch_start()
+    ml.test_step(episodes[0], 0)
+    ml.on_test_epoch_end()
+    assert "test/toy/acc" in logged and not any(k.endswith("adapted") for k in logged)

@@ -50,13 +50,16 @@ def adaptation_gain(learner: EpisodicModule, adapt: Adapt, params: Params, xs: A
     return gain
 
 
-def checked(learner: EpisodicModule, adapt: Adapt) -> Adapt:
+def checked(learner: EpisodicModule, adapt: Adapt, decisions: list[bool] | None = None) -> Adapt:
     """`adapt`, declining (the meta-weights unchanged, no steps) where `adaptation_gain` is not
-    positive."""
+    positive; each decision (True: adapted) is appended to `decisions` where given."""
 
     def run(params: Params, xs: Any, ys: torch.Tensor, steps: int
             ) -> tuple[Params, list[torch.Tensor]]:
-        if adaptation_gain(learner, adapt, params, xs, ys, steps) > 0:
+        adapts = adaptation_gain(learner, adapt, params, xs, ys, steps) > 0
+        if decisions is not None:
+            decisions.append(adapts)
+        if adapts:
             return adapt(params, xs, ys, steps)
         return {n: p.detach() for n, p in params.items()}, []
 

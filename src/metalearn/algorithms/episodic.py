@@ -214,6 +214,8 @@ class EpisodicModule(pl.LightningModule):
         metrics = {f"val/{m}": value, f"val/{m}_ci95": ci}
         if scores[0]["value_pre"] is not None:
             metrics[f"val/{m}_pre"] = mean_ci95([s["value_pre"] for s in scores])[0]
+        if "adapted" in scores[0]:  # eval_adapt_check: the share of episodes that adapted
+            metrics["val/adapted"] = sum(s["adapted"] for s in scores) / len(scores)
         self.log_dict(metrics, rank_zero_only=True)
 
     def on_test_epoch_start(self) -> None:
@@ -244,11 +246,16 @@ class EpisodicModule(pl.LightningModule):
             metrics.update({f"test/{group}/{m}": value, f"test/{group}/{m}_ci95": ci})
             if pre is not None:
                 metrics[f"test/{group}/{m}_pre"] = pre
+            if "adapted" in rows[0]:  # eval_adapt_check: the share of episodes that adapted
+                adapted = [r["adapted"] for r in rows]
+                metrics[f"test/{group}/adapted"] = sum(adapted) / len(adapted)
+                self.test_results[-1]["adapted"] = int(sum(adapted))
         if scores:
             value, ci = mean_ci95([s["value"] for s in scores])
             metrics.update({f"test/{m}": value, f"test/{m}_ci95": ci})
         self.log_dict(metrics, rank_zero_only=True)
         for r in self.test_results:
             pre = "" if r["value_pre"] is None else f" (before adapting {r['value_pre']:.4f})"
-            log.info("meta-test %-22s %s %.4f ± %.4f%s, %d episodes",
-                     r["group"], m, r["value"], r["ci95"], pre, r["episodes"])
+            adapted = f", adapted in {r['adapted']}" if "adapted" in r else ""
+            log.info("meta-test %-22s %s %.4f ± %.4f%s, %d episodes%s",
+                     r["group"], m, r["value"], r["ci95"], pre, r["episodes"], adapted)

@@ -81,6 +81,7 @@ class GradientLearner(EpisodicModule):
         # Test-time adaptation may decline where it did not help on held-out support rows
         # (metalearn.algorithms.adapt_check).
         self.eval_adapt_check = eval_adapt_check
+        self._adapt_decisions: list[bool] = []  # the check's decision in the episode evaluated
         self.vmap_tasks = vmap_tasks
         if vmap_tasks:
             own = type(self)
@@ -118,8 +119,16 @@ class GradientLearner(EpisodicModule):
     def query_predictions(self, ep: Episode) -> tuple[torch.Tensor, torch.Tensor]:
         adapt = self.adapt_support if self.eval_inner_lr is None else self.adapt_at_eval_rate
         if self.eval_adapt_check:
-            adapt = checked(self, adapt)
+            adapt = checked(self, adapt, self._adapt_decisions)
         return self.adapted_predictions(ep, adapt, self.eval_inner_steps)
+
+    def evaluate_episode(self, ep: Episode) -> dict[str, Any]:
+        """The episode's record; with eval_adapt_check, also whether it adapted (`adapted`)."""
+        self._adapt_decisions.clear()
+        record = super().evaluate_episode(ep)
+        if self._adapt_decisions:
+            record["adapted"] = float(self._adapt_decisions[-1])
+        return record
 
     def adapt_at_eval_rate(self, params: Params, xs: Any, ys: torch.Tensor,
                            steps: int) -> tuple[Params, list[torch.Tensor]]:
