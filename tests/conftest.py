@@ -28,8 +28,6 @@ import pytest
 import torch
 
 torch.set_num_threads(1)
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -38,15 +36,13 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("PROJECT_ROOT", str(ROOT))
 
 import metalearn.resolvers  # noqa: E402,F401
-from metalearn.conf import CONFIG_DIR  # noqa: E402
+from metalearn.conf import compose_train  # noqa: E402
 from metalearn.data.episode import Episode  # noqa: E402
 
 
 def compose_config(overrides: list[str], out_dir: Path) -> DictConfig:
     """The shipped `train.yaml` (metalearn/conf) with overrides, its Hydra runtime dir set to `out_dir`."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    cfg = compose_train(overrides, return_hydra_config=True)
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir = str(out_dir)
         cfg.hydra.job.num = 0

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -16,9 +14,6 @@ def experiment(name: str, *overrides: str) -> DictConfig:
     """The packaged `train.yaml` with `experiment=<name>` and overrides (no Hydra run folder)."""
     os.environ.setdefault("PROJECT_ROOT", str(ROOT))
     import metalearn.resolvers  # noqa: F401  (${metalearn.data_dir:...} in paths)
+    from metalearn.conf import compose_train
 
-    GlobalHydra.instance().clear()
-    from metalearn.conf import CONFIG_DIR
-
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose("train", overrides=[f"experiment={name}", "registry=off", *overrides])
+    return compose_train([f"experiment={name}", "registry=off", *overrides])

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, ListConfig
 
 from metalearn.api.app import create_app
@@ -15,7 +14,7 @@ from metalearn.api.launch import LaunchCheck
 from metalearn.api.overrides import OverrideError, OverrideValidator
 from metalearn.api.runner import Runner
 from metalearn.api.settable import SETTINGS
-from metalearn.conf import CONFIG_DIR
+from metalearn.conf import CONFIG_DIR, compose_train
 from metalearn.registry import Store, schema
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,10 +64,9 @@ def test_no_path_like_key_of_any_experiment_is_settable(validator: OverrideValid
     """Walk every experiment's composed config, Hydra's own part included: each key that looks
     like a place, a host or a process count is refused, whatever its value."""
     found = set()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        for experiment in EXPERIMENTS:
-            cfg = compose("train", overrides=[f"experiment={experiment}"], return_hydra_config=True)
-            found |= {k for k in _leaves(cfg) if PATH_LIKE.search(k)}
+    for experiment in EXPERIMENTS:
+        cfg = compose_train([f"experiment={experiment}"], return_hydra_config=True)
+        found |= {k for k in _leaves(cfg) if PATH_LIKE.search(k)}
     assert {"data.path", "data.cache_dir", "hydra.run.dir", "task_name",
             "callbacks.last_checkpoint.dirpath", "trainer.devices"} <= found  # the walk works
     assert not {k for k in found if k in SETTINGS}

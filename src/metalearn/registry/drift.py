@@ -12,13 +12,11 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from metalearn.conf import CONFIG_DIR
+from metalearn.conf import compose_train
 
 # What a run computes; paths, loggers and the registry only say where and how it was kept.
 SECTIONS = ("algorithm", "model", "data", "objective")
@@ -45,14 +43,10 @@ def is_derived(value: Any) -> bool:
 def composed(experiment: str, overrides: tuple[str, ...]) -> dict[str, Any] | None:
     """Today's config sections for a command, unresolved; None where it no longer composes
     (an experiment or key since removed)."""
-    GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            cfg = compose("train", overrides=[f"experiment={experiment}", *overrides])
+        cfg = compose_train([f"experiment={experiment}", *overrides])
     except (HydraException, OmegaConfBaseException):
         return None
-    finally:
-        GlobalHydra.instance().clear()
     return {s: OmegaConf.to_container(cfg[s], resolve=False) for s in SECTIONS if s in cfg}
 
 
