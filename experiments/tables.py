@@ -94,8 +94,11 @@ def _time(text: str | None) -> datetime | None:
 
 def shown(override: str, root: str | None) -> str:
     """An override as a user types it from the project root (checkpoint paths relative to the
-    recording run's project root)."""
+    recording run's project root; booleans in YAML's spelling, which a Hydra multirun's
+    job overrides give as True / False)."""
     key, _, value = override.partition("=")
+    if value in ("True", "False"):
+        return f"{key}={value.lower()}"
     path = Path(value)
     if key == "ckpt_path" and root and path.is_absolute() and path.is_relative_to(root):
         return f"{key}={Path(value).relative_to(root)}"
