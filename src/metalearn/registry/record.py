@@ -170,16 +170,16 @@ def git_commit(root: str | os.PathLike[str] | None) -> str | None:
     """The commit of the code that runs ('-dirty' if changed): the git checkout metalearn is
     imported from (an editable install, which may be another clone than the one the run was
     started in), else the checkout at root; None outside a git checkout."""
-    package = Path(__file__).resolve().parents[1]
-    return _git(package, "describe", "--always", "--dirty", "--abbrev=40") or _git(
-        Path(root or Path.cwd()), "describe", "--always", "--dirty", "--abbrev=40")
+    return _described(Path(__file__).resolve().parents[1]) or _described(Path(root or Path.cwd()))
 
 
-def _git(folder: Path, *args: str) -> str | None:
-    """`git -C folder args...`'s output, or None where git or a checkout is missing."""
+def _described(folder: Path) -> str | None:
+    """The commit checked out around folder ('-dirty' if changed), or None where git or a
+    checkout is missing."""
     try:
-        done = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True,
-                              timeout=10, check=False)
+        done = subprocess.run(["git", "-C", str(folder), "describe", "--always", "--dirty",
+                               "--abbrev=40"], capture_output=True, text=True, timeout=10,
+                              check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         log.debug("no git commit recorded: %s", exc)
         return None
