@@ -73,6 +73,23 @@ def test_configs_compare_without_where_and_how_they_were_written():
     assert past.params_of(attempt, ["algorithm"]) is None  # a group, not a value
 
 
+def test_warm_start_skips_attempts_outside_the_space():
+    """An attempt of another algorithm (plain SGD's outer step 0.5 where the study searches
+    Adam's 0.0001..0.003) is no starting point: enqueued, it would run outside the space."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    space = {"algorithm.optimizer.lr": FloatDistribution(1e-4, 3e-3, log=True),
+             "data.meta_batch_size": CategoricalDistribution([2, 4, 8])}
+    sgd = {"config": {"algorithm": {"optimizer": {"lr": 0.5}}, "data": {"meta_batch_size": 4}}}
+    adam = {"config": {"algorithm": {"optimizer": {"lr": 0.0005}}, "data": {"meta_batch_size": 4}}}
+    odd_batch = {"config": {"algorithm": {"optimizer": {"lr": 0.0005}},
+                            "data": {"meta_batch_size": 5}}}
+    assert past.params_of(sgd, space) is None
+    assert past.params_of(odd_batch, space) is None
+    assert past.params_of(adam, space) == {"algorithm.optimizer.lr": 0.0005,
+                                           "data.meta_batch_size": 4}
+
+
 # -- the real entry point -------------------------------------------------------------------
 
 def sweep(tmp_path: Path, *overrides: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from optuna.distributions import (BaseDistribution, CategoricalDistribution, FloatDistribution,
+                                  IntDistribution)
 from omegaconf.errors import OmegaConfBaseException
 
 from metalearn.registry import schema
@@ -43,9 +45,11 @@ def finished(store: Store, experiment: str | None, metric: str, mode: str) -> li
     return ranked
 
 
-def params_of(attempt: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any] | None:
-    """The attempt's values for the study's parameters (None if one is missing or not a plain
-    value): what it was given on the command line, else what its config held."""
+def params_of(attempt: Mapping[str, Any], keys: Iterable[str] | Mapping[str, BaseDistribution]
+              ) -> dict[str, Any] | None:
+    """The attempt's values for the study's parameters: what its config held, else what it was
+    given on the command line. None if one is missing, not a plain value or, given the space
+    (name -> distribution), outside it: an attempt of another algorithm is no starting point."""
     typed = dict(o.split("=", 1) for o in attempt.get("overrides") or [] if "=" in o)
     config = OmegaConf.create(attempt.get("config") or {})
     params: dict[str, Any] = {}
@@ -55,8 +59,25 @@ def params_of(attempt: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any]
             value = typed[key]
         if value is None or OmegaConf.is_config(value):
             return None
+        if isinstance(keys, Mapping) and not inside(keys[key], value):
+            log.info("attempt %s: %s=%r lies outside the study's space", attempt.get("id"), key,
+                     value)
+            return None
         params[key] = value
     return params
+
+
+def inside(space: BaseDistribution, value: Any) -> bool:
+    """Whether a distribution can yield value (a number within its bounds, or one of its
+    choices)."""
+    if isinstance(space, CategoricalDistribution):
+        return value in space.choices
+    if isinstance(space, (FloatDistribution, IntDistribution)):
+        try:
+            return space.low <= float(value) <= space.high
+        except (TypeError, ValueError):
+            return False
+    return True
 
 
 def comparable_trial(cfg: DictConfig) -> dict[str, Any] | None:
