@@ -103,12 +103,16 @@ def test_every_algorithm_trains_and_meta_tests_on_the_reviews(make_cfg, algorith
     assert ("test/automotive/acc_pre" in metrics) == (algorithm != "protonet")
 
 
-@pytest.mark.parametrize("experiment, loss", [
-    ("reptile_amazon", "train/query_loss"),  # manual optimization: the all-reduce is ours
-    ("protonet_omniglot", "train/query_loss"),  # automatic: DDP's own (an unused head stalls it)
-    ("finetune_omniglot", "train/loss"),  # automatic, pooled head, N-way head unused in training
+@pytest.mark.parametrize("experiment, loss, ddp", [
+    # manual optimization: the all-reduce is ours; under ddp_spawn, which pickles the module,
+    # the loggers and the registry session into fresh processes
+    ("reptile_amazon", "train/query_loss", "ddp_sim"),
+    # automatic: DDP's own (an unused head stalls it). Forked workers: the same DDP, without
+    # two more interpreters importing torch and Lightning
+    ("protonet_omniglot", "train/query_loss", "ddp_sim_fork"),
+    ("finetune_omniglot", "train/loss", "ddp_sim_fork"),  # pooled head, N-way head unused
 ])
-def test_ddp_over_two_processes_takes_the_same_steps_as_one(tmp_path, experiment, loss):
+def test_ddp_over_two_processes_takes_the_same_steps_as_one(tmp_path, experiment, loss, ddp):
     """trainer=ddp_sim (2 CPU processes, the meta-batch's tasks split between them, the
     gradient averaged) must reach the single-process weights and losses."""
     # Plain SGD outside: a conv bias before batch norm has a gradient of zero up to rounding,
@@ -116,21 +120,23 @@ def test_ddp_over_two_processes_takes_the_same_steps_as_one(tmp_path, experiment
     common = [f"experiment={experiment}", "debug=fast", "test=false", "registry=off",
               "trainer.limit_val_batches=2", "data.val_episodes=2",
               "algorithm.optimizer._target_=torch.optim.SGD"]
+    # One multirun, so the two runs share one process start (seconds of imports on 2 cores).
+    proc = run_py(tmp_path, "-m", *common, f"trainer=default,{ddp}")
+    assert "MEMBER: 2/2" in proc.stdout + proc.stderr  # the second process did join
     weights, losses = {}, {}
-    for trainer in ("default", "ddp_sim"):
-        out = tmp_path / trainer
-        out.mkdir()
-        run_py(out, *common, f"trainer={trainer}")
-        (last,) = out.glob(f"{experiment}/runs/*/checkpoints/last.ckpt")
-        ckpt = torch.load(last, weights_only=False)
+    for trainer, job in (("default", "0"), (ddp, "1")):
+        (out,) = tmp_path.glob(f"{experiment}/multiruns/*/{job}")
+        assert f"trainer={trainer}" in (out / ".hydra" / "overrides.yaml").read_text()
+        ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
         assert ckpt["global_step"] == 4
         weights[trainer] = ckpt["state_dict"]
-        (version,) = out.glob(f"tensorboard/{experiment}/*")  # registry=off: named by its folder
+        # registry=off: each logger version is named <sweep folder>-<job>_<job's overrides>
+        (version,) = tmp_path.glob(f"tensorboard/{experiment}/*-{job}_*trainer={trainer}")
         losses[trainer] = [e.value for e in scalars(version).Scalars(loss)]
     assert len(losses["default"]) == 4
-    assert losses["ddp_sim"] == pytest.approx(losses["default"], abs=1e-6)
+    assert losses[ddp] == pytest.approx(losses["default"], abs=1e-6)
     for name, w in weights["default"].items():
-        torch.testing.assert_close(weights["ddp_sim"][name], w, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(weights[ddp][name], w, atol=1e-6, rtol=1e-5)
 
 
 class EpisodeLog(Callback):
