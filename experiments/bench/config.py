@@ -3,7 +3,7 @@ algorithms with the settings the experiments use."""
 from __future__ import annotations
 
 import os
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -17,7 +17,7 @@ def experiment(name: str, *overrides: str) -> DictConfig:
     return _composed(name, overrides).copy()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _composed(name: str, overrides: tuple[str, ...]) -> DictConfig:
     """Composed once per bench process: the contests ask for the same configs again (half a
     second each)."""
