@@ -104,8 +104,8 @@ def test_every_algorithm_trains_and_meta_tests_on_the_reviews(make_cfg, algorith
 
 
 @pytest.mark.parametrize("experiment, loss, ddp", [
-    # manual optimization: the all-reduce is ours; under ddp_spawn, which pickles the module,
-    # the loggers and the registry session into fresh processes
+    # manual optimization: the all-reduce is ours; under ddp_spawn, which pickles the module
+    # and the loggers into fresh processes
     ("reptile_amazon", "train/query_loss", "ddp_sim"),
     # automatic: DDP's own (an unused head stalls it). Forked workers: the same DDP, without
     # two more interpreters importing torch and Lightning
