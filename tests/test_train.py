@@ -181,6 +181,20 @@ def test_every_epoch_trains_on_new_episodes_and_a_resumed_run_continues_the_same
     assert resumed_losses == {s: full_losses[s] for s in range(2, 6)}
 
 
+def test_validate_scores_a_checkpoint_as_training_scored_it(make_cfg):
+    """`validate=true` on the checkpoint training kept gives the meta-validation score training
+    logged for it; at another K (data.shots) it scores differently, and nothing is meta-tested."""
+    trained = train(make_cfg("test=false", out="fit"))
+    (best,) = Path(make_cfg(out="fit").paths.output_dir).glob("checkpoints/step*.ckpt")
+    again = train(make_cfg("train=false", "test=false", "validate=true", f"ckpt_path={best}",
+                           out="again"))
+    assert again["val/acc"] == pytest.approx(trained["val/acc"], abs=1e-6)
+    assert not [k for k in again if k.startswith("test/")]
+    one_shot = train(make_cfg("train=false", "test=false", "validate=true", f"ckpt_path={best}",
+                              "data.shots=1", out="one_shot"))
+    assert one_shot["val/acc"] != pytest.approx(trained["val/acc"], abs=1e-6)
+
+
 @pytest.mark.parametrize("content, message", [(None, "no such checkpoint file"),
                                               (b"not a checkpoint", "cannot load it as a checkpoint")])
 def test_a_bad_checkpoint_is_named_before_anything_is_built(make_cfg, tmp_path, monkeypatch,

@@ -51,7 +51,8 @@ def instantiate_dict(group: DictConfig | None) -> list:
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Meta-train (if `cfg.train`) and meta-test (if `cfg.test`); returns the final metrics."""
+    """Meta-train (if `cfg.train`), meta-validate (if `cfg.validate`) and meta-test (if
+    `cfg.test`); returns the final metrics."""
     with record_attempt(cfg):  # an attempt row in the registry; a failure keeps its traceback
         return _train(cfg)
 
@@ -84,6 +85,9 @@ def _train(cfg: DictConfig) -> dict[str, float]:
         metrics.update(_floats(trainer.callback_metrics))  # the test stage starts them afresh
         metrics.update(best_scores(trainer))  # what a sweeper optimizes: the kept checkpoint's
         ckpt_path = best_checkpoint(trainer) or None
+    if cfg.get("validate", False):  # e.g. a checkpoint's meta-validation at another data.shots
+        trainer.validate(learner, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        metrics.update(_floats(trainer.callback_metrics))
     if cfg.get("test", True):
         if not cfg.get("train", True) and ckpt_path is None:
             log.info("meta-testing the model as built, with no meta-training")
