@@ -91,6 +91,31 @@ def test_one_example_per_class_leaves_nothing_to_hold_out_so_it_adapts():
     assert adaptation_gain(ml, ml.adapt_support, ml.meta_parameters(), torch.eye(3)[:2], ys, 3) == float("inf")
 
 
+def test_at_one_example_per_class_eval_adapt_check_strict_keeps_the_meta_weights():
+    """Nothing to hold out: by default the check adapts as if unchecked; with
+    `eval_adapt_check_strict=true` it keeps the meta-weights. At two examples per class the
+    check decides either way."""
+    ml = checked_learner()
+    one_shot = episode(torch.stack([E1, -E1]), torch.tensor([0, 1]))
+    ml.eval_adapt_check = False
+    adapted, pre = ml.query_predictions(one_shot)
+    assert not torch.equal(adapted, pre)
+    ml.eval_adapt_check = True
+    post, _ = ml.query_predictions(one_shot)
+    torch.testing.assert_close(post, adapted)
+    assert ml.evaluate_episode(one_shot)["adapted"] == 1.0
+    ml.eval_adapt_check_strict = True
+    post, _ = ml.query_predictions(one_shot)
+    torch.testing.assert_close(post, pre)
+    assert ml.evaluate_episode(one_shot)["adapted"] == 0.0
+    agreeing = episode(torch.stack([E1, E1, -E1, -E1]), torch.tensor([0, 0, 1, 1]))
+    ml.eval_adapt_check = False
+    adapted, _ = ml.query_predictions(agreeing)
+    ml.eval_adapt_check = True
+    post, _ = ml.query_predictions(agreeing)
+    torch.testing.assert_close(post, adapted)  # checked, helped: adapts, strict or not
+
+
 def test_the_meta_test_reports_how_often_the_check_let_adaptation_run(monkeypatch):
     """test/<group>/adapted: the share of a group's episodes that adapted (one declined, one
     adapted: 0.5), logged beside the accuracy; without the check there is no such metric."""

@@ -50,13 +50,21 @@ def adaptation_gain(learner: EpisodicModule, adapt: Adapt, params: Params, xs: A
     return gain
 
 
-def checked(learner: EpisodicModule, adapt: Adapt, decisions: list[bool] | None = None) -> Adapt:
+def checked(learner: EpisodicModule, adapt: Adapt, decisions: list[bool] | None = None,
+            strict: bool = False) -> Adapt:
     """`adapt`, declining (the meta-weights unchanged, no steps) where `adaptation_gain` is not
-    positive; each decision (True: adapted) is appended to `decisions` where given."""
+    positive; each decision (True: adapted) is appended to `decisions` where given.
+
+    strict: where a fold would be empty (one example per class), so nothing can be held out,
+    keep the meta-weights (True) rather than adapt unchecked (False).
+    """
 
     def run(params: Params, xs: Any, ys: torch.Tensor, steps: int
             ) -> tuple[Params, list[torch.Tensor]]:
-        adapts = adaptation_gain(learner, adapt, params, xs, ys, steps) > 0
+        if len(support_folds(ys)[1]) == 0:
+            adapts = not strict
+        else:
+            adapts = adaptation_gain(learner, adapt, params, xs, ys, steps) > 0
         if decisions is not None:
             decisions.append(adapts)
         if adapts:

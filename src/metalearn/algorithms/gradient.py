@@ -47,7 +47,9 @@ class GradientLearner(EpisodicModule):
     runs task by task only).
 
     eval_adapt_check: at evaluation, adapt only where adapting lowered the loss on held-out
-    support rows (`metalearn.algorithms.adapt_check`), else predict with the meta-weights.
+    support rows (`metalearn.algorithms.adapt_check`), else predict with the meta-weights;
+    eval_adapt_check_strict: where the check has nothing to hold out (one example per
+    class), keep the meta-weights (true) rather than adapt unchecked (false).
 
     vmap_tasks: adapt all tasks of a meta-batch at once (`torch.func.vmap` over stacked
     support and query tensors) instead of one after the other: same math, for models and
@@ -70,6 +72,7 @@ class GradientLearner(EpisodicModule):
         eval_inner_lr: float | None = None,
         vmap_tasks: bool = False,
         eval_adapt_check: bool = False,
+        eval_adapt_check_strict: bool = False,
     ) -> None:
         super().__init__(model, objective, optimizer, scheduler, transductive, eval_batch_size,
                          seed)
@@ -80,7 +83,7 @@ class GradientLearner(EpisodicModule):
         self.eval_inner_lr = eval_inner_lr
         # Test-time adaptation may decline where it did not help on held-out support rows
         # (metalearn.algorithms.adapt_check).
-        self.eval_adapt_check = eval_adapt_check
+        self.eval_adapt_check, self.eval_adapt_check_strict = eval_adapt_check, eval_adapt_check_strict
         self._adapt_decisions: list[bool] = []  # the check's decision in the episode evaluated
         self.vmap_tasks = vmap_tasks
         if vmap_tasks:
@@ -119,7 +122,7 @@ class GradientLearner(EpisodicModule):
     def query_predictions(self, ep: Episode) -> tuple[torch.Tensor, torch.Tensor]:
         adapt = self.adapt_support if self.eval_inner_lr is None else self.adapt_at_eval_rate
         if self.eval_adapt_check:
-            adapt = checked(self, adapt, self._adapt_decisions)
+            adapt = checked(self, adapt, self._adapt_decisions, self.eval_adapt_check_strict)
         return self.adapted_predictions(ep, adapt, self.eval_inner_steps)
 
     def evaluate_episode(self, ep: Episode) -> dict[str, Any]:
