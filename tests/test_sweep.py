@@ -68,16 +68,15 @@ def test_configs_compare_without_where_and_how_they_were_written():
     assert past.same_config(trial, [(attempt, 0.5)]) == (attempt, 0.5)
     changed = {**trial, "algorithm": {"inner_lr": 0.2}}
     assert past.same_config(changed, [(attempt, 0.5)]) is None
-    assert past.params_of(attempt, ["algorithm.inner_lr", "seed"]) == {"algorithm.inner_lr": 0.1,
-                                                                       "seed": 1}
-    assert past.params_of(attempt, ["algorithm"]) is None  # a group, not a value
+    lr, seed = FloatDistribution(0.01, 1.0), IntDistribution(0, 10)
+    assert past.params_of(attempt, {"algorithm.inner_lr": lr, "seed": seed}) == {
+        "algorithm.inner_lr": 0.1, "seed": 1}
+    assert past.params_of(attempt, {"algorithm": lr}) is None  # a group, not a value
 
 
 def test_warm_start_skips_attempts_outside_the_space():
     """An attempt of another algorithm (plain SGD's outer step 0.5 where the study searches
     Adam's 0.0001..0.003) is no starting point: enqueued, it would run outside the space."""
-    from optuna.distributions import CategoricalDistribution, FloatDistribution
-
     space = {"algorithm.optimizer.lr": FloatDistribution(1e-4, 3e-3, log=True),
              "data.meta_batch_size": CategoricalDistribution([2, 4, 8])}
     sgd = {"config": {"algorithm": {"optimizer": {"lr": 0.5}}, "data": {"meta_batch_size": 4}}}

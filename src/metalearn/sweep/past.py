@@ -44,21 +44,21 @@ def finished(store: Store, experiment: str | None, metric: str, mode: str) -> li
     return ranked
 
 
-def params_of(attempt: Mapping[str, Any], keys: Iterable[str] | Mapping[str, BaseDistribution]
+def params_of(attempt: Mapping[str, Any], space: Mapping[str, BaseDistribution]
               ) -> dict[str, Any] | None:
-    """The attempt's values for the study's parameters: what its config held, else what it was
-    given on the command line. None if one is missing, not a plain value or, given the space
-    (name -> distribution), outside it: an attempt of another algorithm is no starting point."""
+    """The attempt's values for the study's parameters (space: name -> distribution): what its
+    config held, else what it was given on the command line. None if one is missing, not a
+    plain value or outside the space: an attempt of another algorithm is no starting point."""
     typed = dict(o.split("=", 1) for o in attempt.get("overrides") or [] if "=" in o)
     config = OmegaConf.create(attempt.get("config") or {})
     params: dict[str, Any] = {}
-    for key in keys:
+    for key, distribution in space.items():
         value = OmegaConf.select(config, key, default=None)
         if value is None and key in typed:
             value = typed[key]
         if value is None or OmegaConf.is_config(value):
             return None
-        if isinstance(keys, Mapping) and not inside(keys[key], value):
+        if not inside(distribution, value):
             log.info("attempt %s: %s=%r lies outside the study's space", attempt.get("id"), key,
                      value)
             return None
