@@ -121,6 +121,26 @@ def cli(tmp_path: Path, *args: str) -> str:
     return out.stdout
 
 
+def test_without_optuna_runs_do_not_warn_and_a_sweep_says_what_to_install(tmp_path):
+    """Hydra imports every installed plugin at each run: without the `sweep` extra a plain
+    run must not warn that the Optuna sweeper is broken, and a sweep names the extra."""
+    (tmp_path / "sitecustomize.py").write_text("import sys\nsys.modules['optuna'] = None\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT / "src")]),
+           "PROJECT_ROOT": str(ROOT)}
+
+    def run(*overrides: str, flags: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(ROOT / "run.py"), *overrides,
+                               f"paths.log_dir={tmp_path}/logs", "registry=off", *flags],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+    plain = run("experiment=maml_sinusoid", flags=("--cfg", "job"))
+    assert plain.returncode == 0, plain.stderr[-2000:]
+    assert "optuna" not in plain.stderr.lower()
+    swept = run("hparams_search=maml_sinusoid_optuna", *TINY)
+    assert swept.returncode != 0
+    assert "needs Optuna: pip install 'metalearn-lightning[sweep]'" in swept.stdout + swept.stderr
+
+
 @pytest.mark.slow
 def test_a_study_records_its_trials_resumes_and_learns_from_past_attempts(tmp_path):
     sweep(tmp_path, "hydra.sweeper.n_trials=3")

@@ -17,17 +17,29 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import optuna
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
-from optuna.trial import TrialState
 
 from metalearn.registry.engine import normalize_url
 from metalearn.registry.store import Store
-from metalearn.sweep import past
-from metalearn.sweep.space import SearchSpaceError, as_override, parse_space
+
+# Optuna comes with the `sweep` extra. Hydra imports every installed plugin at each run, so
+# without Optuna this module must still import (else every run warns that the plugin is
+# broken); the sweeper then says what is missing when a sweep asks for it.
+MISSING: ModuleNotFoundError | None = None
+try:
+    import optuna
+    from optuna.trial import TrialState
+
+    from metalearn.sweep import past
+    from metalearn.sweep.space import SearchSpaceError, as_override, parse_space
+except ModuleNotFoundError as err:
+    if err.name != "optuna":
+        raise
+    MISSING = err
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +63,11 @@ class OptunaSweeper(Sweeper):
         params: DictConfig | None = None,
         seed: int = 0,
     ) -> None:
+        if MISSING is not None:
+            raise ModuleNotFoundError(
+                "hydra/sweeper=optuna (hparams_search=...) needs Optuna: pip install "
+                "'metalearn-lightning[sweep]', or '.[sweep]' in a clone", name="optuna"
+            ) from MISSING
         if str(direction) not in DIRECTIONS:
             raise SearchSpaceError(f"hydra.sweeper.direction: {direction!r} is not one of "
                                    f"{sorted(DIRECTIONS)}")
@@ -61,7 +78,8 @@ class OptunaSweeper(Sweeper):
         if not 0.0 <= float(max_failure_rate) <= 1.0:
             raise SearchSpaceError(f"hydra.sweeper.max_failure_rate: {max_failure_rate!r} is "
                                    "not in [0, 1]")
-        self.sampler = sampler  # a partial: made with a seed once the study's size is known
+        # a partial (the config's `_partial_: true`): made with a seed once the study's size is known
+        self.sampler = instantiate(sampler) if OmegaConf.is_config(sampler) else sampler
         self.seed = int(seed)
         self.direction = DIRECTIONS[str(direction)]
         self.storage = storage
