@@ -5,7 +5,7 @@ meta-validation and meta-test scores) for a few ARSC, Amazon and Omniglot experi
 through `run.py` as one Hydra multirun. Regenerate it only when a change is meant to move the
 numbers, and say why in the commit:
 
-    PYTHONPATH=src python tests/test_debug_numbers.py --record
+    PYTHONPATH=src python tests/test_debug_numbers.py --record [experiment ...]
 """
 from __future__ import annotations
 
@@ -110,9 +110,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         found = run_experiments(tuple(args.experiments), Path(tmp))
     found = {e: found[e] for e in args.experiments}
-    if args.record:
+    if args.record:  # the experiments named replace theirs; the others' records stay
+        kept = json.loads(FIXTURE.read_text()) if FIXTURE.exists() else {}
         FIXTURE.parent.mkdir(exist_ok=True)
-        FIXTURE.write_text(json.dumps(found, indent=1, sort_keys=True) + "\n")
+        FIXTURE.write_text(json.dumps({**kept, **found}, indent=1, sort_keys=True) + "\n")
     else:
         json.dump(found, sys.stdout, indent=1, sort_keys=True)
 
