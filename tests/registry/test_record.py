@@ -10,19 +10,31 @@ from tests.conftest import compose_config
 
 
 @pytest.mark.parametrize("overrides, algorithm", [
-    (["experiment=reptile_amazon"], "reptile_adam"),  # the algorithm config chosen
+    (["experiment=reptile_amazon"], "reptile_adam_amazon"),  # the algorithm config chosen
     (["experiment=finetune_amazon"], "finetune"),  # the baseline trains: it is named
     (["experiment=pretrained_amazon"], "none"),  # train=false, nothing trained
     (["experiment=pretrained_arsc"], "none"),
     (["experiment=pretrained_omniglot"], "none"),  # builds on finetune_omniglot, trains nothing
     (["experiment=reptile_amazon", "train=false"], "none"),
     # meta-testing a checkpoint: the weights were trained by the configured algorithm
-    (["experiment=reptile_amazon", "train=false", "ckpt_path=/x/last.ckpt"], "reptile_adam"),
+    (["experiment=reptile_amazon", "train=false", "ckpt_path=/x/last.ckpt"], "reptile_adam_amazon"),
     (["experiment=maml_omniglot", "train=false", "ckpt_path=/x/last.ckpt"], "maml"),
 ])
 def test_the_algorithm_column_says_what_trained(tmp_path: Path, overrides: list[str], algorithm: str) -> None:
     fields = describe(compose_config([*overrides, f"paths.log_dir={tmp_path}"], tmp_path / "out"))
     assert fields["algorithm"] == algorithm
+
+
+@pytest.mark.parametrize("overrides, kind", [
+    ([], "train"),
+    (["train=false"], "test"),
+    (["train=false", "test=false", "validate=true"], "validate"),
+    (["train=false", "validate=true"], "test"),  # meta-validated and meta-tested
+])
+def test_the_kind_column_says_which_stages_ran(tmp_path: Path, overrides: list[str], kind: str) -> None:
+    cfg = compose_config(["experiment=reptile_amazon", *overrides, f"paths.log_dir={tmp_path}"],
+                         tmp_path / "out")
+    assert describe(cfg)["kind"] == kind
 
 
 def test_the_row_says_what_it_ran_on_and_which_trial_it_was(tmp_path: Path) -> None:

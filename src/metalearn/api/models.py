@@ -93,7 +93,8 @@ class AttemptSummary(_Open):
 
     id: int | None = None
     name: str | None = None
-    kind: str | None = Field(default=None, description="`train` or `test` (a meta-test of parent_id)")
+    kind: str | None = Field(default=None, description=(
+        "`train`, `test` (a meta-test of parent_id) or `validate` (a checkpoint's meta-validation)"))
     parent_id: int | None = Field(default=None, description="for a meta-test: the attempt tested")
     experiment: str | None = None
     algorithm: str | None = None

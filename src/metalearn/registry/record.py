@@ -125,6 +125,14 @@ def record_attempt(cfg: DictConfig) -> Iterator[AttemptSession | None]:
         store.close()
 
 
+def kind_of(cfg: DictConfig) -> str:
+    """`train` (meta-training, with what follows it), else `test` (a meta-test), else
+    `validate` (a checkpoint's meta-validation alone)."""
+    if cfg.get("train", True) or not (cfg.get("test", False) or cfg.get("validate", False)):
+        return "train"
+    return "test" if cfg.get("test", False) else "validate"
+
+
 def describe(cfg: DictConfig) -> dict[str, Any]:
     """The attempt's row fields: names, resolved config, overrides, host, commit, paths."""
     hydra = _hydra_config()
@@ -138,7 +146,7 @@ def describe(cfg: DictConfig) -> dict[str, Any]:
     overrides = list(hydra.overrides.task) if hydra is not None else []
     return {
         "name": name,
-        "kind": "train" if training or not cfg.get("test", False) else "test",
+        "kind": kind_of(cfg),
         "experiment": choices.get("experiment"),
         "algorithm": trained_by(cfg, choices),
         "config": _redact_config(_container(cfg)),

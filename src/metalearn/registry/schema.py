@@ -41,7 +41,7 @@ attempts = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("name", String(255)),
-    Column("kind", String(16), nullable=False, default="train"),  # train | test
+    Column("kind", String(16), nullable=False, default="train"),  # train | test | validate
     Column("parent_id", Integer, ForeignKey("metalearn_attempts.id", ondelete="SET NULL")),
     Column("experiment", String(255)),
     Column("algorithm", String(255)),
