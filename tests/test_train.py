@@ -228,6 +228,24 @@ def test_a_config_that_does_not_compose_is_a_failed_attempt(tmp_path):
     assert "no_such_experiment" in Store(url).get_attempt(row["id"])["error"]
 
 
+@pytest.mark.parametrize("where", ["paths.log_dir", "paths.root_dir"])
+def test_a_failed_launch_is_recorded_in_the_registry_its_paths_name(tmp_path, where):
+    """The registry lives in paths.log_dir (by default paths.root_dir/logs): a command line
+    that moves them and then fails is recorded there, not under the project root."""
+    elsewhere = tmp_path / "elsewhere"
+    project = tmp_path / "project"  # PROJECT_ROOT: what the registry would default to
+    env = {k: v for k, v in os.environ.items() if k != "METALEARN_REGISTRY_URL"}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), "experiment=no_such_experiment",
+         f"{where}={elsewhere}"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**env, "PROJECT_ROOT": str(project)})
+    assert proc.returncode == 1
+    db = elsewhere / "registry.db" if where == "paths.log_dir" else elsewhere / "logs" / "registry.db"
+    (row,) = Store(f"sqlite:///{db}").list_attempts()
+    assert row["status"] == "failed" and row["experiment"] == "no_such_experiment"
+    assert not (project / "logs" / "registry.db").exists()
+
+
 def test_every_logger_names_the_run_by_its_attempt_and_tensorboard_has_the_hparams(
         make_cfg, tmp_path, capsys, monkeypatch):
     metrics = train(make_cfg("logger=many_loggers", "seed=3", "trainer.max_steps=2",

@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from metalearn.registry import schema
-from metalearn.registry.engine import default_url
+from metalearn.registry.engine import URL_ENV, default_url
 from metalearn.registry.environment import describe_environment
 from metalearn.registry.errors import RegistryError
 from metalearn.registry.session import AttemptSession, activate
@@ -61,14 +61,26 @@ def _describe(exc: BaseException) -> str:
     return f"{type(found).__name__}: {found}"
 
 
+def _launch_registry_url(values: dict[str, str], root: str | os.PathLike[str] | None) -> str:
+    """The registry a command line names, as conf/registry/default.yaml resolves it:
+    registry.url, else $METALEARN_REGISTRY_URL, else paths.log_dir (paths.root_dir/logs) on
+    the command line, else the project root's logs/."""
+    if values.get("registry.url"):
+        return values["registry.url"]
+    log_dir = values.get("paths.log_dir") or (
+        f"{values['paths.root_dir']}/logs" if values.get("paths.root_dir") else None)
+    if os.environ.get(URL_ENV) or not log_dir:
+        return default_url(root)
+    return f"sqlite:///{Path(log_dir).expanduser().resolve() / 'registry.db'}"
+
+
 def _record_launch_failure(argv: list[str], message: str, root: str | os.PathLike[str] | None) -> None:
     """A failed attempt for a command line that never reached train()."""
     overrides = [a for a in argv if not a.startswith("-")]
     values = dict(a.split("=", 1) for a in overrides if "=" in a)
     if values.get("registry") == "off":
         return
-    url = values.get("registry.url") or default_url(root)
-    store = Store(url)
+    store = Store(_launch_registry_url(values, root))
     try:
         adopt = os.environ.pop(ATTEMPT_ENV, None)
         if adopt:
