@@ -92,24 +92,28 @@ def _time(text: str | None) -> datetime | None:
     return None if text is None else rec.parse_time(text)
 
 
-def shown(override: str, root: str | None) -> str:
+def shown(override: str, root: str | None, log_dir: str | None = None) -> str:
     """An override as a user types it from the project root (checkpoint paths relative to the
-    recording run's project root; booleans in YAML's spelling, which a Hydra multirun's
-    job overrides give as True / False)."""
+    recording run's project root, or under logs/ where they lay in the run's own log_dir;
+    booleans in YAML's spelling, which a Hydra multirun's job overrides give as True / False)."""
     key, _, value = override.partition("=")
     if value in ("True", "False"):
         return f"{key}={value.lower()}"
     path = Path(value)
-    if key == "ckpt_path" and root and path.is_absolute() and path.is_relative_to(root):
-        return f"{key}={Path(value).relative_to(root)}"
+    if key == "ckpt_path" and path.is_absolute():
+        if root and path.is_relative_to(root):
+            return f"{key}={path.relative_to(root)}"
+        if log_dir and path.is_relative_to(log_dir):
+            return f"{key}={Path('logs') / path.relative_to(log_dir)}"
     return override
 
 
 def cell_key(record: dict) -> tuple[str, tuple[str, ...]]:
     """What makes attempts the same cell: the experiment, its non-seed overrides and, where
     the experiment's defaults have changed since, the values it ran (a last `ran with: ...`)."""
-    root = ((record.get("config") or {}).get("paths") or {}).get("root_dir")
-    overrides = tuple(shown(o, root) for o in record.get("overrides") or []
+    paths = (record.get("config") or {}).get("paths") or {}
+    overrides = tuple(shown(o, paths.get("root_dir"), paths.get("log_dir"))
+                      for o in record.get("overrides") or []
                       if not IGNORED.match(o) and not o.startswith("experiment="))
     experiment = record["experiment"] or "?"
     changed = drift(record["config"], experiment, overrides) if record.get("config") else {}

@@ -91,6 +91,16 @@ def _tables_module():
     return module
 
 
+def test_a_checkpoint_path_is_shown_as_typed_from_the_project_root():
+    """Under the run's project root: relative to it; under a log_dir elsewhere: under logs/,
+    where the default log_dir puts it; anywhere else: as given."""
+    tables = _tables_module()
+    assert tables.shown("ckpt_path=/p/logs/r/a.ckpt", "/p", "/p/logs") == "ckpt_path=logs/r/a.ckpt"
+    assert tables.shown("ckpt_path=/runs/r/a.ckpt", "/p", "/runs") == "ckpt_path=logs/r/a.ckpt"
+    assert tables.shown("ckpt_path=/other/a.ckpt", "/p", "/runs") == "ckpt_path=/other/a.ckpt"
+    assert tables.shown("train=False", "/p") == "train=false"
+
+
 def test_the_readme_summary_takes_only_runs_of_the_benchmarks_own_protocol():
     """A meta-test of a checkpoint at K = 10 scores higher than the K = 5 protocol: it is a row of
     experiments/README.md, never the benchmark's best in the top README."""
