@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
@@ -51,7 +50,7 @@ class OptunaSweeper(Sweeper):
 
     def __init__(
         self,
-        sampler: Any,
+        sampler: DictConfig,
         direction: str,
         storage: str | None,
         study_name: str,
@@ -79,7 +78,7 @@ class OptunaSweeper(Sweeper):
             raise SearchSpaceError(f"hydra.sweeper.max_failure_rate: {max_failure_rate!r} is "
                                    "not in [0, 1]")
         # a partial (the config's `_partial_: true`): made with a seed once the study's size is known
-        self.sampler = instantiate(sampler) if OmegaConf.is_config(sampler) else sampler
+        self.sampler = instantiate(sampler)
         self.seed = int(seed)
         self.direction = DIRECTIONS[str(direction)]
         self.storage = storage

@@ -61,10 +61,8 @@ def checked(learner: EpisodicModule, adapt: Adapt, decisions: list[bool] | None 
 
     def run(params: Params, xs: Any, ys: torch.Tensor, steps: int
             ) -> tuple[Params, list[torch.Tensor]]:
-        if len(support_folds(ys)[1]) == 0:
-            adapts = not strict
-        else:
-            adapts = adaptation_gain(learner, adapt, params, xs, ys, steps) > 0
+        gain = adaptation_gain(learner, adapt, params, xs, ys, steps)
+        adapts = (not strict) if gain == float("inf") else gain > 0  # inf: nothing held out
         if decisions is not None:
             decisions.append(adapts)
         if adapts:
