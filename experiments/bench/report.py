@@ -46,6 +46,9 @@ def speed_ratios(contests: dict[str, ContestResult]) -> list[Ratio]:
         rows.append(Ratio("2", "reptile-text", "the write-up's way, query scored every inner epoch",
                           "metalearn", "the same, the write-up's loop scoring its query set every inner "
                           "epoch (as its code does) / metalearn"))
+        rows.append(Ratio("2", "reptile-text", "metalearn, padded", "metalearn",
+                          "Reptile, text model: metalearn with model.skip_padding=false / "
+                          "metalearn (what running reviews in length groups saves)"))
     for c, alg in (("maml-conv4", "MAML"), ("fomaml-conv4", "FOMAML")):
         if c in contests:
             for lib in ("higher", "TorchOpt (MetaSGD)", "TorchOpt (functional)"):

@@ -34,6 +34,9 @@ class SeedWayReptile(HandLoop):
     def __init__(self, *args, tokenizer, pad_to: int = 256, score_every_epoch: bool = False,
                  **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        for module in self.model.modules():  # every review at the padded length, as the seed's
+            if hasattr(module, "skip_padding"):  # model runs (no length groups, models/lengths.py)
+                module.skip_padding = False
         self.tokenizer, self.pad_to, self.score_every_epoch = tokenizer, pad_to, score_every_epoch
         if score_every_epoch:
             self.name = "the write-up's way, query scored every inner epoch"

@@ -168,11 +168,16 @@ def reptile_text(plan: Plan, sources: Sources) -> tuple[ContestResult, dict]:
     args, kw = (source, init), dict(loop_args(learner), device=plan.device)
     seed_way = SeedWayReptile(copy.deepcopy(learner.model), *args, **kw,
                               tokenizer=tokenizer, pad_to=plan.pad_to)
+    # metalearn with its reviews padded to the longest of each batch: what the length groups save.
+    padded_cfg = plan.experiment("reptile_amazon", *plan.text_overrides,
+                                 f"data.max_length={plan.pad_to}", "model.skip_padding=false")
     impls = [MetalearnFit(cfg, learner, source, init),
              FloorReptile(copy.deepcopy(learner.model), *args, **kw),
              seed_way,
              SeedWayReptile(copy.deepcopy(learner.model), *args, **kw,
-                            tokenizer=tokenizer, pad_to=plan.pad_to, score_every_epoch=True)]
+                            tokenizer=tokenizer, pad_to=plan.pad_to, score_every_epoch=True),
+             MetalearnFit(padded_cfg, learner_for(padded_cfg), source, init,
+                          name="metalearn, padded")]
     info = {"experiment": "reptile_amazon", "overrides": list(plan.text_overrides),
             "model": cfg.model.pretrained + (" (tiny random BERT)" if cfg.model.random_init else ""),
             "trainable_layers": cfg.model.trainable_layers, "meta_batch": source.meta_batch,

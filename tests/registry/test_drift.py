@@ -24,6 +24,11 @@ def test_a_record_of_todays_defaults_has_no_drift_whatever_its_seed_and_paths():
     config["algorithm"]["eval_adapt_check"] = False  # an option recorded off, as today
     del config["algorithm"]["vmap_tasks"]  # an option the attempt's version lacked, off today
     assert drift(config, "fomaml_amazon", ()) == {}
+    assert "skip_padding" not in record["config"]["model"]  # recorded before the option, padded
+    config["model"]["skip_padding"] = False  # how, not what: the same numbers up to rounding
+    assert drift(config, "fomaml_amazon", ()) == {}
+    config["model"]["trainable_layers"] = 2  # a model setting that does change what runs
+    assert drift(config, "fomaml_amazon", ()) == {"model.trainable_layers": 2}
 
 
 def test_changed_defaults_are_named_with_the_values_that_ran():
