@@ -3,9 +3,12 @@
 A batch padded to its longest review costs the longest review's compute in every row of every
 encoder layer, yet what a layer gives a real token does not depend on the padding (the
 attention mask hides it). Run group by group, each group trimmed to its own longest row, the
-same layers do the same math on fewer tokens.
+same layers do the same math on fewer tokens. Rows are padded on the right, as
+data/batches.py pads them.
 """
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 
@@ -35,6 +38,17 @@ def length_groups(mask: torch.Tensor, slack: float = SLACK) -> list[tuple[torch.
         groups.append((order[start:end], width))
         start = end
     return groups
+
+
+def in_length_groups(fn: Callable[..., torch.Tensor], mask: torch.Tensor,
+                     *inputs: torch.Tensor) -> torch.Tensor:
+    """`fn(*inputs, mask)` [B, ...] computed group by group of like-length rows (each input and
+    the mask trimmed to the group's longest row) and put back in the batch's row order."""
+    parts, rows = [], []
+    for group, width in length_groups(mask):
+        parts.append(fn(*(t[group, :width] for t in inputs), mask[group, :width]))
+        rows.append(group)
+    return torch.cat(parts)[torch.argsort(torch.cat(rows))]
 
 
 def skips_padding(setting: bool | str, x: torch.Tensor) -> bool:

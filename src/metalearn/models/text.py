@@ -15,7 +15,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel
 from transformers.masking_utils import create_bidirectional_mask
 
-from metalearn.models.lengths import length_groups, skips_padding
+from metalearn.models.lengths import in_length_groups, skips_padding
 from metalearn.models.pretrained import resolve_pretrained
 from metalearn.models.split import SplitModel
 from metalearn.models.top import Top
@@ -34,14 +34,9 @@ def run_layers(layers: nn.ModuleList, hidden: torch.Tensor, mask4d: Any) -> torc
     return hidden
 
 
-def in_length_groups(fn: Any, mask: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
-    """`fn(*inputs, mask)` [B, ...] computed group by group of like-length rows (each input and
-    the mask trimmed to the group's longest row) and put back in the batch's row order."""
-    parts, rows = [], []
-    for group, width in length_groups(mask):
-        parts.append(fn(*(t[group, :width] for t in inputs), mask[group, :width]))
-        rows.append(group)
-    return torch.cat(parts)[torch.argsort(torch.cat(rows))]
+def bidirectional_mask(config: Any, hidden: torch.Tensor, mask: torch.Tensor) -> Any:
+    """The attention mask the encoder's layers take (None where nothing is masked)."""
+    return create_bidirectional_mask(config=config, inputs_embeds=hidden, attention_mask=mask)
 
 
 class LowerLayers(nn.Module):
@@ -69,11 +64,6 @@ class LowerLayers(nn.Module):
             lambda i, m: nn.functional.pad(self.run(i, m), (0, 0, 0, width - i.shape[1])),
             mask, ids)
         return {"hidden": hidden, "attention_mask": mask}
-
-
-def bidirectional_mask(config: Any, hidden: torch.Tensor, mask: torch.Tensor) -> Any:
-    """The attention mask the encoder's layers take (None where nothing is masked)."""
-    return create_bidirectional_mask(config=config, inputs_embeds=hidden, attention_mask=mask)
 
 
 class UpperLayers(Top):
