@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 
@@ -138,3 +139,24 @@ def test_the_committed_results_tables_are_made_from_the_committed_records():
     for line in committed.splitlines():  # every table row cites records, and only these
         if line.startswith("| `experiment=") or line.startswith("| `"):
             assert any(c in line for c in cited), line
+
+
+def test_the_readme_summary_takes_only_commands_that_still_run_what_was_recorded():
+    """A run of earlier defaults scoring higher stays a row of experiments/README.md: its
+    command would now run something else, so it is not the command the top README offers."""
+    tables = _tables_module()
+    record = json.loads((ROOT / "experiments" / "records" / "fomaml_amazon"
+                         / "20261130T175057-657fbf70.json").read_text(encoding="utf-8"))
+    today, earlier = {**record, "cite": None}, json.loads(json.dumps({**record, "cite": None}))
+    earlier["id"] = "e" * 8 + earlier["id"][8:]
+    earlier["config"]["algorithm"]["optimizer"]["lr"] = 0.01
+    for r, value in ((today, 0.7), (earlier, 0.9)):
+        for t in r["test_results"]:
+            t["value"] = value
+        r["metrics"]["test/acc"] = {**r["metrics"]["test/acc"], "last": value}
+    (row,) = [line for line in tables.summary([today, earlier]).splitlines()
+              if line.startswith("| amazon")]
+    assert "70.0" in row and "earlier defaults" not in row
+    assert "90.0" in tables.tables([today, earlier])  # still a row of its own
+    (row,) = [line for line in tables.summary([earlier]).splitlines() if line.startswith("| amazon")]
+    assert "90.0" in row and "earlier defaults" in row  # the only run there is: shown, labelled
