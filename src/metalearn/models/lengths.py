@@ -51,12 +51,15 @@ def in_length_groups(fn: Callable[..., torch.Tensor], mask: torch.Tensor,
     return torch.cat(parts)[torch.argsort(torch.cat(rows))]
 
 
+def checked_setting(setting: bool | str) -> bool | str:
+    """`model.skip_padding` as given, or a clear error before anything is built."""
+    if setting not in (True, False, "auto"):
+        raise ValueError(f"model.skip_padding must be true, false or auto, got {setting!r}")
+    return setting
+
+
 def skips_padding(setting: bool | str, x: torch.Tensor) -> bool:
     """Whether to run `x`'s batch in length groups: `auto` does on a CPU, where compute is
     proportional to tokens; on a GPU small steps are bound by kernel launches, which groups
     multiply, so `auto` pads there."""
-    if setting == "auto":
-        return x.device.type == "cpu"
-    if isinstance(setting, bool):
-        return setting
-    raise ValueError(f"model.skip_padding must be true, false or auto, got {setting!r}")
+    return x.device.type == "cpu" if setting == "auto" else bool(setting)

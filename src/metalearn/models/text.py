@@ -15,7 +15,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel
 from transformers.masking_utils import create_bidirectional_mask
 
-from metalearn.models.lengths import in_length_groups, skips_padding
+from metalearn.models.lengths import checked_setting, in_length_groups, skips_padding
 from metalearn.models.pretrained import resolve_pretrained
 from metalearn.models.split import SplitModel
 from metalearn.models.top import Top
@@ -128,9 +128,7 @@ class TextClassifier(SplitModel):
         config_overrides: dict | None = None,
         skip_padding: bool | str = "auto",
     ) -> None:
-        if skip_padding not in (True, False, "auto"):
-            raise ValueError(
-                f"model.skip_padding must be true, false or auto, got {skip_padding!r}")
+        skip_padding = checked_setting(skip_padding)
         path = resolve_pretrained(pretrained)
         overrides = dict(config_overrides or {})
         if dropout is not None:
