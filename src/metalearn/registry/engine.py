@@ -23,7 +23,12 @@ def default_url(root: str | os.PathLike[str] | None = None) -> str:
     if env:
         return env
     base = Path(root) if root is not None else find_project_root()
-    return f"sqlite:///{(base / 'logs' / 'registry.db').resolve()}"
+    return log_dir_url(base / "logs")
+
+
+def log_dir_url(log_dir: str | os.PathLike[str]) -> str:
+    """The URL of the SQLite registry a log folder holds (its registry.db)."""
+    return f"sqlite:///{(Path(log_dir) / 'registry.db').resolve()}"
 
 
 def find_project_root(start: str | os.PathLike[str] | None = None) -> Path:

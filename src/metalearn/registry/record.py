@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from metalearn.registry import schema
-from metalearn.registry.engine import URL_ENV, default_url
+from metalearn.registry.engine import URL_ENV, default_url, log_dir_url
 from metalearn.registry.environment import describe_environment
 from metalearn.registry.errors import RegistryError
 from metalearn.registry.session import AttemptSession, activate
@@ -71,7 +71,7 @@ def _launch_registry_url(values: dict[str, str], root: str | os.PathLike[str] | 
         f"{values['paths.root_dir']}/logs" if values.get("paths.root_dir") else None)
     if os.environ.get(URL_ENV) or not log_dir:
         return default_url(root)
-    return f"sqlite:///{Path(log_dir).expanduser().resolve() / 'registry.db'}"
+    return log_dir_url(Path(log_dir).expanduser())
 
 
 def _record_launch_failure(argv: list[str], message: str, root: str | os.PathLike[str] | None) -> None:
