@@ -61,10 +61,9 @@ class Recorder(Callback):
             opt.register_step_pre_hook(grab)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        # Kept as tensors until the fit ends: reading them here would wait for a GPU each step.
-        self.scores.append({k.removeprefix("train/"): v.detach().clone()
-                            for k, v in trainer.callback_metrics.items()
-                            if k.startswith("train/")})
+        # Every step's scores, also those Lightning does not write (trainer.log_every_n_steps);
+        # kept as they are until the fit ends: reading a tensor here would wait for a GPU.
+        self.scores.append(dict(pl_module.train_window.last))
 
     def float_scores(self) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in s.items()} for s in self.scores]

@@ -78,6 +78,7 @@ class FineTune(EpisodicModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """With a pooled head the N-way head is untrained (zero): keep this model's own, so a
         net trained 5-way tests 20-way."""
+        super().on_load_checkpoint(checkpoint)
         if self.pooled_head is not None:
             self.keep_own_head(checkpoint)
 
@@ -127,7 +128,5 @@ class FineTune(EpisodicModule):
                     score_sum += scores.sum().item()
                     n += len(targets)
         loss = loss_sum / n
-        self.log("train/loss", loss.detach(), batch_size=n, sync_dist=True)
-        self.log(f"train/{objective.metric}", score_sum / n, prog_bar=True, batch_size=n,
-                 sync_dist=True)
+        self.log_train({"loss": loss, objective.metric: score_sum / n}, n, prog_bar=objective.metric)
         return loss

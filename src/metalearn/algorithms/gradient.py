@@ -222,6 +222,5 @@ class GradientLearner(EpisodicModule):
         sch = self.lr_schedulers()
         if sch is not None:
             sch.step()
-        for k, v in scores.items():
-            self.log(f"train/{k}", sum(v) / len(v), prog_bar=k == f"query_{self.objective.metric}",
-                     batch_size=len(v), sync_dist=True)
+        self.log_train({k: sum(v) / len(v) for k, v in scores.items()}, len(episodes),
+                       prog_bar=f"query_{self.objective.metric}")

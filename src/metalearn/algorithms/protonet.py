@@ -37,6 +37,7 @@ class ProtoNet(EpisodicModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep this model's own (unused) head, so a net trained 5-way tests 20-way."""
+        super().on_load_checkpoint(checkpoint)
         self.keep_own_head(checkpoint)
 
     def episode_logits(self, ep: Episode) -> torch.Tensor:
@@ -50,9 +51,8 @@ class ProtoNet(EpisodicModule):
         objective = self.objective
         loss = torch.stack([objective.loss(z, ep.query_y) for z, ep in zip(logits, episodes, strict=False)]).mean()
         score = torch.stack([objective.score(z, ep.query_y) for z, ep in zip(logits, episodes, strict=False)]).mean()
-        self.log("train/query_loss", loss.detach(), batch_size=len(episodes), sync_dist=True)
-        self.log(f"train/query_{objective.metric}", score, prog_bar=True, batch_size=len(episodes),
-                 sync_dist=True)
+        self.log_train({"query_loss": loss, f"query_{objective.metric}": score}, len(episodes),
+                       prog_bar=f"query_{objective.metric}")
         return loss
 
     def query_predictions(self, ep: Episode) -> tuple[torch.Tensor, None]:

@@ -5,10 +5,11 @@ turns it into an `Episode` of tensors. `split_support_query` is the one support/
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
+from lightning_fabric.utilities.apply_func import move_data_to_device
 
 
 @dataclass
@@ -32,6 +33,35 @@ class Episode:
     queries: int
     ways: int | None = None
     classes: torch.Tensor | None = None
+
+    def to(self, device: torch.device | str) -> Episode:
+        """This episode with its tensors on `device` (itself when they are there already).
+
+        Lightning moves a batch by calling `.to` on whatever has one; without it, it copied
+        each episode field by field: 0.3 ms a meta-batch of 16 sinusoid tasks on a CPU, where
+        nothing moves (a tenth of a batched meta-step).
+        """
+        device = torch.device(device)
+        fields = {"support_x": self.support_x, "support_y": self.support_y,
+                  "query_x": self.query_x, "query_y": self.query_y, "classes": self.classes}
+        moved = {k: moved_to(v, device) for k, v in fields.items()}
+        if all(moved[k] is v for k, v in fields.items()):
+            return self
+        return replace(self, **moved)
+
+
+def moved_to(value: Any, device: torch.device) -> Any:
+    """A tensor, or a dict of tensors (a tokenized batch), on `device`; None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, torch.Tensor):
+        if value.device == device:
+            return value
+        return value.to(device, non_blocking=device.type == "cuda")
+    if isinstance(value, dict):
+        out = {k: moved_to(v, device) for k, v in value.items()}
+        return value if all(out[k] is v for k, v in value.items()) else out
+    return move_data_to_device(value, device)  # anything else a trunk takes: Lightning's walk
 
 
 @dataclass(frozen=True)
