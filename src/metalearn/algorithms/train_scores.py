@@ -23,7 +23,6 @@ class ScoreWindow:
         self.steps: dict[str, list[tuple[Score, int]]] = {}
         self.last: dict[str, Score] = {}  # the latest step's scores, written or not
 
-
     def add(self, name: str, value: Score, count: int) -> None:
         if isinstance(value, torch.Tensor):
             value = value.detach()  # read, never differentiated: holds no graph till the write
