@@ -212,3 +212,74 @@ def test_a_422_does_not_echo_the_input(client: TestClient, auth: dict) -> None:
     assert bad_type.status_code == 422 and "x" * 200 not in bad_type.text
     huge = client.post("/runs", content=b"{" + b" " * (10 * 2**20) + b"}", headers=auth)
     assert huge.status_code == 413 and len(huge.text) < 200
+
+
+@pytest.mark.parametrize("depth", [33, 400, 4000])
+def test_deeply_nested_values_are_refused_before_hydra_parses(client: TestClient, store: Store, auth: dict,
+                                                              depth: int) -> None:
+    """Hydra's parser recurses per bracket: 400 deep overflowed Python's stack (a 500)."""
+    deep = min(depth, 2000)  # an override is at most 8192 characters
+    for line in ("seed=" + "[" * depth + "]" * depth, "model.layers=[" + "{a:" * deep + "1" + "}" * deep + "]"):
+        response = client.post("/runs", json={**RUN, "overrides": [line]}, headers=auth)
+        assert response.status_code == 422, response.text
+        detail = response.json()["detail"]
+        assert line.partition("=")[0] in detail and "nest" in detail and len(response.text) < 1000
+    assert store.list_attempts() == []
+
+
+def test_the_nesting_a_layer_spec_needs_is_accepted(validator: OverrideValidator) -> None:
+    spec = ("model.layers=[{name:EmbeddingBag,num_embeddings:vocab_size,embedding_dim:16,mode:mean},"
+            "{name:Unflatten,dim:1,unflattened_size:[16,1,1]},{name:Flatten},"
+            "{name:Linear,in_features:auto,out_features:num_labels}]")
+    assert validator.validate("reptile_amazon", ["debug=fast", "model=layers", spec]).model.layers[1].dim == 1
+
+
+@pytest.mark.parametrize("key", ["algorithm.inner_lr", "algorithm.optimizer.lr", "algorithm.eval_inner_lr",
+                                 "trainer.limit_val_batches", "model.dropout"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN"])
+def test_non_finite_numbers_are_refused(client: TestClient, store: Store, auth: dict, key: str, value: str) -> None:
+    response = client.post("/runs", json={**RUN, "overrides": [f"{key}={value}"]}, headers=auth)
+    assert response.status_code == 422, response.text
+    assert key in response.json()["detail"] and "finite" in response.json()["detail"]
+    assert store.list_attempts() == []
+
+
+def test_non_finite_numbers_in_a_layer_spec_are_refused(client: TestClient, auth: dict) -> None:
+    spec = ("model.layers=[{name:EmbeddingBag,num_embeddings:vocab_size,embedding_dim:16,mode:mean},"
+            "{name:Dropout,p:nan},{name:Linear,in_features:auto,out_features:num_labels}]")
+    response = client.post("/runs", json={**RUN, "overrides": ["model=layers", spec]}, headers=auth)
+    assert response.status_code == 422, response.text
+    assert "model.layers" in response.json()["detail"] and "finite" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("size", [2**31, 2**63, 10**20])
+def test_a_layer_size_past_what_torch_takes_is_a_short_422(client: TestClient, auth: dict, size: int) -> None:
+    """10**20 made torch answer with a 2 KB C++ stack trace."""
+    spec = ("model.layers=[{name:EmbeddingBag,num_embeddings:vocab_size,embedding_dim:8},"
+            f"{{name:Linear,in_features:auto,out_features:{size}}}]")
+    response = client.post("/runs", json={**RUN, "overrides": ["model=layers", spec]}, headers=auth)
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert "model.layers" in detail and "2147483647" in detail and len(response.text) < 500, detail
+    assert "frame #" not in detail
+
+
+# An 8-wide token embedding, then 131,072 features per token: 2^21 values per example at
+# the layer model's 16-token input_shape (at the limit), 2^26 at 512 tokens (5.4 GB a batch).
+WIDE_PER_TOKEN = ("model.layers=[{name:Embedding,num_embeddings:vocab_size,embedding_dim:8},"
+                  "{name:Linear,in_features:auto,out_features:131072},"
+                  "{name:AdaptiveAvgPool2d,output_size:[1,2]},{name:Flatten}]")
+
+
+def test_layer_activations_are_bounded_at_the_token_length_the_run_uses(client: TestClient, store: Store,
+                                                                        auth: dict) -> None:
+    short = client.post("/runs", json={**RUN, "overrides": ["model=layers", WIDE_PER_TOKEN, "data.max_length=16"]},
+                        headers=auth)
+    assert short.status_code == 202, short.text
+    for lengths in (["data.max_length=512"], []):  # debug=fast's own max_length is 64
+        response = client.post("/runs", json={**RUN, "overrides": ["model=layers", WIDE_PER_TOKEN, *lengths]},
+                               headers=auth)
+        assert response.status_code == 422, response.text
+        detail = response.json()["detail"]
+        assert "data.max_length" in detail and "values per example" in detail, detail
+    assert len(store.list_attempts()) == 1

@@ -44,6 +44,10 @@ SERVER_OWNED = {"hydra": "Hydra's own settings", "paths": "where files go",
 NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./-]*$")
 SPECIAL_KEY = re.compile(r"^_.*_$")  # _target_, _partial_, _args_, _recursive_, _convert_
 MAX_OVERRIDES, MAX_LENGTH = 64, 8192
+# Brackets one value may nest: Hydra's parser recurses once per level (400 levels overflow
+# Python's stack); a layer spec needs 3.
+MAX_DEPTH = 16
+OPENING, CLOSING = frozenset("[{("), frozenset("]})")
 _STRICT = ConfigDict(arbitrary_types_allowed=True, strict=True)
 _compose_lock = threading.Lock()  # Hydra's global state is not thread-safe
 
@@ -134,6 +138,7 @@ class OverrideValidator:
     def _parse_one(self, line: str, server: bool = False) -> Override:
         if not isinstance(line, str) or len(line) > MAX_LENGTH:
             raise OverrideError(f"an override is a string of at most {MAX_LENGTH} characters")
+        check_depth(line)
         try:
             (override,) = self._parser.parse_overrides([line])
         except (HydraException, ValueError) as exc:  # ValueError: an integer of 4,300+ digits
@@ -177,6 +182,22 @@ class OverrideValidator:
             except (HydraException, OmegaConfBaseException) as exc:
                 lines = [ln for ln in str(exc).splitlines() if ln and not ln.startswith("To append")]
                 raise OverrideError("; ".join(lines)) from exc
+
+
+def check_depth(line: str) -> None:
+    """Brackets nest at most MAX_DEPTH deep, counted before Hydra parses the line. Quotes are
+    not skipped: a bracket inside a quoted string counts too (no settable value needs many)."""
+    depth = deepest = 0
+    for char in line:
+        if char in OPENING:
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in CLOSING:
+            depth = max(depth - 1, 0)
+    if deepest > MAX_DEPTH:
+        key = line.partition("=")[0]
+        raise OverrideError(f"{shown(key)}: values nest at most {MAX_DEPTH} brackets deep, "
+                            f"this one {deepest}")
 
 
 def check_name(what: str, value: str) -> None:
@@ -240,17 +261,30 @@ def check_type(base: DictConfig, key: str, value: Any) -> None:
 
 
 def check_layer_model(cfg: DictConfig) -> None:
-    """A model=layers config must build (checked on the meta device, nothing allocated)."""
+    """A model=layers config must build (checked on the meta device, nothing allocated), and
+    fit its bounds at the token length the run will use: its own input_shape only infers the
+    auto sizes, while batches are padded to their longest text, up to data.max_length."""
     model = cfg.get("model")
     if not isinstance(model, DictConfig) or model.get("_target_") != f"{LayerModel.__module__}.LayerModel":
         return
     kwargs = {k: v for k, v in OmegaConf.to_container(model, resolve=True).items() if not k.startswith("_")}
+    _check_model(kwargs, "model.layers")
+    data = cfg.get("data")
+    length = data.get("max_length") if isinstance(data, DictConfig) else None
+    if kwargs.get("input", "tokens") == "tokens" and isinstance(length, int) and not isinstance(length, bool) \
+            and [length] != list(kwargs.get("input_shape") or []):
+        _check_model({**kwargs, "input_shape": [length]},
+                     f"model.layers at data.max_length={length} tokens per example")
+
+
+def _check_model(kwargs: dict[str, Any], where: str) -> None:
+    """check_model, its refusal as OverrideError (first line only: torch's can carry a C++ trace)."""
     try:
         check_model(**kwargs)
     except TypeError as exc:
-        raise OverrideError(f"model: {exc}") from exc
+        raise OverrideError(f"model: {_first_line(exc)}") from exc
     except LayerSpecError as exc:
-        raise OverrideError(f"model.layers: {exc}") from exc
+        raise OverrideError(f"{where}: {_first_line(exc)}") from exc
 
 
 def _annotation(parent: DictConfig, leaf: str) -> Any:

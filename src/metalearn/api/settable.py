@@ -8,6 +8,7 @@ because it is listed, never because it is missing from a list of forbidden ones.
 """
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -48,6 +49,8 @@ class Setting:
         elif kind == "float":
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise SettingError(f"{key} must be a number")
+            if not math.isfinite(value):  # nan passes every comparison, so every range
+                raise SettingError(f"{key} must be a finite number, got {value}")
             self._range(key, value)
         elif kind == "bool":
             if not isinstance(value, bool):
@@ -64,12 +67,29 @@ class Setting:
         elif kind == "layers":
             if not isinstance(value, list):
                 raise SettingError(f"{key} must be a list of layer specs")
+            for index, spec in enumerate(value):
+                _check_numbers(f"{key}: layer {index}", spec)
         else:  # a declaration error in this file, not in the request
             raise AssertionError(f"unknown setting kind {kind!r}")
 
     def _range(self, key: str, value: float) -> None:
         if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
             raise SettingError(f"{key}={value} is out of range [{self.low:g}, {self.high:g}]")
+
+
+def _check_numbers(where: str, value: Any) -> None:
+    """Every number in a layer spec finite, every integer one that torch takes (a C long
+    holds 2^63, but past 2^31 no layer fits the parameter bound anyway)."""
+    if isinstance(value, dict):
+        for name, item in value.items():
+            _check_numbers(f"{where}: {name}", item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_numbers(where, item)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise SettingError(f"{where} must be a finite number, got {value}")
+    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT32:
+        raise SettingError(f"{where}: integers in a layer spec are at most {INT32} in size")
 
 
 def _int(low: int, high: int, nullable: bool = False) -> Setting:
