@@ -18,6 +18,7 @@ import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
 
+from metalearn.algorithms.finite import check_finite
 from metalearn.algorithms.inner_loop import Params, embed_with, outputs_with
 from metalearn.algorithms.stats import mean_ci95
 from metalearn.algorithms.train_scores import Score, ScoreWindow
@@ -166,7 +167,9 @@ class EpisodicModule(pl.LightningModule):
             self.train_window.add(name, value, count)
         if not self.writes_logs_now():
             return
-        for name, (mean, n) in self.train_window.take().items():
+        means = self.train_window.take()
+        check_finite({name: mean for name, (mean, _) in means.items()}, step=self.global_step)
+        for name, (mean, n) in means.items():
             self.log(f"train/{name}", mean, prog_bar=name == prog_bar, batch_size=n, sync_dist=True)
 
     def writes_logs_now(self) -> bool:
@@ -177,8 +180,9 @@ class EpisodicModule(pl.LightningModule):
 
     def on_train_end(self) -> None:
         # Lightning writes nothing logged after the last write: neither do we, nor do we carry
-        # those steps into a later fit of this module.
-        self.train_window = ScoreWindow()
+        # those steps into a later fit of this module. Their loss must still have been finite.
+        unwritten, self.train_window = self.train_window.take(), ScoreWindow()
+        check_finite({name: mean for name, (mean, _) in unwritten.items()}, step=self.global_step)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["metalearn_train_scores"] = self.train_window.state_dict()
