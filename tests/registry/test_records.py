@@ -4,6 +4,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import re
 import time
 from pathlib import Path
 
@@ -173,3 +174,153 @@ def test_records_refuse_duplicate_ids(source: str, tmp_path: Path) -> None:
     copy.write_bytes(path.read_bytes())
     with pytest.raises(RegistryError, match="copy.json: id: .* is also the id of"):
         records.load_all([tmp_path / "r", copy])
+
+
+def _rows_file(path: Path) -> Path:
+    return path.with_name(path.name.removesuffix(".json") + records.ROWS_SUFFIX)
+
+
+def _big_step(record: dict, path: Path) -> None:
+    """A metric row at step -2**70 (below the last step, so only the rows file shows it)."""
+    rows = _rows_file(path)
+    lines = gzip.decompress(rows.read_bytes()).decode().splitlines()
+    lines.append(f"test/mse,{-2 ** 70},{record['metrics']['test/mse']['last']},1.0")
+    rows.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    record["metric_rows"]["rows"] += 1
+    record["metrics"]["test/mse"]["count"] += 1
+
+
+def _big_summary_step(record: dict, path: Path) -> None:
+    """A record without its rows whose summary says step 2**70."""
+    _rows_file(path).unlink()
+    record["metric_rows"]["file"] = None
+    record["metrics"]["test/mse"]["last_step"] = 2 ** 70
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda r, p: r.update(pid=2 ** 70), f"pid: {2 ** 70} is out of range (64-bit"),
+    (lambda r, p: r.update(trial=10 ** 30), f"trial: {10 ** 30} is out of range (64-bit"),
+    (_big_step, f"line 54: step {-2 ** 70} is out of range (64-bit"),
+    (_big_summary_step, f"metrics['test/mse'].last_step: {2 ** 70} is out of range (64-bit"),
+    (lambda r, p: r["test_results"][0].update(episodes=10 ** 30),
+     f"test_results[0].episodes: {10 ** 30} is out of range (64-bit"),
+    (lambda r, p: r["test_results"][0].update(value=10 ** 400),
+     "test_results[0].value: a 401-digit integer is too large for a float"),
+])
+def test_numbers_out_of_the_registry_range_are_refused_by_file_and_key_before_any_write(
+        source: str, tmp_path: Path, capsys: pytest.CaptureFixture, edit, message: str) -> None:
+    good, bad = _exported(source, tmp_path / "r")
+    record = json.loads(bad.read_text())
+    edit(record, bad)
+    record["id"] = records.record_id(record["host"], record["pid"],
+                                     records.parse_time(record["created_at"]), record["name"])
+    bad.write_text(json.dumps(record))
+    target = f"sqlite:///{tmp_path / 'b.db'}"
+    assert main(["runs", "import", str(good), str(bad), "--url", target]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert (bad.name in err or _rows_file(bad).name in err) and message in err, err
+    store = Store(target)
+    assert store.list_attempts() == []  # all or nothing: not even the good record
+    assert store.metrics(1) == [] and store.test_results(1) == []
+
+
+def test_a_number_too_long_to_read_names_the_file(source: str, tmp_path: Path) -> None:
+    path = _exported(source, tmp_path / "r")[0]
+    path.write_text(re.sub(r'"pid": \d+', '"pid": ' + "9" * 5000, path.read_text()))
+    with pytest.raises(RecordError, match=rf"{path.name}: not JSON: .*digits"):
+        records.load(path)
+
+
+def test_metric_names_with_line_breaks_and_quotes_come_back(tmp_path: Path) -> None:
+    rows = [{"name": name, "step": i, "value": 0.5, "time": 1.0}
+            for i, name in enumerate(["a\rb", "x,y", 'q"t', "n\nl", "c\r\nd", "plain"])]
+    path = tmp_path / ("x" + records.ROWS_SUFFIX)
+    path.write_bytes(records.pack_rows(rows))
+    assert records.unpack_rows(path) == rows
+    assert b"plain,5,0.5,1.0\n" in gzip.decompress(path.read_bytes())  # other rows as before
+
+
+def _bomb(path: Path, header: bytes, body: bytes, repeat: int) -> None:
+    """A gzip file of header and body repeated, written without holding it expanded."""
+    with gzip.open(path, "wb", compresslevel=9) as fh:
+        fh.write(header)
+        for _ in range(repeat):
+            fh.write(body)
+
+
+def test_a_gzip_bomb_is_refused_by_name_without_filling_memory(source: str, tmp_path: Path) -> None:
+    import tracemalloc
+
+    path = _exported(source, tmp_path / "r")[0]
+    rows = _rows_file(path)
+    _bomb(rows, b"name,step,value,time\n", b"\0" * 2 ** 20, 50)  # 50 MiB of zeros
+    assert rows.stat().st_size < 100_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(RecordError, match=rf"{rows.name}: expands to more than 16 MiB"):
+            records.import_records(Store(f"sqlite:///{tmp_path / 'b.db'}"), [path])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 40 * 2 ** 20, peak  # the text is read in chunks, never whole
+    assert Store(f"sqlite:///{tmp_path / 'b.db'}").list_attempts() == []
+
+
+def test_rows_past_the_declared_count_or_the_limit_are_refused_as_read(
+        source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _exported(source, tmp_path / "r")[0]
+    rows = _rows_file(path)
+    _bomb(rows, b"name,step,value,time\n", b"".join(b"a,%d,,1\n" % i for i in range(1000)), 10)
+    with pytest.raises(RecordError, match=rf"{rows.name}: line 54: more than 52 rows \(the count its record"):
+        records.load(path, with_rows=True)
+    monkeypatch.setattr(records, "MAX_METRIC_ROWS", 20)
+    with pytest.raises(RecordError, match=rf"{rows.name}: line 22: more than 20 rows \(the most a rows file"):
+        records.unpack_rows(rows)
+
+
+def test_a_rows_file_with_a_huge_field_names_file_and_line(source: str, tmp_path: Path) -> None:
+    path = _exported(source, tmp_path / "r")[0]
+    rows = _rows_file(path)
+    _bomb(rows, b"name,step,value,time\na,1,,1\n", b"x" * 2 ** 18, 1)
+    with pytest.raises(RecordError, match=rf"{rows.name}: line 3: not CSV: field larger"):
+        records.unpack_rows(rows)
+
+
+@pytest.mark.parametrize("edit, key, message", [
+    (lambda r: r.update(pid=2 ** 40), "pid", f"{2 ** 40} is out of range (32-bit"),
+    (lambda r: r.update(algorithm="m" * 300), "algorithm", "300 characters are more than its 255"),
+    (lambda r: r.update(error="bad\x00byte"), "error", "'bad\\x00byte' holds a NUL character"),
+])
+def test_a_record_is_checked_against_the_columns_of_the_registry_it_goes_to(
+        source: str, pg_url: str, tmp_path: Path, edit, key: str, message: str) -> None:
+    good, bad = _exported(source, tmp_path / "r")
+    record = json.loads(bad.read_text())
+    edit(record)
+    record["id"] = records.record_id(record["host"], record["pid"],
+                                     records.parse_time(record["created_at"]), record["name"])
+    bad.write_text(json.dumps(record))
+    postgres = Store(pg_url)
+    with pytest.raises(RecordError, match=re.escape(f"{bad.name}: {key}: {message}")):
+        records.import_records(postgres, [good, bad])
+    assert postgres.list_attempts() == []
+    sqlite = Store(f"sqlite:///{tmp_path / 'b.db'}")  # 64-bit integers, lengths not enforced
+    assert len(records.import_records(sqlite, [good, bad])) == 2
+
+
+def test_an_attempt_is_written_whole_or_not_at_all(source: str, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from metalearn.registry import store as store_module
+
+    path = _exported(source, tmp_path / "r")[0]
+    upsert = store_module._upsert
+
+    def fail_on_results(conn, table, rows, keys, update):  # noqa: ANN001, ANN202
+        if table is schema.test_results:
+            raise OSError("disk full")
+        return upsert(conn, table, rows, keys, update)
+
+    monkeypatch.setattr(store_module, "_upsert", fail_on_results)
+    target = Store(f"sqlite:///{tmp_path / 'b.db'}")
+    with pytest.raises(OSError, match="disk full"):
+        records.import_records(target, [path])
+    assert target.list_attempts() == [] and target.metrics(1) == []  # rolled back, row and rows

@@ -19,13 +19,14 @@ import json
 import logging
 import math
 import uuid
+import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from metalearn.registry import schema
+from metalearn.registry import limits, schema
 from metalearn.registry.errors import RecordError, RegistryError
 from metalearn.registry.store import Store
 
@@ -33,6 +34,12 @@ log = logging.getLogger(__name__)
 
 FORMAT = 1  # bump when a record's keys change meaning; older readers refuse newer records
 MAX_ROWS_BYTES = 512 * 1024  # metric rows are committed beside the record up to this, gzipped
+# What a rows file may expand to, and how many rows it may hold, when it is read back: such a
+# file of 512 KiB holds at most about 170,000 rows and 6 MiB of text (11x for constant values,
+# 3.4x for random ones), so anything far beyond is no export of metalearn's (a gzip bomb) and
+# is refused before it fills memory.
+MAX_ROWS_TEXT_BYTES = 32 * MAX_ROWS_BYTES
+MAX_METRIC_ROWS = 500_000
 ROWS_SUFFIX = ".metrics.csv.gz"
 ROWS_HEADER = ("name", "step", "value", "time")
 # Fixed namespace of record ids: uuid5(NAMESPACE, host | pid | created_at | name).
@@ -173,10 +180,14 @@ def pack_rows(rows: Iterable[Mapping[str, Any]]) -> bytes:
     with no time stamp in the gzip header so the same rows give the same bytes."""
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
+    # The minimal quoting leaves a \r unquoted, which no CSV reader takes back: such a name is
+    # quoted (every other row keeps the bytes it always had).
+    quoted = csv.writer(text, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
     writer.writerow(ROWS_HEADER)
     for r in rows:
-        writer.writerow([r["name"], int(r["step"]), "" if r["value"] is None else repr(r["value"]),
-                         repr(float(r["time"]))])
+        cells = [r["name"], int(r["step"]), "" if r["value"] is None else repr(r["value"]),
+                 repr(float(r["time"]))]
+        (quoted if "\r" in r["name"] else writer).writerow(cells)
     return gzip.compress(text.getvalue().encode(), compresslevel=9, mtime=0)
 
 
@@ -298,8 +309,9 @@ def _uuid_ok(text: str) -> bool:
         return False
 
 
-def check(record: Any, source: str) -> dict[str, Any]:
-    """The record if every key holds what it should; RecordError naming source and key if not."""
+def check(record: Any, source: str, dialect: str = limits.WIDEST) -> dict[str, Any]:
+    """The record if every key holds what it should and every value fits its registry column on
+    dialect (`sqlite`, `postgresql`); RecordError naming source and key if not."""
     def bad(key: str, problem: str) -> RecordError:
         return RecordError(f"{source}: {key}: {problem}")
 
@@ -344,23 +356,46 @@ def check(record: Any, source: str) -> dict[str, Any]:
                                      or not rows["file"].endswith(ROWS_SUFFIX)):
         raise bad("metric_rows.file", f"must be a file name beside the record ending in "
                                       f"{ROWS_SUFFIX}, not {rows['file']!r}")
+    for key, problem in _column_problems(record, dialect):
+        raise bad(key, problem)
     return record
 
 
-def load(path: Path, with_rows: bool = False) -> Loaded:
-    """Read and check one record (and its metric rows if with_rows); RecordError if malformed."""
+def _column_problems(record: Mapping[str, Any], dialect: str) -> Iterable[tuple[str, str]]:
+    """(key, why) for each value of a checked record that its registry column cannot hold."""
+    attempt, result, metric = schema.attempts.c, schema.test_results.c, schema.metrics.c
+    for key, value in attempt_fields(record).items():
+        if key in attempt and (problem := limits.problem(attempt[key], value, dialect)):
+            yield key, problem
+    for i, r in enumerate(record["test_results"]):
+        for key in RESULT_FIELDS:
+            if problem := limits.problem(result[key], r[key], dialect):
+                yield f"test_results[{i}].{key}", problem
+    for name, s in record["metrics"].items():
+        if problem := limits.problem(metric.name, name, dialect):
+            yield f"metrics[{name!r:.80}]", problem
+        for key, column in (("last_step", metric.step), ("last", metric.value),
+                            ("min", metric.value), ("max", metric.value)):
+            if problem := limits.problem(column, s[key], dialect):
+                yield f"metrics[{name!r:.80}].{key}", problem
+
+
+def load(path: Path, with_rows: bool = False, dialect: str = limits.WIDEST) -> Loaded:
+    """Read and check one record (and its metric rows if with_rows) for a registry on dialect;
+    RecordError naming the file if it is malformed or holds what the registry cannot."""
     source = str(path)
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise RecordError(f"{source}: not JSON: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise RecordError(f"{source}: cannot be read: {exc}") from None
-    check(record, source)
+    except (ValueError, RecursionError) as exc:  # ValueError: JSONDecodeError, a 5000-digit number
+        raise RecordError(f"{source}: not JSON: {exc}") from None
+    check(record, source, dialect)
     loaded = Loaded(record, path)
     name = record["metric_rows"]["file"]
     if with_rows and name is not None:
-        loaded.rows = unpack_rows(path.parent / name)
+        loaded.rows = unpack_rows(path.parent / name, dialect=dialect,
+                                  expected=record["metric_rows"]["rows"])
         if len(loaded.rows) != record["metric_rows"]["rows"]:
             raise RecordError(f"{source}: metric_rows.rows: {record['metric_rows']['rows']}, but "
                               f"{name} holds {len(loaded.rows)} rows")
@@ -369,27 +404,75 @@ def load(path: Path, with_rows: bool = False) -> Loaded:
     return loaded
 
 
-def unpack_rows(path: Path) -> list[dict[str, Any]]:
-    """The metric rows of a `.metrics.csv.gz` file; RecordError naming the file and line."""
+class _Capped(io.RawIOBase):
+    """A binary stream that stops with RecordError once more than limit bytes were read."""
+
+    def __init__(self, stream: io.BufferedIOBase, limit: int, path: Path) -> None:
+        super().__init__()
+        self.stream, self.limit, self.path, self.total = stream, limit, path, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        count = self.stream.readinto(buffer)
+        self.total += count
+        if self.total > self.limit:
+            raise RecordError(f"{self.path}: expands to more than {self.limit // 2 ** 20} MiB of "
+                              "text, more than metric rows of a record hold (refused unread)")
+        return count
+
+
+def unpack_rows(path: Path, *, dialect: str = limits.WIDEST,
+                expected: int | None = None) -> list[dict[str, Any]]:
+    """The metric rows of a `.metrics.csv.gz` file, each fitting the registry on dialect;
+    RecordError naming the file and line.
+
+    The file is decompressed as it is read, and refused once it expands past
+    MAX_ROWS_TEXT_BYTES or holds more than MAX_METRIC_ROWS rows (or more than the expected
+    count its record declares), so a small file cannot fill memory.
+    """
+    most = MAX_METRIC_ROWS if expected is None else min(expected, MAX_METRIC_ROWS)
+    metric = schema.metrics.c
+    reader = None
     try:
-        text = gzip.decompress(path.read_bytes()).decode()
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        with gzip.open(path, "rb") as packed:
+            # Lines end at \n only: pack_rows leaves a \r inside a metric name unquoted.
+            text = io.TextIOWrapper(io.BufferedReader(_Capped(packed, MAX_ROWS_TEXT_BYTES, path)),
+                                    encoding="utf-8", newline="\n")
+            reader = csv.reader(text)
+            header = next(reader, None)
+            if tuple(header or ()) != ROWS_HEADER:
+                raise RecordError(f"{path}: line 1: the header must be {','.join(ROWS_HEADER)}, "
+                                  f"not {header!r:.80}")
+            rows = []
+            for cells in reader:
+                if len(rows) == most:
+                    raise RecordError(f"{path}: line {reader.line_num}: more than {most} rows ("
+                                      + ("the count its record declares)" if most == expected
+                                         else "the most a rows file holds)"))
+                rows.append(_row(path, reader.line_num, cells, dialect, metric))
+    except (OSError, EOFError, UnicodeDecodeError, zlib.error) as exc:
         raise RecordError(f"{path}: cannot be read as gzipped text: {exc}") from None
-    reader = csv.reader(io.StringIO(text))
-    header = next(reader, None)
-    if tuple(header or ()) != ROWS_HEADER:
-        raise RecordError(f"{path}: line 1: the header must be {','.join(ROWS_HEADER)}, "
-                          f"not {header}")
-    rows = []
-    for line, cells in enumerate(reader, start=2):
-        try:
-            name, step, value, time = cells
-            rows.append({"name": name, "step": int(step),
-                         "value": None if value == "" else float(value), "time": float(time)})
-        except ValueError:
-            raise RecordError(f"{path}: line {line}: expected name,step,value,time with an "
-                              f"integer step and numbers, got {','.join(cells)!r:.80}") from None
+    except csv.Error as exc:
+        line = reader.line_num if reader is not None else 1
+        raise RecordError(f"{path}: line {line}: not CSV: {exc}") from None
     return rows
+
+
+def _row(path: Path, line: int, cells: list[str], dialect: str, metric: Any) -> dict[str, Any]:
+    """One metric row of a rows file; RecordError naming the file and line if malformed."""
+    try:
+        name, step, value, time = cells
+        row = {"name": name, "step": int(step), "value": None if value == "" else float(value),
+               "time": float(time)}
+    except ValueError:
+        raise RecordError(f"{path}: line {line}: expected name,step,value,time with an "
+                          f"integer step and numbers, got {','.join(cells)!r:.80}") from None
+    for key, cell in row.items():
+        if problem := limits.problem(metric[key], cell, dialect):
+            raise RecordError(f"{path}: line {line}: {key} {problem}")
+    return row
 
 
 def record_paths(paths: Iterable[Path]) -> list[Path]:
@@ -405,9 +488,11 @@ def record_paths(paths: Iterable[Path]) -> list[Path]:
     return found
 
 
-def load_all(paths: Iterable[Path], with_rows: bool = False) -> list[Loaded]:
-    """Every record under paths, all checked (the first malformed one raises), oldest first."""
-    loaded = [load(p, with_rows) for p in record_paths(paths)]
+def load_all(paths: Iterable[Path], with_rows: bool = False,
+             dialect: str = limits.WIDEST) -> list[Loaded]:
+    """Every record under paths, all checked for a registry on dialect (the first malformed one
+    raises), oldest first."""
+    loaded = [load(p, with_rows, dialect) for p in record_paths(paths)]
     seen: dict[str, Path | None] = {}
     for item in loaded:
         rid = item.record["id"]
@@ -453,11 +538,13 @@ def summary_rows(record: Mapping[str, Any]) -> list[dict[str, Any]]:
 def import_records(store: Store, paths: Iterable[Path]) -> list[tuple[Path | None, int, bool]]:
     """Load records into a registry: (record path, attempt id, whether it was new) each.
 
-    Every file is read and checked before anything is written. An attempt already in the
-    registry (the same record id) is brought to the record's state: its row set from the
-    record, its metric rows and test results upserted, nothing added twice.
+    Every file is read and checked before anything is written, each value against what the
+    registry's column holds on its backend; each attempt is then written in one transaction,
+    whole or not at all. An attempt already in the registry (the same record id) is brought to
+    the record's state: its row set from the record, its metric rows and test results
+    upserted, nothing added twice.
     """
-    loaded = load_all(paths, with_rows=True)
+    loaded = load_all(paths, with_rows=True, dialect=store.dialect)
     local = {record_id(a["host"], a["pid"], a["created_at"], a["name"]): a["id"]
              for a in store.list_attempts()}
     done = []
@@ -465,16 +552,13 @@ def import_records(store: Store, paths: Iterable[Path]) -> list[tuple[Path | Non
         record = item.record
         fields = attempt_fields(record)
         fields["parent_id"] = local.get(record["parent"]) if record["parent"] else None
-        attempt_id = local.get(record["id"])
-        new = attempt_id is None
-        if new:
-            attempt_id = store.create_attempt(**fields)
-            local[record["id"]] = attempt_id
-        else:
-            store.update_attempt(attempt_id, **fields)
-        store.add_metrics(attempt_id, item.rows if item.rows is not None else summary_rows(record))
-        store.put_test_results(attempt_id, [  # null (a NaN, as the registry stores it) as NaN
-            {**r, **{k: math.nan for k in ("value", "ci95") if r[k] is None}}
-            for r in record["test_results"]])
-        done.append((item.path, attempt_id, new))
+        known = local.get(record["id"])
+        attempt_id = store.put_attempt(
+            fields, attempt_id=known,
+            metrics=item.rows if item.rows is not None else summary_rows(record),
+            test_results=[  # null (a NaN, as the registry stores it) as NaN
+                {**r, **{k: math.nan for k in ("value", "ci95") if r[k] is None}}
+                for r in record["test_results"]])
+        local[record["id"]] = attempt_id
+        done.append((item.path, attempt_id, known is None))
     return done

@@ -53,19 +53,42 @@ class Store:
         self.engine.dispose()
 
     # ---- attempts: writes -------------------------------------------------------------
+    @property
+    def dialect(self) -> str:
+        """The backend: `sqlite` or `postgresql` (what its columns hold: registry.limits)."""
+        return self.engine.dialect.name
+
     def create_attempt(self, **fields: Any) -> int:
         """Insert an attempt (status running unless given) and return its database id."""
-        now = utcnow()
-        values: dict[str, Any] = {"status": schema.RUNNING, "kind": "train", "created_at": now}
-        values.update(fields)
-        _check_fields(values)
-        if values["status"] in schema.ACTIVE:
-            values.setdefault("started_at", now)
-            values.setdefault("heartbeat_at", now)
-            values.setdefault("lease_until", now + timedelta(seconds=DEFAULT_LEASE_S))
+        values = _new_attempt(fields)
         with write_tx(self.engine) as conn:
             result = conn.execute(A.insert().values(**values))
             return int(result.inserted_primary_key[0])
+
+    def put_attempt(
+        self,
+        fields: Mapping[str, Any],
+        *,
+        metrics: Sequence[Mapping[str, Any]],
+        test_results: Sequence[Mapping[str, Any]],
+        attempt_id: int | None = None,
+    ) -> int:
+        """Create an attempt (or set the fields of attempt_id) with its metric rows and test
+        results upserted, in one transaction: all of it is written, or nothing. Returns its id."""
+        _check_fields(fields)
+        values = _new_attempt(fields) if attempt_id is None else dict(fields)
+        with write_tx(self.engine) as conn:
+            if attempt_id is None:
+                attempt_id = int(conn.execute(A.insert().values(**values)).inserted_primary_key[0])
+            elif conn.execute(A.update().where(A.c.id == attempt_id).values(**values)).rowcount != 1:
+                raise NotFound(f"no attempt with id {attempt_id}")
+            if metrics:
+                _upsert(conn, M, _metric_payload(attempt_id, metrics), ["attempt_id", "name", "step"],
+                        ["value", "time"])
+            if test_results:
+                _upsert(conn, T, _result_payload(attempt_id, test_results),
+                        ["attempt_id", "group", "metric"], _RESULT_VALUES)
+        return attempt_id
 
     def update_attempt(
         self, attempt_id: int, *, only_status: Iterable[str] | None = None, **fields: Any
@@ -149,11 +172,7 @@ class Store:
         """Upsert metric rows {name, step, value, time}; a repeated (name, step) keeps the last."""
         if not rows:
             return
-        unique = {(r["name"], int(r["step"])): r for r in rows}
-        payload = [
-            {"attempt_id": attempt_id, "name": n, "step": s, "value": _value(r["value"]), "time": r["time"]}
-            for (n, s), r in unique.items()
-        ]
+        payload = _metric_payload(attempt_id, rows)
         with write_tx(self.engine) as conn:
             _upsert(conn, M, payload, ["attempt_id", "name", "step"], ["value", "time"])
 
@@ -161,22 +180,9 @@ class Store:
         """Upsert (attempt, group, metric) test results: value, ci95, episodes, shots, queries."""
         if not rows:
             return
-        payload = [
-            {
-                "attempt_id": attempt_id,
-                "group": str(r["group"]),
-                "metric": str(r["metric"]),
-                "value": finite_or_none(r["value"]),
-                "ci95": finite_or_none(r["ci95"]),
-                "episodes": int(r["episodes"]),
-                "shots": int(r["shots"]),
-                "queries": int(r["queries"]),
-            }
-            for r in rows
-        ]
-        keep = ["value", "ci95", "episodes", "shots", "queries"]
+        payload = _result_payload(attempt_id, rows)
         with write_tx(self.engine) as conn:
-            _upsert(conn, T, payload, ["attempt_id", "group", "metric"], keep)
+            _upsert(conn, T, payload, ["attempt_id", "group", "metric"], _RESULT_VALUES)
 
     # ---- reads --------------------------------------------------------------------------
     def get_attempt(self, attempt_id: int) -> dict[str, Any]:
@@ -330,6 +336,46 @@ class Store:
 def _value(value: Any) -> float | None:
     """A metric value for storage (None and NaN are stored as NULL)."""
     return None if value is None else finite_or_none(value)
+
+
+_RESULT_VALUES = ["value", "ci95", "episodes", "shots", "queries"]  # what a repeated result sets
+
+
+def _new_attempt(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The row of a new attempt: status running and kind train unless given, times stamped."""
+    now = utcnow()
+    values: dict[str, Any] = {"status": schema.RUNNING, "kind": "train", "created_at": now}
+    values.update(fields)
+    _check_fields(values)
+    if values["status"] in schema.ACTIVE:
+        values.setdefault("started_at", now)
+        values.setdefault("heartbeat_at", now)
+        values.setdefault("lease_until", now + timedelta(seconds=DEFAULT_LEASE_S))
+    return values
+
+
+def _metric_payload(attempt_id: int, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Metric rows for the upsert; a repeated (name, step) keeps the last."""
+    unique = {(r["name"], int(r["step"])): r for r in rows}
+    return [{"attempt_id": attempt_id, "name": n, "step": s, "value": _value(r["value"]), "time": r["time"]}
+            for (n, s), r in unique.items()]
+
+
+def _result_payload(attempt_id: int, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Test result rows for the upsert."""
+    return [
+        {
+            "attempt_id": attempt_id,
+            "group": str(r["group"]),
+            "metric": str(r["metric"]),
+            "value": finite_or_none(r["value"]),
+            "ci95": finite_or_none(r["ci95"]),
+            "episodes": int(r["episodes"]),
+            "shots": int(r["shots"]),
+            "queries": int(r["queries"]),
+        }
+        for r in rows
+    ]
 
 
 def _check_fields(fields: Mapping[str, Any]) -> None:
