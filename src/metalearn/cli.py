@@ -3,7 +3,9 @@ registry, or serve the API.
 
 Every value printed that came from a user, a config or the registry goes to rich as `Text`,
 never as a markup string: Hydra overrides (`data.heldout=[a,b]`), names and tracebacks hold
-brackets that rich would otherwise read as styles, links or emoji codes and drop.
+brackets that rich would otherwise read as styles, links or emoji codes and drop. Its control
+characters are written out as `\x1b` and the like (`_visible`), so a stored name cannot clear
+the screen or restyle the terminal. Output to a pipe or a file is not cut to a terminal's width.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,10 +45,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except NotFound as exc:
-        Console(stderr=True).print(Text(str(exc), style="red"))
+        _console(stderr=True).print(Text(_visible(str(exc)), style="red"))
         return 1
     except RegistryError as exc:
-        Console(stderr=True).print(Text.assemble(("registry error:", "red"), " ", str(exc)))
+        _console(stderr=True).print(Text.assemble(("registry error:", "red"), " ", _visible(str(exc))))
         return 1
 
 
@@ -135,9 +138,41 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+UNBOUNDED_WIDTH = 1_000_000  # the width of a pipe or file: lines as long as what they hold
+
+
 def _out() -> Console:
     """A console on the current stdout (so width and redirection are read at print time)."""
-    return Console()
+    return _console()
+
+
+def _console(stderr: bool = False) -> Console:
+    """A console on stdout (or stderr): a terminal's width, else (a pipe, a file) unbounded
+    unless $COLUMNS sets one, so names and paths reach `grep` or a file whole."""
+    console = Console(stderr=stderr)
+    if not console.is_terminal and not os.environ.get("COLUMNS"):
+        console.width = UNBOUNDED_WIDTH
+    return console
+
+
+# C0 controls but tab and newline, DEL and C1 controls (\x9b is a one-byte CSI to some terminals)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _visible(text: str) -> str:
+    """text with each control character written out (ESC as `\\x1b`), so a stored value shows
+    what it holds instead of moving the cursor, clearing the screen or restyling the terminal."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def _visible_data(value: Any) -> Any:
+    """JSON data with `_visible` strings and keys, for a styled JSON view (rich writes C1
+    controls and DEL into JSON unescaped)."""
+    if isinstance(value, dict):
+        return {_visible(str(k)): _visible_data(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_visible_data(v) for v in value]
+    return _visible(value) if isinstance(value, str) else value
 
 
 def _positive(text: str) -> int:
@@ -176,12 +211,13 @@ def _dump(data: Any) -> None:
 
 
 def _fmt(value: Any) -> Text:
-    """A value as plain text (never markup): — for none, floats to 4 decimals."""
+    """A value as plain text (never markup, control characters written out): — for none, floats
+    to 4 decimals."""
     if value is None:
         return Text("—")
     if isinstance(value, float):
         return Text(f"{value:.4f}")
-    return Text(str(value))
+    return Text(_visible(str(value)))
 
 
 def cmd_train(hydra_args: Sequence[str]) -> int:
@@ -202,7 +238,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.json:
         _dump(report.jsonable(rows))
         return 0
-    table = Table(title=Text(f"study {args.study}") if args.study is not None else "attempts")
+    table = Table(title=_fmt(f"study {args.study}") if args.study is not None else "attempts")
     study = ("trial",) if args.study is not None else ()
     for column in ("id", *study, "name", "kind", "experiment", "algorithm", "status", "started",
                    "ended"):
@@ -240,7 +276,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if data["error"]:
         _out().print(Text("error", style="red"), _fmt(data["error"]))
     _out().print("config", style="bold")
-    _out().print_json(data=data["config"])
+    _out().print_json(data=_visible_data(data["config"]))
     return 0
 
 
@@ -259,7 +295,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.json:
         _dump(data)
         return 0
-    heads = [Text(f"#{a['id']} {a['name'] or ''}".strip()) for a in data["attempts"]]
+    heads = [_fmt(f"#{a['id']} {a['name'] or ''}".strip()) for a in data["attempts"]]
     diff = Table(title="config differences")
     diff.add_column("key")
     for h in heads:
@@ -292,9 +328,9 @@ def cmd_best(args: argparse.Namespace) -> int:
     if args.json:
         _dump([{**report.jsonable(a), metric: v} for a, v in ranked])
         return 0
-    table = Table(title=Text(f"best by {metric} ({mode})"))
+    table = Table(title=_fmt(f"best by {metric} ({mode})"))
     for column in ("rank", "id", "name", "experiment", "algorithm", "status", metric):
-        table.add_column(Text(column))
+        table.add_column(_fmt(column))
     for rank, (a, value) in enumerate(ranked, 1):
         table.add_row(_fmt(rank), _fmt(a["id"]), _fmt(a["name"]), _fmt(a["experiment"]),
                       _fmt(a["algorithm"]), _status(a["status"]), _fmt(value))
@@ -307,7 +343,7 @@ def cmd_dump(args: argparse.Namespace) -> int:
     if args.output:
         with open(args.output, "w", encoding="utf-8") as fh:
             json.dump(data, fh, indent=2)
-        _out().print(Text(f"wrote {args.output}"))
+        _out().print(_fmt(f"wrote {args.output}"))
     else:
         _dump(data)
     return 0
@@ -325,7 +361,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise RegistryError("name the attempts to export (IDs or --experiment NAME)")
     out = Path(args.out) if args.out else find_project_root() / "experiments" / "records"
     for path, changed in records.export(store, list(dict.fromkeys(ids)), out):
-        _out().print(Text(f"{'wrote' if changed else 'unchanged'} {path}"), soft_wrap=True)
+        _out().print(_fmt(f"{'wrote' if changed else 'unchanged'} {path}"), soft_wrap=True)
     return 0
 
 
@@ -339,7 +375,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         url = default_url(root)
     done = records.import_records(Store(url), [Path(p) for p in args.paths])
     for path, attempt_id, new in done:
-        _out().print(Text(f"{'added' if new else 'updated'} attempt {attempt_id} from {path}"),
+        _out().print(_fmt(f"{'added' if new else 'updated'} attempt {attempt_id} from {path}"),
                      soft_wrap=True)
     return 0
 
@@ -376,7 +412,7 @@ _COLOURS = {"completed": "green", "failed": "red", "interrupted": "yellow", "run
 
 def _status(status: str) -> Text:
     """The status in its colour (the style is set on the text, not parsed from it)."""
-    return Text(str(status), style=_COLOURS.get(status, "white"))
+    return Text(_visible(str(status)), style=_COLOURS.get(status, "white"))
 
 
 def _time(value: Any) -> Text:
