@@ -42,7 +42,12 @@ DOCUMENTED = (
 )
 # What is meant to differ from the fixture: (command pattern, key pattern) -> why. Patterns are
 # fnmatch globs; keys are dotted, under `config.`, `choices.` or `sweeper.`.
-DELIBERATE: dict[tuple[str, str], str] = {}
+DELIBERATE: dict[tuple[str, str], str] = {
+    ("*", "choices.benchmark"): "an experiment names its benchmark (conf/benchmark/: the data, the model "
+                                "and what every algorithm takes on it), a group choice Hydra records",
+    ("*", "config.tags"): "tags name the benchmark alone, written once in its file; the experiment and the "
+                          "algorithm are recorded beside them (task_name, the registry's columns)",
+}
 
 
 def commands() -> list[str]:
@@ -128,6 +133,13 @@ def test_every_experiment_composes_what_it_composed_apart_from_the_deliberate(co
         if found:
             unexpected[command] = found
     assert not unexpected, json.dumps(unexpected, indent=1)
+
+
+def test_tags_name_the_benchmark(composed):
+    """What the tags difference in DELIBERATE is meant to be, and no other."""
+    for command, found in composed.items():
+        if "experiment=" in command and "tags=" not in command:
+            assert found["config"]["tags"] == [found["choices"]["benchmark"]], command
 
 
 def test_every_deliberate_difference_is_found(composed, recorded):
