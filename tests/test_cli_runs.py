@@ -128,3 +128,65 @@ def test_records_keep_names_as_given(hostile: str, tmp_path: Path) -> None:
     """Escaping is for the terminal only: the record holds the name as stored."""
     (path, _), = records.export(Store(hostile), [1], tmp_path)
     assert json.loads(path.read_text())["name"] == HOSTILE
+
+
+@pytest.fixture
+def with_debug(sqlite_url: str) -> str:
+    """reptile_amazon: a real run (0.48), a debug=fast smoke run scoring higher (0.511), and
+    runs whose overrides switch debug off."""
+    store = Store(sqlite_url)
+    for name, overrides, acc in (
+            ("real", ["experiment=reptile_amazon", "seed=1"], 0.48),
+            ("smoke", ["experiment=reptile_amazon", "debug=fast"], 0.511),
+            ("nulled", ["experiment=reptile_amazon", "debug=null"], 0.40),
+            ("removed", ["experiment=reptile_amazon", "~debug"], 0.30),
+            ("limit", ["+debug=limit", "experiment=reptile_amazon"], 0.90)):
+        attempt = store.create_attempt(name=name, experiment="reptile_amazon", algorithm="reptile",
+                                       overrides=overrides, config={"seed": 1})
+        store.add_metrics(attempt, [{"name": "test/acc", "step": 4, "value": acc, "time": 1.0}])
+        store.set_status(attempt, schema.COMPLETED)
+    return sqlite_url
+
+
+def _names(out: str) -> list[str]:
+    return [r["name"] for r in json.loads(out)]
+
+
+def test_best_leaves_debug_runs_out_unless_asked(with_debug: str, capsys: pytest.CaptureFixture) -> None:
+    assert main(["--url", with_debug, "runs", "best", "--experiment", "reptile_amazon", "--json"]) == 0
+    assert _names(capsys.readouterr().out) == ["real", "nulled", "removed"]
+    assert main(["--url", with_debug, "runs", "best", "--experiment", "reptile_amazon"]) == 0
+    out = capsys.readouterr().out
+    assert "real" in out and "smoke" not in out and "2 debug runs left out (--debug" in out, out
+    assert main(["--url", with_debug, "runs", "best", "--debug", "--json"]) == 0
+    assert _names(capsys.readouterr().out) == ["limit", "smoke", "real", "nulled", "removed"]
+
+
+def test_list_leaves_debug_runs_out_unless_asked(with_debug: str, capsys: pytest.CaptureFixture) -> None:
+    assert main(["--url", with_debug, "runs", "list", "--json"]) == 0
+    assert _names(capsys.readouterr().out) == ["removed", "nulled", "real"]
+    assert main(["--url", with_debug, "runs", "list", "--limit", "2", "--json"]) == 0
+    assert _names(capsys.readouterr().out) == ["removed", "nulled"]
+    assert main(["--url", with_debug, "runs", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "smoke" not in out and "2 debug runs left out (--debug" in out, out
+    assert main(["--url", with_debug, "runs", "list", "--debug", "--json"]) == 0
+    assert _names(capsys.readouterr().out) == ["limit", "removed", "nulled", "smoke", "real"]
+    assert main(["--url", with_debug, "runs", "list", "--debug"]) == 0
+    assert "left out" not in capsys.readouterr().out
+
+
+def test_the_debug_flag_is_documented(capsys: pytest.CaptureFixture) -> None:
+    for command in ("list", "best"):
+        with pytest.raises(SystemExit):
+            main(["runs", command, "--help"])
+        assert "debug=fast" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_debug_run_is_told_by_its_overrides() -> None:
+    from metalearn.registry.store import is_debug
+
+    assert is_debug(["debug=fast"]) and is_debug(["+debug=limit"]) and is_debug(["++debug=overfit"])
+    assert not is_debug(None) and not is_debug([]) and not is_debug(["debug=null"])
+    assert not is_debug(["~debug"]) and not is_debug(["~debug=fast"]) and not is_debug(["data.debug=x"])
+    assert not is_debug(["tags=[debug]", "debug_x=1"])

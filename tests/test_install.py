@@ -156,7 +156,7 @@ def test_installed_metalearn_trains_a_users_experiment_from_any_folder(
     assert config["paths"]["root_dir"] == str(workdir.resolve())
     assert config["paths"]["data_dir"] == str(workdir.resolve() / "data")
     store.close()
-    listed = _metalearn(installed, workdir, "runs", "list", "--json")
+    listed = _metalearn(installed, workdir, "runs", "list", "--debug", "--json")  # debug=fast
     assert [r["experiment"] for r in json.loads(listed.stdout)] == ["my_exp"]
 
 

@@ -52,6 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+DEBUG_HELP = ("also the debug runs (debug=fast, debug=limit, ...: smoke tests of a few steps), "
+              "which are left out by default")
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     top = argparse.ArgumentParser(prog="metalearn", description=__doc__.split("\n\n")[0])
@@ -73,6 +77,7 @@ def parser() -> argparse.ArgumentParser:
     ls.add_argument("--algorithm")
     ls.add_argument("--study", help="the trials of one sweep (hparams_search=...), by trial number")
     ls.add_argument("--limit", type=int, default=50)
+    ls.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     ls.add_argument("--json", action="store_true", help="JSON instead of a table")
     ls.set_defaults(func=cmd_list)
 
@@ -95,6 +100,7 @@ def parser() -> argparse.ArgumentParser:
     best.add_argument("--status", action="append", choices=STATUSES)
     best.add_argument("--experiment")
     best.add_argument("--algorithm")
+    best.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     best.add_argument("--json", action="store_true")
     best.set_defaults(func=cmd_best)
 
@@ -229,16 +235,18 @@ def cmd_train(hydra_args: Sequence[str]) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    rows = _store(args).list_attempts(
-        status=args.status, experiment=args.experiment, algorithm=args.algorithm,
-        study=args.study, limit=args.limit,
-    )
+    store = _store(args)
+    filters = dict(status=args.status, experiment=args.experiment, algorithm=args.algorithm,
+                   study=args.study)
+    rows = store.list_attempts(**filters, limit=args.limit, debug=None if args.debug else False)
     if args.study is not None:  # a study reads in trial order
         rows.sort(key=lambda r: (r["trial"] is None, r["trial"] or 0, r["id"]))
     if args.json:
         _dump(report.jsonable(rows))
         return 0
-    table = Table(title=_fmt(f"study {args.study}") if args.study is not None else "attempts")
+    hidden = 0 if args.debug else len(store.list_attempts(**filters, debug=True))
+    table = Table(title=_fmt(f"study {args.study}") if args.study is not None else "attempts",
+                  caption=_left_out(hidden))
     study = ("trial",) if args.study is not None else ()
     for column in ("id", *study, "name", "kind", "experiment", "algorithm", "status", "started",
                    "ended"):
@@ -322,13 +330,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_best(args: argparse.Namespace) -> int:
     store = _store(args)
-    filters = dict(status=args.status, experiment=args.experiment, algorithm=args.algorithm)
+    filters = dict(status=args.status, experiment=args.experiment, algorithm=args.algorithm,
+                   debug=None if args.debug else False)
     metric, mode = report.ranking(store, args.metric, args.mode, **filters)
     ranked = store.best(metric, mode=mode, limit=args.top, **filters)
     if args.json:
         _dump([{**report.jsonable(a), metric: v} for a, v in ranked])
         return 0
-    table = Table(title=_fmt(f"best by {metric} ({mode})"))
+    hidden = 0 if args.debug else len(store.best(
+        metric, mode=mode, limit=sys.maxsize, **{**filters, "debug": True}))
+    table = Table(title=_fmt(f"best by {metric} ({mode})"), caption=_left_out(hidden))
     for column in ("rank", "id", "name", "experiment", "algorithm", "status", metric):
         table.add_column(_fmt(column))
     for rank, (a, value) in enumerate(ranked, 1):
@@ -408,6 +419,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 _COLOURS = {"completed": "green", "failed": "red", "interrupted": "yellow", "running": "cyan",
             "testing": "cyan", "queued": "dim", "retracted": "magenta"}
+
+
+def _left_out(debug_runs: int) -> Text | None:
+    """The caption saying how many debug runs a view leaves out, if any."""
+    if not debug_runs:
+        return None
+    return Text(f"{debug_runs} debug run{'s' if debug_runs > 1 else ''} left out (--debug shows them)")
 
 
 def _status(status: str) -> Text:

@@ -205,18 +205,23 @@ class Store:
         study: str | None = None,
         limit: int | None = None,
         with_config: bool = False,
+        debug: bool | None = None,
     ) -> list[dict[str, Any]]:
-        """Attempts, newest first, filtered by the given fields."""
+        """Attempts, newest first, filtered by the given fields; debug False leaves the debug
+        runs out (`is_debug`), True keeps only them, None keeps every attempt."""
         self.reap_stale()
         stmt = select(A) if with_config else select(*_LIGHT)
         stmt = _filtered(stmt, status, experiment, algorithm, kind, parent_id)
         if study is not None:
             stmt = stmt.where(A.c.study == study)
         stmt = stmt.order_by(A.c.id.desc())
-        if limit is not None:
+        if limit is not None and debug is None:
             stmt = stmt.limit(limit)
         with read_tx(self.engine) as conn:
-            return [dict(r) for r in conn.execute(stmt).mappings()]
+            rows = [dict(r) for r in conn.execute(stmt).mappings()]
+        if debug is not None:  # told by the overrides (JSON), so here rather than in SQL
+            rows = [r for r in rows if is_debug(r["overrides"]) == debug][:limit]
+        return rows
 
     def queued(self, limit: int) -> list[dict[str, Any]]:
         """Queued attempts that carry a command to start, oldest first."""
@@ -317,12 +322,14 @@ class Store:
         status: str | Sequence[str] | None = None,
         experiment: str | None = None,
         algorithm: str | None = None,
+        debug: bool | None = False,
     ) -> list[tuple[dict[str, Any], float]]:
-        """Attempts ranked by the final value of metric (max or min), NaN left out."""
+        """Attempts ranked by the final value of metric (max or min), NaN left out; debug runs
+        (smoke tests of a few steps) only with debug None (all) or True (only them)."""
         if mode not in ("max", "min"):
             raise RegistryError(f"mode must be 'max' or 'min', not {mode!r}")
         candidates = {a["id"]: a for a in self.list_attempts(
-            status=status, experiment=experiment, algorithm=algorithm
+            status=status, experiment=experiment, algorithm=algorithm, debug=debug
         )}
         values = self.final_values(metric, list(candidates)) if candidates else {}
         ranked = sorted(
@@ -331,6 +338,19 @@ class Store:
             reverse=(mode == "max"),
         )
         return ranked[:limit]
+
+
+def is_debug(overrides: Sequence[Any] | None) -> bool:
+    """Whether an attempt was a debug run: its overrides choose a `debug` preset (`debug=fast`,
+    `+debug=limit`; not `debug=null` or `~debug`), the last such override deciding."""
+    chosen = False
+    for override in overrides or ():
+        key, sep, value = str(override).partition("=")
+        if key.lstrip("+") == "debug":
+            chosen = bool(sep) and value.strip() not in ("", "null")
+        elif key == "~debug":
+            chosen = False
+    return chosen
 
 
 def _value(value: Any) -> float | None:
