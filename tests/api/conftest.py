@@ -6,12 +6,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 
 from metalearn.api.app import create_app
@@ -61,6 +63,26 @@ def runner(store: Store, validator: OverrideValidator, log_root: Path, tmp_path:
 def client(store: Store, runner: Runner, validator: OverrideValidator) -> Iterator[TestClient]:
     with TestClient(create_app(store, runner, validator, token=TOKEN)) as c:
         yield c
+
+
+@pytest.fixture
+def live_app(store: Store, runner: Runner, validator: OverrideValidator) -> Iterator[tuple[str, int]]:
+    """The test app on uvicorn in a thread of this process: (host, port), for requests a
+    TestClient cannot send (a chunked body that never ends, a connection held open)."""
+    config = uvicorn.Config(create_app(store, runner, validator, token=TOKEN), host="127.0.0.1",
+                            port=_free_port(), log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="live-app", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start in 60 s"
+        time.sleep(0.05)
+    try:
+        yield config.host, config.port
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from sqlalchemy import text
 from metalearn.api import responses as r
 from metalearn.api.auth import TokenCheck, no_check
 from metalearn.api.docs import DESCRIPTION, TAGS, add_docs
+from metalearn.api.gate import RequestGate
 from metalearn.api.models import (
     Attempt,
     AttemptSummary,
@@ -46,21 +47,17 @@ def create_app(
     token_for_reads: bool = False,
 ) -> FastAPI:
     """The FastAPI app; writes always need the bearer token, reads too when token_for_reads."""
-    write = Depends(TokenCheck(token))
-    read = Depends(TokenCheck(token) if token_for_reads else no_check)
+    tokens = TokenCheck(token)
+    write = Depends(tokens)
+    read = Depends(tokens if token_for_reads else no_check)
     app = FastAPI(title="metalearn", description=DESCRIPTION, openapi_tags=TAGS,
                   docs_url=None, redoc_url=None)
     add_docs(app)
     reads = r.guarded(token_for_reads)
     app.state.store, app.state.runner = store, runner
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next: Callable) -> Any:
-        """Refuse oversized bodies before they are read (and so before they can be echoed)."""
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
-            return JSONResponse({"detail": f"request body over {MAX_BODY} bytes"}, status_code=413)
-        return await call_next(request)
+    # A write's token before its body, and every body counted as it is read (gate.py).
+    app.add_middleware(RequestGate, check=tokens, max_body=MAX_BODY)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -6,6 +6,7 @@ import ipaddress
 
 from fastapi import HTTPException, Security, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 
 TOKEN_ENV = "METALEARN_API_TOKEN"
 MIN_TOKEN_LENGTH = 32  # off loopback; secrets.token_urlsafe(32) gives 43 characters
@@ -37,12 +38,20 @@ class TokenCheck:
         self.token = token or None
 
     def __call__(self, credentials: HTTPAuthorizationCredentials | None = Security(BEARER)) -> None:
+        self.verify(credentials.credentials if credentials is not None else "")  # None: no Bearer header
+
+    def verify_header(self, authorization: str | None) -> None:
+        """verify the token of an Authorization header, read as HTTPBearer reads it."""
+        scheme, given = get_authorization_scheme_param(authorization)
+        self.verify(given if scheme.lower() == "bearer" else "")
+
+    def verify(self, given: str) -> None:
+        """Raise 403 when this server has no token, 401 unless given is its token."""
         if self.token is None:
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN,
                 f"this server has no API token: set {TOKEN_ENV} where it starts to allow this request",
             )
-        given = credentials.credentials if credentials is not None else ""  # None: no Bearer header
         if not hmac.compare_digest(given.strip().encode(), self.token.encode()):
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,
