@@ -1,6 +1,7 @@
 """eval_adapt_check: test-time adaptation declines where it did not help on held-out support rows."""
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 
 import torch
@@ -136,3 +137,39 @@ def test_the_meta_test_reports_how_often_the_check_let_adaptation_run(monkeypatc
     ml.test_step(episodes[0], 0)
     ml.on_test_epoch_end()
     assert "test/toy/acc" in logged and not any(k.endswith("adapted") for k in logged)
+
+
+def query_loss_change(ml: Reptile, ep: Episode) -> float:
+    """Query loss after adapting on the whole support set minus before (negative: it helped)."""
+    params = ml.meta_parameters()
+    fast, _ = ml.adapt_support(params, ep.support_x, ep.support_y, ml.eval_inner_steps)
+    with torch.no_grad():
+        after = F.cross_entropy(ml.predict(fast, ep.support_x, ep.query_x), ep.query_y)
+        before = F.cross_entropy(ml.predict(params, ep.support_x, ep.query_x), ep.query_y)
+    return (after - before).item()
+
+
+def test_the_decision_never_reads_the_query_labels():
+    """Query labels chosen so that a rule reading them would decide the other way: where the
+    support folds decline, adapting would help these queries; where they adapt, it would hurt.
+    The decision, and so the predictions, follow the support alone. A decline-to-adapt rule
+    that read the query labels moved the recorded debug numbers by 0.05 and more; this test
+    fails on it whatever the debug fixture holds."""
+    ml = checked_learner()
+    ys = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    sign = torch.tensor([1.0, -1.0, 1.0, -1.0, -1.0, 1.0, -1.0, 1.0])
+    for support_x, adapts in ((sign[:, None] * E1, False),
+                              (torch.where(ys[:, None] == 0, E1, -E1), True)):
+        ep = episode(support_x, ys)
+        ml.eval_adapt_check = False
+        adapted, pre = ml.query_predictions(ep)
+        ml.eval_adapt_check = True
+        assert not torch.equal(adapted, pre)
+        # queries labelled as the adapted weights predict them (declining case) or against
+        # them (adapting case), whatever the support says
+        misleading = replace(ep, query_y=1 - adapted if adapts else adapted)
+        assert (query_loss_change(ml, misleading) < 0) != adapts  # it would mislead a query rule
+        for shown in (ep, misleading):
+            assert ml.evaluate_episode(shown)["adapted"] == float(adapts)
+            post, _ = ml.query_predictions(shown)
+            torch.testing.assert_close(post, adapted if adapts else pre)
