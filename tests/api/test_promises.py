@@ -283,3 +283,29 @@ def test_layer_activations_are_bounded_at_the_token_length_the_run_uses(client: 
         detail = response.json()["detail"]
         assert "data.max_length" in detail and "values per example" in detail, detail
     assert len(store.list_attempts()) == 1
+
+
+@pytest.mark.parametrize("stored", ["debug=fast", {"debug": "fast"}, [1, 2], 7])
+def test_a_row_with_malformed_json_columns_is_listed_and_refused_at_launch(client: TestClient, store: Store,
+                                                                           runner: Runner, stored: object) -> None:
+    """A queued row written behind the API's back whose overrides are not a list of strings:
+    GET /runs answered 500 for every row."""
+    attempt = store.create_attempt(status=schema.QUEUED, experiment=None, overrides=stored,
+                                   command=stored, tags=stored, config=[stored])
+    listed = client.get("/runs")
+    assert listed.status_code == 200, listed.text
+    assert [(r["id"], r["overrides"], r["command"]) for r in listed.json()] == [(attempt, stored, stored)]
+    shown = client.get(f"/runs/{attempt}")
+    assert shown.status_code == 200 and shown.json()["config"] == [stored]
+    runner.tick()
+    row = store.get_attempt(attempt)
+    assert row["status"] == schema.FAILED and row["pid"] is None
+    assert "overrides" in row["error"] and "list of strings" in row["error"], row["error"]
+
+
+def test_a_parent_with_malformed_overrides_is_not_meta_tested(client: TestClient, store: Store, auth: dict,
+                                                              log_root: Path) -> None:
+    parent, _ = _completed_parent(store, log_root, ["debug=fast"])
+    store.update_attempt(parent, overrides="experiment=reptile_amazon")
+    response = client.post(f"/runs/{parent}/test", json={}, headers=auth)
+    assert response.status_code == 422 and "not a list of strings" in response.json()["detail"]

@@ -34,7 +34,7 @@ class LaunchCheck:
 
     def argv(self, row: dict[str, Any]) -> list[str]:
         """The run.py arguments for a queued row, validated now; OverrideError if not allowed."""
-        experiment, overrides = row["experiment"], list(row["overrides"] or [])
+        experiment, overrides = row["experiment"], stored_overrides(row)
         if experiment is not None:
             head = f"experiment={experiment}"
             if not overrides or overrides[0] != head:
@@ -76,13 +76,13 @@ class LaunchCheck:
     def inherited(self, parent: dict[str, Any]) -> list[str]:
         """The parent's overrides a meta-test keeps: all but experiment, the test keys and
         Hydra's settings of the parent's own run (its output folder and the like)."""
-        return [o for o in parent["overrides"] or []
+        return [o for o in stored_overrides(parent)
                 if _key(o) not in TEST_KEYS and not _key(o).startswith("hydra.")]
 
     def trained_with(self, parent: dict[str, Any]) -> list[str]:
         """The parent's overrides as it trained: its own held-out groups and sizes included
         (what `inherited` drops), so its plan names the groups it really trained on."""
-        return [o for o in parent["overrides"] or []
+        return [o for o in stored_overrides(parent)
                 if _key(o) not in ("experiment", "train", "test", "ckpt_path")
                 and not _key(o).startswith("hydra.")]
 
@@ -109,6 +109,15 @@ class LaunchCheck:
             raise OverrideError(f"attempt {parent_id} is {parent['status']}; only a completed "
                                 "attempt can be meta-tested")
         return parent
+
+
+def stored_overrides(row: dict[str, Any]) -> list[str]:
+    """A row's overrides column, which a shared registry's other writers may have filled with
+    anything: a list of strings, else OverrideError."""
+    overrides = row["overrides"] or []
+    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+        raise OverrideError(f"the overrides of attempt {row['id']} are not a list of strings")
+    return list(overrides)
 
 
 def hydra_value(value: str) -> str:

@@ -8,11 +8,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 OverrideStr = Annotated[str, Field(min_length=1, max_length=8192)]
 Domain = Annotated[str, Field(pattern=r"^[A-Za-z0-9_&.-]+$", max_length=64)]
 UtcTime = Annotated[str | None, Field(description="UTC, ISO 8601 with a trailing Z")]
+# A JSON column as the registry holds it, documented by what the server and `metalearn train`
+# write there, not checked: a row another writer of a shared registry made otherwise is still
+# listed (a str in `overrides` made GET /runs answer 500 for every row).
+Strings = Annotated[Any, WithJsonSchema({"anyOf": [{"type": "array", "items": {"type": "string"}},
+                                                   {"type": "null"}]})]
+JsonObject = Annotated[Any, WithJsonSchema({"anyOf": [{"type": "object"}, {"type": "null"}]})]
 
 # ---- requests ---------------------------------------------------------------------------------
 
@@ -100,8 +106,8 @@ class AttemptSummary(_Open):
     algorithm: str | None = None
     status: str | None = Field(default=None, description="queued, running, testing, completed, "
                                                          "failed, interrupted or retracted")
-    overrides: list[str] | None = Field(default=None, description="the Hydra overrides it ran with")
-    command: list[str] | None = Field(default=None, description="the command line it was started with")
+    overrides: Strings = Field(default=None, description="the Hydra overrides it ran with")
+    command: Strings = Field(default=None, description="the command line it was started with")
     tags: Any = None
     created_at: UtcTime = None
     started_at: UtcTime = None
@@ -146,7 +152,7 @@ class TestResult(_Open):
 class Attempt(AttemptSummary):
     """One attempt: its composed config, a summary of each metric, its test results."""
 
-    config: dict[str, Any] | None = Field(default=None, description="the composed Hydra config")
+    config: JsonObject = Field(default=None, description="the composed Hydra config")
     metrics: dict[str, MetricSummary] | None = Field(default=None, description="by metric name")
     test_results: list[TestResult] | None = None
 
