@@ -418,8 +418,8 @@ class _Capped(io.RawIOBase):
         count = self.stream.readinto(buffer)
         self.total += count
         if self.total > self.limit:
-            raise RecordError(f"{self.path}: expands to more than {self.limit // 2 ** 20} MiB of "
-                              "text, more than metric rows of a record hold (refused unread)")
+            raise RecordError(f"{self.path}: expands to more than {self.limit // 2 ** 20} MiB, "
+                              "far more than the metric rows of a record take: not read further")
         return count
 
 
