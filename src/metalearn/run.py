@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 from metalearn.registry.engine import find_project_root
 from metalearn.registry.record import recorded_launch
+from metalearn.threads import prefer_passive_wait
 
 
 @hydra.main(config_path="pkg://metalearn.conf", config_name="train", version_base="1.3")
@@ -28,8 +29,10 @@ def launch(argv: Sequence[str], prog: str | None = None) -> None:
     The project root (logs/, data/ and the registry below it) is `$PROJECT_ROOT` if set (run.py
     sets its clone), else the clone around the current folder, else the current folder. A
     command line that fails before training (an unknown experiment, a config that does not
-    compose) is recorded as a failed attempt and ends with status 1.
+    compose) is recorded as a failed attempt and ends with status 1. Idle OpenMP threads sleep
+    (`OMP_WAIT_POLICY=PASSIVE` unless set): torch loads after this, in `main`.
     """
+    prefer_passive_wait()
     root = os.environ.setdefault("PROJECT_ROOT", str(find_project_root()))
     sys.argv = [prog or sys.argv[0], *argv]  # Hydra reads its arguments from sys.argv
     with recorded_launch(list(argv), root):

@@ -23,6 +23,7 @@ from metalearn.config_tree import print_config_tree
 from metalearn.objectives import require_served
 from metalearn.registry.record import record_attempt
 from metalearn.registry.report import flatten
+from metalearn.threads import limited_threads
 
 log = logging.getLogger(__name__)
 # The frozen trunk stays in eval mode on purpose (SplitModel.train); Lightning warns about it.
@@ -52,9 +53,13 @@ def instantiate_dict(group: DictConfig | None) -> list:
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Meta-train (if `cfg.train`), meta-validate (if `cfg.validate`) and meta-test (if
-    `cfg.test`); returns the final metrics."""
+    `cfg.test`); returns the final metrics.
+
+    On `cfg.threads` torch threads (metalearn.threads: `auto` is one, or `$OMP_NUM_THREADS`).
+    """
     with record_attempt(cfg):  # an attempt row in the registry; a failure keeps its traceback
-        return _train(cfg)
+        with limited_threads(cfg.get("threads", "auto")):
+            return _train(cfg)
 
 
 def _train(cfg: DictConfig) -> dict[str, float]:
