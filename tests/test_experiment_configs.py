@@ -47,6 +47,7 @@ DELIBERATE: dict[tuple[str, str], str] = {
                                 "and what every algorithm takes on it), a group choice Hydra records",
     ("*", "config.tags"): "tags name the benchmark alone, written once in its file; the experiment and the "
                           "algorithm are recorded beside them (task_name, the registry's columns)",
+    ("*", "config.threads"): "new setting (another change): torch threads per training process",
 }
 
 
