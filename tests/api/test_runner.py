@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -166,3 +168,129 @@ def test_every_row_is_validated_when_it_starts(project: Path, sqlite_url: str) -
         row = store.get_attempt(attempt)
         assert row["status"] == schema.FAILED and row["pid"] is None
         assert row["error"].startswith("refused at launch") and why in row["error"]
+
+
+class SlowCheck(LaunchCheck):
+    """The launch check of a loaded server: a second between taking a row and starting it."""
+
+    def argv(self, row: dict) -> list[str]:
+        time.sleep(1.0)
+        return super().argv(row)
+
+
+def test_cancel_while_an_attempt_is_starting(project: Path, sqlite_url: str) -> None:
+    """Between taking a queued row and starting its process the attempt is neither queued nor
+    a child yet: a cancel sent then (within 0.1 s of the submit) was answered 409."""
+    store = Store(sqlite_url)
+    validator = OverrideValidator(project / "conf", root=project, settings=SETTINGS, groups={})
+    runner = _Runner(store, project, SlowCheck(validator, store, project / "logs"), entry=["run.py"],
+                     poll_s=0.05).start()
+    try:
+        attempt = runner.submit(None, ["steps=100000"])
+        _wait(store, attempt, (schema.RUNNING,), timeout=10)
+        assert runner.cancel(attempt) == schema.INTERRUPTED
+        time.sleep(1.5)  # the launch check has returned by now
+        row = store.get_attempt(attempt)
+        assert row["status"] == schema.INTERRUPTED and row["pid"] is None and not runner.children
+        assert row["error"] == "cancelled before it started"
+        assert runner.submit(None, ["steps=2"])  # the slot is free again
+    finally:
+        runner.stop(cancel_running=True)
+
+
+def test_cancel_right_after_submit_never_conflicts(project: Path, sqlite_url: str) -> None:
+    store = Store(sqlite_url)
+    runner = Runner(store, project, poll_s=0.01).start()
+    try:
+        for _ in range(10):
+            attempt = runner.submit(None, ["steps=100000"])
+            time.sleep(0.02)
+            assert runner.cancel(attempt) in (schema.INTERRUPTED, "cancelling")
+            assert _wait(store, attempt, schema.TERMINAL, timeout=30)["status"] == schema.INTERRUPTED
+    finally:
+        runner.stop(cancel_running=True)
+
+
+SERVE_FAKE = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from metalearn.registry import Store
+    from tests.api.test_runner import Runner
+
+    runner = Runner(Store(sys.argv[1]), Path(sys.argv[2]), poll_s=0.05).start()
+    print(runner.submit(None, ["steps=100000", "sleep=0.01"]), flush=True)
+    time.sleep(600)
+    """
+)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").is_file(), reason="finding a server's children needs /proc")
+def test_a_restarted_server_adopts_the_child_a_killed_one_left(project: Path, sqlite_url: str,
+                                                                tmp_path: Path) -> None:
+    """A server killed with SIGKILL leaves its child running (children outlive their server);
+    the server started after it counts that child against --max-parallel, can cancel it, and
+    records its end, instead of starting a second attempt beside it."""
+    script = tmp_path / "serve_fake.py"
+    script.write_text(SERVE_FAKE)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC.parent), str(SRC)]))
+    first = subprocess.Popen([sys.executable, str(script), sqlite_url, str(project)], env=env,
+                             stdout=subprocess.PIPE, text=True, cwd=SRC.parent)
+    store, orphan_pid = Store(sqlite_url), None
+    try:
+        orphan = int(first.stdout.readline())
+        deadline = time.monotonic() + 120
+        while not store.metrics(orphan) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        orphan_pid = store.get_attempt(orphan)["pid"]
+        assert orphan_pid and store.metrics(orphan), "the first server's attempt did not start"
+        first.kill()  # SIGKILL: no cleanup of any kind
+        first.wait(timeout=30)
+        assert _alive(orphan_pid)
+
+        runner = Runner(store, project, max_parallel=1, poll_s=0.05, kill_after_s=5).start()
+        try:
+            second = runner.submit(None, ["steps=2"])
+            time.sleep(2)
+            assert store.get_attempt(second)["status"] == schema.QUEUED  # not beside the orphan
+            assert list(runner.children) == [orphan]
+            assert runner.cancel(orphan) == "cancelling"
+            row = _wait(store, orphan, schema.TERMINAL, timeout=30)
+            assert row["status"] == schema.INTERRUPTED, row
+            assert _wait(store, second, schema.TERMINAL)["status"] == schema.COMPLETED
+        finally:
+            runner.stop(cancel_running=True)
+        assert not _alive(orphan_pid)
+    finally:
+        if first.poll() is None:
+            first.kill()
+        if orphan_pid and _alive(orphan_pid):
+            os.killpg(orphan_pid, signal.SIGKILL)
+
+
+def test_a_live_servers_children_are_not_adopted(project: Path, sqlite_url: str) -> None:
+    """Two servers on one registry: each counts only its own children."""
+    store = Store(sqlite_url)
+    first = Runner(store, project, poll_s=0.05).start()
+    second = Runner(store, project, poll_s=0.05)
+    try:
+        attempt = first.submit(None, ["steps=100000", "sleep=0.01"])
+        _wait(store, attempt, (schema.RUNNING,))
+        deadline = time.monotonic() + 60
+        while store.get_attempt(attempt)["pid"] is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        second.start()
+        mine = second.submit(None, ["steps=2"])
+        assert _wait(store, mine, schema.TERMINAL)["status"] == schema.COMPLETED
+        assert attempt not in second.children
+    finally:
+        second.stop()
+        first.stop(cancel_running=True)
