@@ -29,6 +29,10 @@ ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 LIVE_TOKEN = "live-test-token"  # the token the `server` process starts with
+# How long a server process may take to answer /health: importing torch, Lightning and the app
+# takes seconds on an idle machine and over a minute on a loaded one. The wait ends at once
+# when the process exits.
+SERVER_START_S = 600.0
 
 
 @pytest.fixture
@@ -74,9 +78,12 @@ def live_app(store: Store, runner: Runner, validator: OverrideValidator) -> Iter
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="live-app", daemon=True)
     thread.start()
-    deadline = time.monotonic() + 60
+    started = time.monotonic()
     while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start in 60 s"
+        waited = time.monotonic() - started
+        assert thread.is_alive() and waited < SERVER_START_S, (
+            f"uvicorn did not start listening on {config.host}:{config.port}: waited {waited:.1f} s "
+            f"(at most {SERVER_START_S:.0f} s); its thread {'runs' if thread.is_alive() else 'ended'}")
         time.sleep(0.05)
     try:
         yield config.host, config.port
@@ -96,6 +103,28 @@ def served_project(tmp_path: Path) -> Path:
     return project
 
 
+def wait_for_health(proc: subprocess.Popen, base: str, log_path: Path,
+                    timeout: float = SERVER_START_S) -> float:
+    """Wait until the server at base answers GET /health with 200, while proc lives; the
+    seconds it took. Raises RuntimeError saying what was awaited, for how long, and why it
+    ended (the process exited, or the time ran out), with the end of the server's log."""
+    started = time.monotonic()
+    while True:
+        try:
+            if httpx.get(f"{base}/health", timeout=5).status_code == 200:
+                return time.monotonic() - started
+        except httpx.TransportError:
+            pass  # not listening yet
+        waited = time.monotonic() - started
+        code = proc.poll()
+        if code is not None or waited > timeout:
+            why = f"the process exited with status {code}" if code is not None else "the process still runs"
+            tail = log_path.read_text(errors="replace")[-4000:] if log_path.is_file() else "(no log)"
+            raise RuntimeError(f"server did not start: waited {waited:.1f} s (at most {timeout:.0f} s) for "
+                               f"GET {base}/health to answer 200; {why}. Its log ends:\n{tail}")
+        time.sleep(0.3)
+
+
 @pytest.fixture
 def server(sqlite_url: str, tmp_path: Path, served_project: Path) -> Iterator[str]:
     """`metalearn serve` on a free loopback port over a temp registry, started in
@@ -110,16 +139,7 @@ def server(sqlite_url: str, tmp_path: Path, served_project: Path) -> Iterator[st
         cwd=served_project, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass  # not listening yet
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start:\n{(tmp_path / 'server.log').read_text()}")
-            time.sleep(0.3)
+        wait_for_health(proc, base, tmp_path / "server.log")
         yield base
     finally:
         proc.send_signal(signal.SIGINT)
