@@ -107,52 +107,41 @@ def deliberate(command: str, key: str) -> bool:
     return any(fnmatch.fnmatchcase(command, c) and fnmatch.fnmatchcase(key, k) for c, k in DELIBERATE)
 
 
-@pytest.fixture(scope="module")
-def recorded() -> dict[str, Any]:
-    return json.loads(FIXTURE.read_text())
-
-
-@pytest.fixture(scope="module")
-def composed(recorded: dict[str, Any]) -> Iterator[dict[str, dict[str, Any]]]:
-    """Every recorded command composed from today's configs (once for the module)."""
-    mp = pytest.MonkeyPatch()
+@pytest.fixture
+def places(monkeypatch):
+    """ENV's places instead of this machine's; Hydra's runtime config unset afterwards."""
     for name, value in ENV.items():
-        mp.setenv(name, value)
+        monkeypatch.setenv(name, value)
     for name in UNSET:
-        mp.delenv(name, raising=False)
-    try:
-        yield {command: resolved(command) for command in recorded}
-    finally:
-        HydraConfig.instance().cfg = None
-        mp.undo()
+        monkeypatch.delenv(name, raising=False)
+    yield
+    HydraConfig.instance().cfg = None
 
 
-def test_every_experiment_composes_what_it_composed_apart_from_the_deliberate(composed, recorded):
-    unexpected = {}
-    for command, before in recorded.items():
-        found = {k: v for k, v in differences(before, composed[command]).items() if not deliberate(command, k)}
-        if found:
-            unexpected[command] = found
+def test_every_experiment_composes_what_it_composed_apart_from_the_deliberate(places):
+    """One test for all the checks on the composed configs, so the 75 compositions run once."""
+    recorded = json.loads(FIXTURE.read_text())
+    composed = {command: resolved(command) for command in recorded}
+    found = {c: differences(recorded[c], composed[c]) for c in recorded}
+    unexpected = {c: {k: v for k, v in d.items() if not deliberate(c, k)} for c, d in found.items()}
+    unexpected = {c: d for c, d in unexpected.items() if d}
     assert not unexpected, json.dumps(unexpected, indent=1)
-
-
-def test_tags_name_the_benchmark(composed):
-    """What the tags difference in DELIBERATE is meant to be, and no other."""
-    for command, found in composed.items():
-        if "experiment=" in command and "tags=" not in command:
-            assert found["config"]["tags"] == [found["choices"]["benchmark"]], command
-
-
-def test_every_deliberate_difference_is_found(composed, recorded):
-    """A listed difference that no command shows is a stale entry."""
-    seen = {(c, k) for c in recorded for k in differences(recorded[c], composed[c])}
+    # what the tags entry of DELIBERATE means, and no other tags
+    for command, got in composed.items():
+        if command.startswith("experiment="):
+            assert got["config"]["tags"] == [got["choices"]["benchmark"]], command
+    # an entry of DELIBERATE that no command shows is stale
+    seen = {(c, k) for c, d in found.items() for k in d}
     stale = [f"{c} :: {k}" for c, k in DELIBERATE
              if not any(fnmatch.fnmatchcase(sc, c) and fnmatch.fnmatchcase(sk, k) for sc, sk in seen)]
     assert not stale, stale
 
 
-def test_the_fixture_covers_every_experiment_and_sweep(recorded):
-    """An experiment or sweep file added later is composed here too (its name must stay)."""
+def test_the_fixture_covers_every_experiment_and_sweep():
+    """Every experiment and sweep file is composed here; none of the recorded is gone. A new
+    one is recorded with `python tests/test_experiment_configs.py --record "experiment=NAME"
+    "experiment=NAME debug=fast"`."""
+    recorded = json.loads(FIXTURE.read_text())
     assert sorted(recorded) == sorted(commands())
 
 
@@ -165,18 +154,19 @@ def test_a_changed_value_is_a_difference():
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=f"record every experiment's resolved config in {FIXTURE}")
-    parser.add_argument("--record", action="store_true", help="write the fixture (else print it)")
+    parser = argparse.ArgumentParser(description=f"record resolved configs in {FIXTURE}")
+    parser.add_argument("--record", action="store_true", help="write the fixture (else print)")
+    parser.add_argument("commands", nargs="*", help="only these (the others' records stay); default: all")
     args = parser.parse_args()
     os.environ.update(ENV)
     for name in UNSET:
         os.environ.pop(name, None)
-    found = {command: resolved(command) for command in commands()}
-    text = json.dumps(found, indent=1, sort_keys=True) + "\n"
+    found = {command: resolved(command) for command in args.commands or commands()}
     if args.record:
-        FIXTURE.write_text(text)
+        kept = json.loads(FIXTURE.read_text()) if args.commands and FIXTURE.exists() else {}
+        FIXTURE.write_text(json.dumps({**kept, **found}, indent=1, sort_keys=True) + "\n")
     else:
-        print(text, end="")
+        print(json.dumps(found, indent=1, sort_keys=True))
 
 
 if __name__ == "__main__":
