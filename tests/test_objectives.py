@@ -40,6 +40,23 @@ def test_regression_is_mean_squared_error_with_a_normal_interval():
         r.loss(out.squeeze(1), y)
 
 
+@pytest.mark.parametrize("shape", [(5, 1), (5, 2), (5, 2, 3)])
+def test_regression_averages_over_every_output_of_an_example(shape):
+    """A target of several values per example ([N, 2]: a point, [N, 2, 3]: a grid): the loss is
+    F.mse_loss, the mean over every entry; an example's score is the mean over its entries, and
+    the summed loss (fine-tuning's pooled batches) sums those over the examples. A loss summing
+    over an example's outputs instead passes every [N, 1] case."""
+    g = torch.Generator().manual_seed(0)
+    out, y = torch.randn(shape, generator=g), torch.randn(shape, generator=g)
+    r = Regression()
+    torch.testing.assert_close(r.loss(out, y), F.mse_loss(out, y))
+    per_example = ((out - y) ** 2).reshape(shape[0], -1).mean(1)
+    torch.testing.assert_close(r.example_scores(out, y), per_example)
+    torch.testing.assert_close(r.score(out, y), F.mse_loss(out, y))
+    torch.testing.assert_close(r.loss(out, y, reduction="sum"), per_example.sum())
+    torch.testing.assert_close(r.loss(out, y, reduction="sum") / shape[0], F.mse_loss(out, y))
+
+
 def test_an_objective_refuses_a_metric_or_direction_it_does_not_compute():
     assert Classification(metric="acc", mode="max").metric == "acc"
     with pytest.raises(ValueError, match="objective.mode='max'.*computes mode 'min'"):

@@ -29,20 +29,21 @@ from tests.algorithms.test_oracles import one_meta_step
 INNER_LR, STEPS, OUTER_LR = 0.1, 3, 0.5
 
 
-def regression_episode(seed: int, n: int = 6) -> Episode:
-    """Targets y = x . w + 0.1 noise for a task-specific w: [n, 1] doubles."""
+def regression_episode(seed: int, n: int = 6, outputs: int = 1) -> Episode:
+    """Targets y = x W + 0.1 noise for a task-specific W: [n, outputs] doubles."""
     g = torch.Generator().manual_seed(seed)
-    w = torch.randn(3, 1, generator=g, dtype=torch.float64)
+    w = torch.randn(3, outputs, generator=g, dtype=torch.float64)
     xs, xq = (torch.randn(n, 3, generator=g, dtype=torch.float64) for _ in range(2))
-    noise = [0.1 * torch.randn(n, 1, generator=g, dtype=torch.float64) for _ in range(2)]
+    noise = [0.1 * torch.randn(n, outputs, generator=g, dtype=torch.float64) for _ in range(2)]
     return Episode(xs, xs @ w + noise[0], xq, xq @ w + noise[1], family="lin", group="lin",
                    shots=n, queries=n)
 
 
 def mse_grad(W, b, x, y):
-    """Gradient of mean((x W^T + b - y)^2) by hand: 2 r^T x / n and 2 sum(r) / n."""
-    r = x @ W.T + b - y  # [n, 1]
-    return 2 * r.T @ x / len(x), 2 * r.sum(0) / len(x)
+    """Gradient of mean((x W^T + b - y)^2) over all n * d entries by hand: 2 r^T x / (n d) and
+    2 sum(r) / (n d)."""
+    r = x @ W.T + b - y  # [n, d]
+    return 2 * r.T @ x / r.numel(), 2 * r.sum(0) / r.numel()
 
 
 def sgd_by_hand(W, b, x, y, steps=STEPS, lr=INNER_LR):
@@ -52,12 +53,12 @@ def sgd_by_hand(W, b, x, y, steps=STEPS, lr=INNER_LR):
     return W, b
 
 
-def linear(cls, **kw):
+def linear(cls, outputs: int = 1, **kw):
     torch.manual_seed(0)
     inner = dict(inner_lr=INNER_LR, eval_inner_steps=STEPS)
     if cls is not FineTune:  # the gradient learners also adapt in training
         inner["inner_steps"] = STEPS
-    return cls(model=SplitModel(top=nn.Linear(3, 1).double()), objective=Regression(),
+    return cls(model=SplitModel(top=nn.Linear(3, outputs).double()), objective=Regression(),
                optimizer=partial(torch.optim.SGD, lr=OUTER_LR), **inner, **kw)
 
 
@@ -78,10 +79,12 @@ def test_reptile_moves_toward_the_tasks_least_squares_fits():
                                b0 + OUTER_LR * (sum(b for _, b in adapted) / 3 - b0))
 
 
-def test_fomaml_meta_gradient_is_the_query_mse_gradient_at_the_adapted_weights():
-    learner = linear(MAML, first_order=True)
+# two outputs: the mean over an example's outputs, not their sum (every step divides by n d)
+@pytest.mark.parametrize("outputs", [1, 2])
+def test_fomaml_meta_gradient_is_the_query_mse_gradient_at_the_adapted_weights(outputs):
+    learner = linear(MAML, outputs, first_order=True)
     W0, b0 = start(learner)
-    episodes = [regression_episode(s) for s in (4, 5)]
+    episodes = [regression_episode(s, outputs=outputs) for s in (4, 5)]
     gW, gb = torch.zeros_like(W0), torch.zeros_like(b0)
     for e in episodes:
         Wt, bt = sgd_by_hand(W0, b0, e.support_x, e.support_y)
@@ -92,10 +95,11 @@ def test_fomaml_meta_gradient_is_the_query_mse_gradient_at_the_adapted_weights()
     torch.testing.assert_close(learner.model.top.bias, b0 - OUTER_LR * gb)
 
 
-def test_finetune_step_is_sgd_on_the_pooled_squared_error():
-    learner = linear(FineTune)
+@pytest.mark.parametrize("outputs", [1, 2])
+def test_finetune_step_is_sgd_on_the_pooled_squared_error(outputs):
+    learner = linear(FineTune, outputs)
     W0, b0 = start(learner)
-    episodes = [regression_episode(s) for s in (6, 7)]
+    episodes = [regression_episode(s, outputs=outputs) for s in (6, 7)]
     x = torch.cat([t for e in episodes for t in (e.support_x, e.query_x)])
     y = torch.cat([t for e in episodes for t in (e.support_y, e.query_y)])
     gW, gb = mse_grad(W0, b0, x, y)
