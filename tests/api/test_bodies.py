@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import time
 
-from metalearn.api.app import MAX_BODY
+from metalearn.api.gate import MAX_BODY
 from metalearn.registry import Store
 from tests.api.conftest import TOKEN
 

@@ -13,7 +13,7 @@ from sqlalchemy import text
 from metalearn.api import responses as r
 from metalearn.api.auth import TokenCheck, no_check
 from metalearn.api.docs import DESCRIPTION, TAGS, add_docs
-from metalearn.api.gate import RequestGate
+from metalearn.api.gate import MAX_BODY, RequestGate
 from metalearn.api.models import (
     Attempt,
     AttemptSummary,
@@ -33,7 +33,6 @@ from metalearn.registry.store import Store
 
 log = logging.getLogger(__name__)
 MAX_ID = 2**63 - 1  # the registry's integer columns; larger ids and steps cannot exist
-MAX_BODY = 256 * 1024  # bytes: a request is a few overrides, never megabytes
 RETRY_AFTER_S = 30
 AttemptId = Annotated[int, Path(ge=1, le=MAX_ID, description="an attempt id")]
 

@@ -9,6 +9,8 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from metalearn.api.auth import TOKEN_ENV
+from metalearn.api.gate import MAX_BODY
+from metalearn.api.overrides import MAX_DEPTH
 
 # fastapi-offline ships static/swagger-ui-bundle.js, swagger-ui.css, redoc.standalone.js, favicon.png
 ASSETS_PACKAGE = "fastapi_offline"
@@ -23,7 +25,10 @@ server was started with (`{TOKEN_ENV}`); reads need it too when the server liste
 loopback. On the `/docs` page press **Authorize**, paste the token (without `Bearer `) and
 confirm: every request sent from it then carries `Authorization: Bearer <token>`. A wrong or
 missing token is answered with 401; a server started without a token refuses those requests
-with 403. `/health` is always open.
+with 403, in both cases before the request's body is read. `/health` is always open.
+
+**Limits.** A body over {MAX_BODY // 1024} KB, with or without a `Content-Length`, is refused
+with 413. An override nests at most {MAX_DEPTH} brackets deep, and every number it sets is finite.
 
 **Following an attempt.** `POST /runs` answers 202 with the new attempt's id; poll
 `GET /runs/{{id}}/metrics`, passing each page's `last_step` back as `after_step`, until the

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from metalearn.api.auth import TokenCheck
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # every other method is a write
+MAX_BODY = 256 * 1024  # bytes: a request is a few overrides, never megabytes
 
 
 class RequestGate:
