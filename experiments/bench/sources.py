@@ -9,6 +9,7 @@ Both hand Lightning the project's own loader (`EpisodeSet` + `MetaBatchSampler`)
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +57,7 @@ class ReviewSource:
                         for k, c in enumerate(CLASSES)}
             if min(len(v) for v in by_class.values()) >= shots + queries:
                 pools[f] = by_class  # as the data module, families too small to draw from are left out
-        self.sampler = TaskSampler(pools, len(CLASSES), shots, queries)
+        self.sampler = TaskSampler(pools, ways=len(CLASSES), shots=shots, queries=queries)
         self.seed, self.meta_batch, self.steps = seed, meta_batch, steps
         self.tokenizer, self.max_length = tokenizer, max_length
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -116,15 +117,16 @@ class DataModuleSource:
             datamodule.prepare_data()
             datamodule.setup("fit")
         self.dm = datamodule
-        self.meta_batch = meta_batch or datamodule.meta_batch_size
+        self.meta_batch = meta_batch or datamodule.episodes.meta_batch_size
 
     def meta_batch_at(self, step: int) -> list[Episode]:
         dm = self.dm
-        return [dm.build(dm.train_sampler.train_episode(dm.seed, step, t))
+        return [dm.build(dm.train_sampler.train_episode(dm.episodes.seed, step, t))
                 for t in range(self.meta_batch)]
 
     def loader(self, steps: int) -> DataLoader:
-        self.dm.steps_per_epoch, self.dm.meta_batch_size = steps, self.meta_batch
+        self.dm.episodes = replace(self.dm.episodes, steps_per_epoch=steps,
+                                   meta_batch_size=self.meta_batch)
         return self.dm.train_dataloader()  # no trainer attached: starts at step 0
 
 

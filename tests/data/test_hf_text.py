@@ -1,4 +1,4 @@
-"""data=hf_text: families of tasks from a CSV the tests write, and the ARSC benchmark through it."""
+"""data=hf_text: families of tasks from a CSV the tests write, and the ARSC benchmark's files through it."""
 from __future__ import annotations
 
 import csv
@@ -10,11 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
 
-from metalearn.conf import CONFIG_DIR
 from metalearn.data.hf_text import HFTextEpisodes
-from metalearn.data.review_datamodule import ReviewEpisodes
+from metalearn.data.review_datamodule import ReviewEpisodes, ReviewRows
 from metalearn.data.reviews import review_index
 from metalearn.train import build
 from tests.conftest import ROOT, compose_config
@@ -79,7 +77,7 @@ def test_episodes_balanced_disjoint_and_of_their_family_and_class(dm):
     widths = Counter()
     for step in range(30):
         for task in range(4):
-            spec = dm.train_sampler.train_episode(dm.seed, step, task)
+            spec = dm.train_sampler.train_episode(dm.episodes.seed, step, task)
             ep = dm.build(spec)
             widths[spec.family, ep.ways] += 1
             assert ep.support_y.tolist() == sorted(ep.support_y.tolist())  # fixed label order
@@ -99,7 +97,7 @@ def test_episodes_balanced_disjoint_and_of_their_family_and_class(dm):
 
 def test_meta_validation_rows_are_not_training_rows(dm):
     train = {int(i) for p in dm.train_sampler.pools.values() for r in p.values() for i in r}
-    val = {int(i) for p in dm.val_sampler.pools.values() for r in p.values() for i in r}
+    val = {int(i) for p in dm.plan.val_sampler.pools.values() for r in p.values() for i in r}
     assert train and val and not train & val
 
 
@@ -235,27 +233,35 @@ def test_no_data_named(tmp_path):
         HFTextEpisodes(data_files=str(tmp_path / "none.csv"), cache_dir=str(tmp_path))
 
 
-# ---- the Amazon benchmark through data=hf_text ----------------------------------------------------
-def both_configs(tmp_path: Path) -> tuple:
-    """data=amazon and data=amazon_hf, composed as run.py composes them."""
-    cfgs = [compose_config(["experiment=reptile_amazon", f"data={d}", f"paths.cache_dir={tmp_path}"],
-                           tmp_path / d).data for d in ("amazon", "amazon_hf")]
-    return tuple(build(c) for c in cfgs)
+# ---- the Amazon benchmark's files through data=hf_text --------------------------------------------
+def amazon_and_hf_text(tmp_path: Path) -> tuple[ReviewEpisodes, HFTextEpisodes]:
+    """data=amazon as run.py composes it, and data=hf_text on the same ARSC files (`layout:
+    arsc`): a family per (domain, task), grouped by domain, the same domains, held-out domains,
+    splits and episode settings."""
+    cfg = compose_config(["experiment=reptile_amazon", f"paths.cache_dir={tmp_path}"],
+                         tmp_path / "out").data
+    episode = {k: cfg[k] for k in ("shots", "queries", "meta_batch_size", "steps_per_epoch",
+                                   "val_episodes", "test_episodes", "seed", "eval_seed")}
+    hf = HFTextEpisodes(path=cfg.path, layout="arsc", task_column=["domain", "task"],
+                        group_column="domain", split_column="split", groups=list(cfg.domains),
+                        heldout=list(cfg.heldout), train_splits=list(cfg.train_splits),
+                        val_splits=list(cfg.val_splits), ways=2, tokenizer=cfg.tokenizer,
+                        max_length=cfg.max_length, cache_dir=cfg.cache_dir, **episode)
+    return build(cfg), hf
 
 
 def test_arsc_through_hf_text_draws_the_episodes_of_data_amazon(tmp_path):
     """Every meta-train draw (200 steps x 4 tasks), every meta-val and meta-test episode,
-    index for index and label for label, on the real ARSC files."""
-    amazon, hf = both_configs(tmp_path)
-    ix = review_index(amazon.path)
-    a = amazon._plan(ix["domain"], ix["task"], ix["split"], ix["label"])
-    b = hf._plan(hf.read_index())
-    assert a["val_specs"] == b.val_specs and len(b.val_specs) > 50
-    assert a["test_specs"] == b.test_specs and len(b.test_specs) == 90
-    assert a["train_sampler"].families == b.train_sampler.families
+    index for index and label for label, on the real ARSC files: the two planners agree."""
+    amazon, hf = amazon_and_hf_text(tmp_path)
+    a = amazon._plan(ReviewRows(**review_index(amazon.path)))
+    b = hf.splits.plan(hf.read_index(), hf.episodes)
+    assert a.val_specs == b.val_specs and len(b.val_specs) > 50
+    assert a.test_specs == b.test_specs and len(b.test_specs) == 90
+    assert a.train_sampler.families == b.train_sampler.families
     for step in range(200):
         for task in range(4):
-            assert (a["train_sampler"].train_episode(42, step, task)
+            assert (a.train_sampler.train_episode(42, step, task)
                     == b.train_sampler.train_episode(42, step, task))
     assert hf.preflight() == amazon.preflight()
 
@@ -289,14 +295,6 @@ def test_arsc_through_hf_text_gives_the_same_token_tensors(tmp_path):
             assert torch.equal(getattr(x, f"{part}_y"), getattr(y, f"{part}_y"))
             for k in ("input_ids", "attention_mask"):
                 assert torch.equal(getattr(x, f"{part}_x")[k], getattr(y, f"{part}_x")[k])
-
-
-def test_amazon_hf_config_names_the_same_split_as_amazon():
-    amazon = OmegaConf.load(CONFIG_DIR / "data" / "amazon.yaml")
-    hf = OmegaConf.load(CONFIG_DIR / "data" / "amazon_hf.yaml")
-    assert list(hf.groups) == list(amazon.domains) and list(hf.heldout) == list(amazon.heldout)
-    for key in ("train_splits", "val_splits", "steps_per_epoch", "val_episodes", "test_episodes"):
-        assert hf[key] == amazon[key], key
 
 
 # ---- through train(cfg): a 3-way and a 2-way family in one run ---------------------------------
@@ -339,5 +337,5 @@ def test_other_file_forms_give_the_same_families(form, csv_file, tmp_path):
     reference = make(csv_file, tmp_path).read_index()
     index = other.read_index()
     for key in ("family", "group", "label", "rank"):
-        assert np.array_equal(index[key], reference[key]), key
+        assert np.array_equal(getattr(index, key), getattr(reference, key)), key
     assert other.preflight() == make(csv_file, tmp_path).preflight()

@@ -72,7 +72,8 @@ def test_episodes_n_way_k_shot_shuffled_labels_disjoint(grouped, tmp_path):
         assert len(set.union(*by_label.values())) == 3
         first[spec.classes[0]] += 1
     assert len(first) > 3  # label 0 is a different class from episode to episode
-    train, val, test = dm.split["train"], dm.split["val"], dm.split["test"]
+    parts = dm.plan.groups
+    train, val, test = parts.train_groups, parts.val_groups, parts.test_groups
     assert not (set(train) & set(val) or set(train) & set(test) or set(val) & set(test))
     # stratified: every group has classes in every part
     for part in (train, val, test):
@@ -87,9 +88,9 @@ def test_episodes_n_way_k_shot_shuffled_labels_disjoint(grouped, tmp_path):
 def test_heldout_group_is_the_meta_test_and_never_trained(grouped, tmp_path):
     dm = make(grouped, tmp_path, heldout=["south"], val_groups=["east"])
     dm.setup("fit")
-    assert {c.split("/")[0] for c in dm.split["test"]} == {"south"}
-    assert {c.split("/")[0] for c in dm.split["val"]} == {"east"}
-    assert {c.split("/")[0] for c in dm.split["train"]} == {"north"}
+    assert {c.split("/")[0] for c in dm.plan.groups.test_groups} == {"south"}
+    assert {c.split("/")[0] for c in dm.plan.groups.val_groups} == {"east"}
+    assert {c.split("/")[0] for c in dm.plan.groups.train_groups} == {"north"}
     plan = dm.preflight()
     assert plan.groups == ("east", "north", "south")
     assert not set(plan.train_groups) & set(plan.test_groups)
@@ -115,7 +116,7 @@ def test_flat_layout_rgb_and_no_inversion(tmp_path):
     dm = make(root, tmp_path, channels=3, image_size=6, test_fraction=0.3, val_fraction=0.3)
     dm.setup("fit")
     assert dm.images.shape == (60, 3, 6, 6)
-    assert len(dm.split["test"]) == 3 and len(dm.split["val"]) == 3
+    assert len(dm.plan.groups.test_groups) == 3 and len(dm.plan.groups.val_groups) == 3
     inverted = make(root, tmp_path, invert=True, test_fraction=0.3, val_fraction=0.3)
     inverted.setup("fit")
     plain = make(root, tmp_path, test_fraction=0.3, val_fraction=0.3)

@@ -59,7 +59,7 @@ def test_second_setup_reads_the_cache(dm):
 
 def test_episodes_are_n_way_k_plus_l_disjoint_float_images(dm):
     for key in [(0, 0), (3, 7)]:
-        spec = dm.train_sampler.train_episode(dm.seed, *key)
+        spec = dm.train_sampler.train_episode(dm.episodes.seed, *key)
         ep = dm.build(spec)
         assert ep.support_x.shape == (5, 1, 28, 28) and ep.query_x.shape == (15, 1, 28, 28)
         assert ep.support_x.dtype == torch.float32
@@ -75,7 +75,7 @@ def test_episodes_are_n_way_k_plus_l_disjoint_float_images(dm):
 
 def test_train_shots_shape_meta_training_episodes_only():
     dm = make(train_shots=4, train_queries=2)
-    train = dm.build(dm.train_sampler.train_episode(dm.seed, 0, 0))
+    train = dm.build(dm.train_sampler.train_episode(dm.episodes.seed, 0, 0))
     assert Counter(train.support_y.tolist()) == {c: 4 for c in range(5)}
     assert Counter(train.query_y.tolist()) == {c: 2 for c in range(5)}
     for spec in dm.val_specs + dm.test_specs:  # evaluation keeps shots=1, queries=3
@@ -109,7 +109,7 @@ def test_rotations_are_distinct_classes_of_meta_train_only(dm):
     assert len({tuple(p) for p in pools}) == 4
     x0, x90 = dm.stack(dm.images, pools[0][:1]), dm.stack(dm.images, pools[1][:1])
     assert torch.equal(x90, torch.rot90(x0, 1, dims=(-2, -1))) and not torch.equal(x0, x90)
-    assert all(name.endswith("/rot0") for name in dm.val_sampler.pools[FAMILY])
+    assert all(name.endswith("/rot0") for name in dm.plan.val_sampler.pools[FAMILY])
     assert len(make(rotations=False).train_sampler.pools[FAMILY]) == 145
 
 

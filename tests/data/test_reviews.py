@@ -28,7 +28,7 @@ def arsc(tmp_path_factory) -> ReviewEpisodes:
 def test_heldout_domains_never_drawn_in_meta_training(arsc):
     held = {"automotive", "computer_video_games", "office_products"}  # `&_` spelling accepted
     assert not {f.split("/")[0] for f in arsc.train_sampler.families} & held
-    assert {f.split("/")[0] for f in arsc.test_sampler.families} == held
+    assert {f.split("/")[0] for f in arsc.plan.test_sampler.families} == held
     loader = arsc.train_dataloader()
     for start in (0, 25):
         loader.batch_sampler.first_step = lambda start=start: start
@@ -83,7 +83,7 @@ def test_seed_json_format_loads(tmp_path, wrapped):
     dm.setup("fit")
     assert dm.tokenized_now
     assert dm.train_sampler.families == ["apparel", "baby"]
-    assert dm.test_sampler.families == ["computer_video_games"]
+    assert dm.plan.test_sampler.families == ["computer_video_games"]
     ep = next(iter(dm.test_dataloader()))
     assert ep.support_y.tolist() == [0, 0, 1, 1] and ep.group == "computer_video_games"
 

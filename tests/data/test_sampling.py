@@ -29,8 +29,8 @@ def test_episodes_are_balanced_and_disjoint():
 
 
 def test_episodes_are_deterministic_per_seed():
-    a = TaskSampler(pools(), 2, 5, 5)
-    b = TaskSampler(pools(), 2, 5, 5)
+    a = TaskSampler(pools(), ways=2, shots=5, queries=5)
+    b = TaskSampler(pools(), ways=2, shots=5, queries=5)
     assert [a.train_episode(1, 2, i) for i in range(10)] == [b.train_episode(1, 2, i) for i in range(10)]
     assert a.train_episode(1, 2, 0) != a.train_episode(2, 2, 0)
     assert a.fixed_episodes(7, 3) == b.fixed_episodes(7, 3)

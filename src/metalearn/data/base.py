@@ -1,67 +1,92 @@
-"""What every episodic DataModule shares: seeded training meta-batches, fixed evaluation episodes.
+"""What every episodic DataModule shares: its episode settings, seeded training meta-batches,
+fixed evaluation episodes.
 
-A subclass loads its data in `_load()`, builds `train_sampler`, `val_specs` and `test_specs`
-in `setup()`, and turns an `EpisodeSpec` into an `Episode` in `build()`.
+A source declares its `episode_defaults`, loads its data in `_load()`, plans its splits in
+`make_plan()` (samplers and fixed episodes, drawn by `EpisodePlan.drawn`), and turns an
+`EpisodeSpec` into an `Episode` in `build()`.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
-from metalearn.data.episode import Episode, EpisodeSpec
+from metalearn.data.episode import Episode, EpisodeSettings, EpisodeSpec
 from metalearn.data.sampling import EpisodeSet, MetaBatchSampler, RankSlice, TaskSampler, as_list
 
 
 @dataclass(frozen=True)
 class DataPlan:
-    """Which groups (domains, alphabets, ...) a data configuration holds, trains and tests on."""
+    """Which groups (domains, alphabets, classes, ...) a data configuration holds, trains,
+    meta-validates and tests on."""
 
     groups: tuple[str, ...]
     train_groups: tuple[str, ...]
     test_groups: tuple[str, ...]
+    val_groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class EpisodePlan:
+    """What planning a source's splits decides: a sampler per part and the fixed evaluation
+    episodes. A sampler is anything with `train_episode` and `fixed_episodes` (TaskSampler,
+    SineTasks); `test_sampler` is None where the meta-test is a fixed protocol (ARSC, Lake)."""
+
+    train_sampler: Any
+    val_sampler: Any | None
+    test_sampler: Any | None
+    val_specs: list
+    test_specs: list
+    groups: DataPlan | None = None  # the groups of each part, where the source has groups
+    family_group: dict[str, str] | None = None  # a family's group, where it is not the family
+
+    @classmethod
+    def drawn(cls, settings: EpisodeSettings, *, train: Any, val: Any | None, test: Any | None,
+              test_specs: list | None = None, **more: Any) -> EpisodePlan:
+        """The plan of these samplers: `val_episodes` fixed by eval_seed and `test_episodes`
+        by eval_seed + 1 (per family; `test_specs` instead, where given)."""
+        val_specs = val.fixed_episodes(settings.eval_seed, settings.val_episodes) if val else []
+        if test_specs is None:
+            test_specs = test.fixed_episodes(settings.eval_seed + 1, settings.test_episodes)
+        return cls(train_sampler=train, val_sampler=val, test_sampler=test, val_specs=val_specs,
+                   test_specs=test_specs, **more)
 
 
 class EpisodicDataModule(pl.LightningDataModule):
     """Loaders over episodes; the data source is the subclass's business."""
 
-    train_sampler: TaskSampler | None = None  # or any sampler with train_episode (SineTasks)
-    val_specs: list[EpisodeSpec]
-    test_specs: list[EpisodeSpec]
+    episode_defaults: ClassVar[EpisodeSettings]  # a source's own defaults, over which data.* keys go
+    plan: EpisodePlan | None = None  # set by setup()
 
-    def __init__(self, shots: int, queries: int, meta_batch_size: int, steps_per_epoch: int,
-                 val_episodes: int, test_episodes: int, seed: int, eval_seed: int,
-                 cache_dir: str | None, num_workers: int, train_shots: int | None = None,
-                 train_queries: int | None = None) -> None:
-        """The settings every episodic source shares, checked before any data is read.
-
-        train_shots / train_queries: K and L of meta-training episodes when they differ from
-        evaluation's (Nichol et al. train Reptile with 10 shots for 1-shot tests); null: the
-        same as shots / queries.
-        """
+    def __init__(self, *, cache_dir: str | None = None, num_workers: int = 0, **episode: Any) -> None:
+        """`episode`: the flat `data.*` keys of `EpisodeSettings` (shots, queries, ...), over
+        the source's `episode_defaults`; checked, with the loader settings, before any data is
+        read. `cache_dir` None: a source that reads nothing (generated tasks)."""
         super().__init__()
-        counts = dict(shots=shots, queries=queries, train_shots=train_shots,
-                      train_queries=train_queries, meta_batch_size=meta_batch_size,
-                      steps_per_epoch=steps_per_epoch, val_episodes=val_episodes,
-                      test_episodes=test_episodes)
-        counts = {k: v for k, v in counts.items() if v is not None}
-        low = {k: v for k, v in counts.items() if v < 1}
-        if low:
-            raise ValueError(f"data.{', data.'.join(low)} must be >= 1 (got {low})")
-        if num_workers < 0:
+        self.episodes = self.episode_defaults.updated(episode, type(self).__name__)
+        if not isinstance(num_workers, int) or num_workers < 0:
             raise ValueError(f"data.num_workers must be >= 0 (got {num_workers})")
-        self.shots, self.queries = shots, queries
-        self.train_shots = shots if train_shots is None else train_shots
-        self.train_queries = queries if train_queries is None else train_queries
-        self.meta_batch_size, self.steps_per_epoch = meta_batch_size, steps_per_epoch
-        self.val_episodes, self.test_episodes = val_episodes, test_episodes
-        self.seed, self.eval_seed = seed, eval_seed
-        self.cache_dir = None if cache_dir is None else Path(cache_dir).expanduser()  # None: generated data
+        self.cache_dir = None if cache_dir is None else Path(cache_dir).expanduser()
         self.num_workers = num_workers
+
+    @property
+    def train_sampler(self) -> Any:
+        """The sampler of meta-training episodes; None before `setup`."""
+        return None if self.plan is None else self.plan.train_sampler
+
+    @property
+    def val_specs(self) -> list:
+        """The fixed meta-validation episodes (after `setup`)."""
+        return self.plan.val_specs
+
+    @property
+    def test_specs(self) -> list:
+        """The fixed meta-test episodes (after `setup`)."""
+        return self.plan.test_specs
 
     @property
     def pooled_classes(self) -> int | None:
@@ -74,6 +99,11 @@ class EpisodicDataModule(pl.LightningDataModule):
         return None
 
     def _load(self) -> Any:
+        raise NotImplementedError
+
+    def make_plan(self) -> EpisodePlan:
+        """The samplers and fixed episodes of the loaded data; raises ValueError for whatever
+        the data cannot serve."""
         raise NotImplementedError
 
     def build(self, spec: EpisodeSpec) -> Episode:
@@ -89,10 +119,17 @@ class EpisodicDataModule(pl.LightningDataModule):
         """Read and preprocess once into the on-disk cache (a no-op when the cache is there)."""
         self._load()
 
+    def setup(self, stage: str | None = None) -> None:
+        """Plan the episodes once: every check against the data runs here, before compute."""
+        if self.plan is None:
+            self.plan = self.make_plan()
+
     def train_dataloader(self) -> DataLoader:
+        seed = self.episodes.seed
+
         def spec_for(key: tuple[int, int]) -> EpisodeSpec:
             step, task = key
-            return self.train_sampler.train_episode(self.seed, step, task)
+            return self.train_sampler.train_episode(seed, step, task)
 
         def first_step() -> int:  # when Lightning starts an epoch: the steps already taken
             if self.trainer is None or getattr(self.trainer, "overfit_batches", 0):
@@ -101,7 +138,8 @@ class EpisodicDataModule(pl.LightningDataModule):
 
         return DataLoader(
             EpisodeSet(spec_for, self.build),
-            batch_sampler=MetaBatchSampler(self.steps_per_epoch, self.meta_batch_size, first_step),
+            batch_sampler=MetaBatchSampler(self.episodes.steps_per_epoch,
+                                           self.episodes.meta_batch_size, first_step),
             collate_fn=as_list, num_workers=self.num_workers,
         )
 

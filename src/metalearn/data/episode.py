@@ -1,15 +1,81 @@
-"""The Episode, the one contract between data and algorithms, and what an episode is made of.
+"""The Episode and its settings, the one contract between data and algorithms.
 
-An `EpisodeSpec` names the examples of an episode (indices into a data source); a data source
-turns it into an `Episode` of tensors. `split_support_query` is the one support/query split.
+`EpisodeSettings` says what an episode is (N ways, K shots, L queries) and how many of them a
+run draws; every DataModule takes it, built from the flat `data.*` keys. An `EpisodeSpec` names
+the examples of an episode (indices into a data source); a data source turns it into an
+`Episode` of tensors. `split_support_query` is the one support/query split.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import torch
 from lightning_fabric.utilities.apply_func import move_data_to_device
+
+COUNTS = ("shots", "queries", "train_shots", "train_queries", "meta_batch_size", "steps_per_epoch",
+          "val_episodes", "test_episodes")  # the settings that count something: at least 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class EpisodeSettings:
+    """N-way K-shot L-query episodes, how many a training step and an evaluation draw, and the
+    seeds that fix them; the `data.*` keys of the same names.
+
+    `ways` None: every class of a family (data=hf_text), or no classes (regression).
+    `train_shots` / `train_queries`: K and L of meta-training episodes where they differ from
+    evaluation's (Nichol et al. train Reptile with 10 shots for 1-shot tests); None: the same
+    as `shots` / `queries` (`train_sizes` resolves them).
+    """
+
+    ways: int | None = None
+    shots: int
+    queries: int
+    train_shots: int | None = None
+    train_queries: int | None = None
+    meta_batch_size: int
+    steps_per_epoch: int  # meta-validation (and a checkpoint) every this many steps
+    val_episodes: int  # per meta-val family, fixed by eval_seed
+    test_episodes: int  # per meta-test family, fixed by eval_seed + 1
+    seed: int = 0  # training episodes: a pure function of (seed, step, task)
+    eval_seed: int = 1234
+
+    def __post_init__(self) -> None:
+        """Every value an integer, every count >= 1, `ways` null or >= 2; the error names the key."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None and (f.name == "ways" or f.name.startswith("train_")):
+                continue
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"data.{f.name} must be an integer, got {value!r}")
+        low = [f"data.{k} must be >= 1 (got {getattr(self, k)})" for k in COUNTS
+               if getattr(self, k) is not None and getattr(self, k) < 1]
+        if low:
+            raise ValueError("; ".join(low))
+        if self.ways is not None and self.ways < 2:
+            raise ValueError(f"data.ways must be >= 2 (got {self.ways})")
+
+    def updated(self, keys: Mapping[str, Any], owner: str) -> EpisodeSettings:
+        """These settings with `keys` (flat `data.*` keys) replaced; a key that is not a setting
+        is an error naming it and `owner`, the data module that was given it."""
+        names = [f.name for f in fields(self)]
+        unknown = sorted(set(keys) - set(names))
+        if unknown:
+            raise TypeError(f"data.{', data.'.join(unknown)}: not a setting of {owner}; its episode "
+                            f"settings are data.{', data.'.join(names)}")
+        return replace(self, **keys)
+
+    @property
+    def train_sizes(self) -> tuple[int, int]:
+        """K and L of meta-training episodes."""
+        return (self.shots if self.train_shots is None else self.train_shots,
+                self.queries if self.train_queries is None else self.train_queries)
+
+    @property
+    def eval_sizes(self) -> tuple[int, int]:
+        """K and L of meta-validation and meta-test episodes."""
+        return self.shots, self.queries
 
 
 @dataclass
@@ -48,6 +114,22 @@ class Episode:
         if all(moved[k] is v for k, v in fields.items()):
             return self
         return replace(self, **moved)
+
+    @classmethod
+    def of(cls, spec: EpisodeSpec, inputs: Callable[[list[int]], Any], group: str) -> Episode:
+        """The episode `spec` names: `inputs(indices)` gives the examples' inputs, the labels
+        are the spec's; shots / queries count examples per class (the mean, where a fixed
+        query file is unbalanced)."""
+        ways = len(set(spec.support_labels))
+        return cls(
+            support_x=inputs(spec.support),
+            support_y=torch.tensor(spec.support_labels, dtype=torch.long),
+            query_x=inputs(spec.query),
+            query_y=torch.tensor(spec.query_labels, dtype=torch.long),
+            family=spec.family, group=group,
+            ways=ways, shots=len(spec.support) // ways, queries=len(spec.query) // ways,
+            classes=torch.tensor(spec.classes, dtype=torch.long) if spec.classes else None,
+        )
 
 
 def moved_to(value: Any, device: torch.device) -> Any:

@@ -22,10 +22,11 @@ class FamilySampler(TaskSampler):
     with it on, the drawn classes are permuted per episode.
     """
 
-    def __init__(self, pools: dict[str, dict[str, np.ndarray]], ways: int | None, shots: int,
+    def __init__(self, pools: dict[str, dict[str, np.ndarray]], *, ways: int | None, shots: int,
                  queries: int, shuffle_classes: bool = False) -> None:
         fewest = min((len(c) for c in pools.values()), default=0)
-        super().__init__(pools, ways or fewest, shots, queries, shuffle_classes)
+        super().__init__(pools, ways=ways or fewest, shots=shots, queries=queries,
+                         shuffle_classes=shuffle_classes)
         self.family_ways = {f: ways or len(pools[f]) for f in self.families}
 
     @property

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from metalearn.data.base import DataPlan, EpisodicDataModule
-from metalearn.data.episode import Episode, EpisodeSpec
+from metalearn.data.base import DataPlan, EpisodePlan, EpisodicDataModule
+from metalearn.data.episode import Episode, EpisodeSettings, EpisodeSpec
 from metalearn.data.image_files import MODES, ImageListing, cached_images, list_images
 from metalearn.data.sampling import TaskSampler, stable_hash
 
@@ -55,37 +56,17 @@ class ImageFolderEpisodes(EpisodicDataModule):
 
     objectives = ("classification",)
     objectives_note = "its folders name classes"
+    episode_defaults = EpisodeSettings(ways=5, shots=1, queries=5, meta_batch_size=5,
+                                       steps_per_epoch=100, val_episodes=50, test_episodes=200)
 
-    def __init__(
-        self,
-        path: str,
-        ways: int = 5,
-        shots: int = 1,
-        queries: int = 5,
-        image_size: int = 28,
-        channels: int = 1,
-        invert: bool = False,
-        heldout: list[str] | None = None,
-        val_groups: list[str] | None = None,
-        test_fraction: float = 0.25,
-        val_fraction: float = 0.15,
-        split_seed: int = 0,
-        meta_batch_size: int = 5,
-        steps_per_epoch: int = 100,
-        val_episodes: int = 50,
-        test_episodes: int = 200,
-        seed: int = 0,
-        eval_seed: int = 1234,
-        cache_dir: str = ".cache/metalearn",
-        num_workers: int = 0,
-        train_shots: int | None = None,
-        train_queries: int | None = None,
-    ) -> None:
-        super().__init__(shots, queries, meta_batch_size, steps_per_epoch, val_episodes,
-                         test_episodes, seed, eval_seed, cache_dir, num_workers, train_shots,
-                         train_queries)
-        if ways < 2:
-            raise ValueError(f"data.ways must be >= 2 (got {ways})")
+    def __init__(self, *, path: str, image_size: int = 28, channels: int = 1, invert: bool = False,
+                 heldout: list[str] | None = None, val_groups: list[str] | None = None,
+                 test_fraction: float = 0.25, val_fraction: float = 0.15, split_seed: int = 0,
+                 cache_dir: str = ".cache/metalearn", num_workers: int = 0, **episode: Any) -> None:
+        """`episode`: the data.* keys of EpisodeSettings (data/episode.py); the rest: the module's."""
+        super().__init__(cache_dir=cache_dir, num_workers=num_workers, **episode)
+        if self.episodes.ways is None:
+            raise ValueError("data.ways must be >= 2 (got null)")
         if channels not in MODES:
             raise ValueError(f"data.channels must be 1 (grayscale) or 3 (RGB), got {channels}")
         if image_size < 1:
@@ -97,7 +78,7 @@ class ImageFolderEpisodes(EpisodicDataModule):
         if not self.path.is_dir():
             raise FileNotFoundError(f"data.path {self.path} is not a folder of <class>/<image> "
                                     f"or <group>/<class>/<image> files")
-        self.ways, self.image_size, self.channels, self.invert = ways, image_size, channels, invert
+        self.image_size, self.channels, self.invert = image_size, channels, invert
         self.heldout = None if heldout is None else [str(g) for g in heldout]
         self.val_groups = None if val_groups is None else [str(g) for g in val_groups]
         self.test_fraction, self.val_fraction, self.split_seed = (
@@ -116,19 +97,16 @@ class ImageFolderEpisodes(EpisodicDataModule):
         self.images = self.data.with_format("numpy")[:]["image"].astype(np.uint8)  # [N, C, S, S]
         return self.data
 
-    def setup(self, stage: str | None = None) -> None:
+    def make_plan(self) -> EpisodePlan:
         """Split the classes, build the samplers and fix the evaluation episodes."""
-        if getattr(self, "train_sampler", None) is not None:
-            return
         self._load()
-        split = self._plan(self.listing)
-        self.split = split
-        self.train_sampler, self.val_sampler, self.test_sampler = (
-            split["train_sampler"], split["val_sampler"], split["test_sampler"])
-        self.val_specs, self.test_specs = split["val_specs"], split["test_specs"]
+        plan = self._plan(self.listing)
+        parts = plan.groups
         log.info("image folder %s: %d meta-train, %d meta-val, %d meta-test classes; %d val "
-                 "episodes, %d test episodes", self.path, len(split["train"]), len(split["val"]),
-                 len(split["test"]), len(self.val_specs), len(self.test_specs))
+                 "episodes, %d test episodes", self.path, len(parts.train_groups),
+                 len(parts.val_groups), len(parts.test_groups), len(plan.val_specs),
+                 len(plan.test_specs))
+        return plan
 
     def preflight(self) -> DataPlan:
         """Every check `setup` makes, on the file listing alone (nothing decoded).
@@ -137,10 +115,7 @@ class ImageFolderEpisodes(EpisodicDataModule):
         (`group/class`), so a meta-test never scores a class its checkpoint trained on,
         whether the split was by group or by class.
         """
-        listing = list_images(self.path)
-        split = self._plan(listing)
-        return DataPlan(groups=tuple(sorted(set(listing.groups) - {""})),
-                        train_groups=tuple(split["train"]), test_groups=tuple(split["test"]))
+        return self._plan(list_images(self.path)).groups
 
     def _split(self, classes: list[str], group_of: dict[str, str],
                grouped: bool) -> tuple[list[str], list[str], list[str]]:
@@ -168,40 +143,42 @@ class ImageFolderEpisodes(EpisodicDataModule):
             0.0 if self.heldout else self.test_fraction, self.split_seed)
         return train, sorted(val + more_val), sorted(test + more_test)
 
-    def _plan(self, listing: ImageListing) -> dict:
+    def _plan(self, listing: ImageListing) -> EpisodePlan:
         """Samplers and fixed episodes from the listing; raises ValueError naming the split,
-        group or class the data cannot serve."""
+        group or class the data cannot serve. Its groups name classes (`group/class`)."""
         classes_of = np.asarray(listing.classes)
         classes = sorted(set(listing.classes))
         group_of = dict(zip(listing.classes, listing.groups, strict=False))
         train, val, test = self._split(classes, group_of, listing.grouped)
         rows = {c: np.flatnonzero(classes_of == c) for c in classes}
-        parts = {}
-        for name, members, k, q in (("meta-train", train, self.train_shots, self.train_queries),
-                                    ("meta-val", val, self.shots, self.queries),
-                                    ("meta-test", test, self.shots, self.queries)):
-            small = [f"{c} ({len(rows[c])})" for c in members if len(rows[c]) < k + q]
-            if small:
-                message = (f"{name} classes with fewer than K + L = {k + q} images: "
-                           f"{_listing(small)}")
-                if name == "meta-test" and self.heldout:
-                    raise ValueError(f"data.heldout's {message}; lower data.shots / data.queries")
-                log.warning("%s are left out", message)
-            usable = [c for c in members if len(rows[c]) >= k + q]
-            if len(usable) < self.ways:
-                raise ValueError(
-                    f"data.ways={self.ways} but the {name} split has {len(usable)} classes with "
-                    f"K + L = {k + q} images ({len(members)} in all); lower data.ways or "
-                    f"data.shots / data.queries, or change data.test_fraction / val_fraction "
-                    f"(or data.heldout / val_groups)")
-            parts[name] = TaskSampler({self.family: {c: rows[c] for c in usable}}, self.ways, k,
-                                      q, shuffle_classes=True)
-        val_sampler, test_sampler = parts["meta-val"], parts["meta-test"]
-        return {"train_sampler": parts["meta-train"], "val_sampler": val_sampler,
-                "test_sampler": test_sampler,
-                "val_specs": val_sampler.fixed_episodes(self.eval_seed, self.val_episodes),
-                "test_specs": test_sampler.fixed_episodes(self.eval_seed + 1, self.test_episodes),
-                "train": train, "val": val, "test": test}
+        train_sizes, eval_sizes = self.episodes.train_sizes, self.episodes.eval_sizes
+        samplers = [self._sampler(name, members, rows, k, q) for name, members, (k, q) in (
+            ("meta-train", train, train_sizes), ("meta-val", val, eval_sizes),
+            ("meta-test", test, eval_sizes))]
+        return EpisodePlan.drawn(
+            self.episodes, train=samplers[0], val=samplers[1], test=samplers[2],
+            groups=DataPlan(groups=tuple(sorted(set(listing.groups) - {""})),
+                            train_groups=tuple(train), val_groups=tuple(val), test_groups=tuple(test)))
+
+    def _sampler(self, name: str, members: list[str], rows: dict[str, np.ndarray], k: int,
+                 q: int) -> TaskSampler:
+        """The sampler of one split's classes, those with K + L images (the others named)."""
+        ways = self.episodes.ways
+        small = [f"{c} ({len(rows[c])})" for c in members if len(rows[c]) < k + q]
+        if small:
+            message = f"{name} classes with fewer than K + L = {k + q} images: {_listing(small)}"
+            if name == "meta-test" and self.heldout:
+                raise ValueError(f"data.heldout's {message}; lower data.shots / data.queries")
+            log.warning("%s are left out", message)
+        usable = [c for c in members if len(rows[c]) >= k + q]
+        if len(usable) < ways:
+            raise ValueError(
+                f"data.ways={ways} but the {name} split has {len(usable)} classes with "
+                f"K + L = {k + q} images ({len(members)} in all); lower data.ways or "
+                f"data.shots / data.queries, or change data.test_fraction / val_fraction "
+                f"(or data.heldout / val_groups)")
+        return TaskSampler({self.family: {c: rows[c] for c in usable}}, ways=ways, shots=k,
+                           queries=q, shuffle_classes=True)
 
     # ---- episodes ----------------------------------------------------------------------------
     def stack(self, idx: list[int]) -> torch.Tensor:
@@ -209,13 +186,4 @@ class ImageFolderEpisodes(EpisodicDataModule):
         return torch.from_numpy(self.images[idx].astype(np.float32) / 255.0)
 
     def build(self, spec: EpisodeSpec) -> Episode:
-        ways = len(set(spec.support_labels))
-        return Episode(
-            support_x=self.stack(spec.support),
-            support_y=torch.tensor(spec.support_labels, dtype=torch.long),
-            query_x=self.stack(spec.query),
-            query_y=torch.tensor(spec.query_labels, dtype=torch.long),
-            family=spec.family, group=self.family,
-            ways=ways, shots=len(spec.support) // ways, queries=len(spec.query) // ways,
-            classes=torch.tensor(spec.classes, dtype=torch.long) if spec.classes else None,
-        )
+        return Episode.of(spec, self.stack, self.family)

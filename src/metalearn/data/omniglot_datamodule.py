@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from metalearn.data.base import EpisodicDataModule
-from metalearn.data.episode import Episode, EpisodeSpec
+from metalearn.data.base import EpisodePlan, EpisodicDataModule
+from metalearn.data.episode import Episode, EpisodeSettings, EpisodeSpec
 from metalearn.data.omniglot import BACKGROUND_ZIPS, LAKE_ZIP, cached, read_background, read_lake_runs, require
 from metalearn.data.sampling import TaskSampler, stable_hash
 
@@ -53,52 +54,34 @@ class OmniglotEpisodes(EpisodicDataModule):
 
     objectives = ("classification",)
     objectives_note = "its targets are character classes"
+    episode_defaults = EpisodeSettings(ways=5, shots=1, queries=15, meta_batch_size=5,
+                                       steps_per_epoch=100, val_episodes=50, test_episodes=200)
 
-    def __init__(
-        self,
-        path: str,
-        ways: int = 5,
-        shots: int = 1,
-        queries: int = 15,
-        image_size: int = 28,
-        rotations: bool = True,
-        val_fraction: float = 0.15,
-        test_fraction: float = 0.25,
-        split_seed: int = 0,
-        test_set: str = "split",
-        meta_batch_size: int = 5,
-        steps_per_epoch: int = 100,
-        val_episodes: int = 50,
-        test_episodes: int = 200,
-        seed: int = 0,
-        eval_seed: int = 1234,
-        cache_dir: str = ".cache/metalearn",
-        num_workers: int = 0,
-        train_shots: int | None = None,
-        train_queries: int | None = None,
-    ) -> None:
-        super().__init__(shots, queries, meta_batch_size, steps_per_epoch, val_episodes,
-                         test_episodes, seed, eval_seed, cache_dir, num_workers, train_shots,
-                         train_queries)
+    def __init__(self, *, path: str, image_size: int = 28, rotations: bool = True,
+                 val_fraction: float = 0.15, test_fraction: float = 0.25, split_seed: int = 0,
+                 test_set: str = "split", cache_dir: str = ".cache/metalearn", num_workers: int = 0,
+                 **episode: Any) -> None:
+        """`episode`: the data.* keys of EpisodeSettings (data/episode.py); the rest: the module's."""
+        super().__init__(cache_dir=cache_dir, num_workers=num_workers, **episode)
+        settings = self.episodes
+        if settings.ways is None:
+            raise ValueError("data.ways must be >= 2 (got null)")
         self.path = Path(path).expanduser()
         if test_set not in TEST_SETS:
             raise ValueError(f"data.test_set must be one of {TEST_SETS}, got {test_set!r}")
         self.zips = [require(self.path / z) for z in BACKGROUND_ZIPS]
         self.lake_zip = require(self.path / LAKE_ZIP) if test_set == "lake_runs" else None
-        if ways < 2:
-            raise ValueError(f"data.ways must be >= 2 (got {ways})")
-        for k, q, what in ((shots, queries, ""), (self.train_shots, self.train_queries, "train_")):
+        for (k, q), what in ((settings.eval_sizes, ""), (settings.train_sizes, "train_")):
             if k + q > DRAWERS:
                 raise ValueError(f"data.{what}shots + data.{what}queries = {k} + {q} = {k + q} "
                                  f"images per class, but every Omniglot character has only "
                                  f"{DRAWERS} drawers")
-        if test_set == "lake_runs" and (ways, shots) != (20, 1):
+        if test_set == "lake_runs" and (settings.ways, settings.shots) != (20, 1):
             raise ValueError(f"test_set=lake_runs is 20-way 1-shot (Lake's runs); got "
-                             f"data.ways={ways}, data.shots={shots}")
+                             f"data.ways={settings.ways}, data.shots={settings.shots}")
         if not (0 < test_fraction and 0 < val_fraction and val_fraction + test_fraction < 1):
             raise ValueError(f"data.val_fraction and data.test_fraction must be > 0 with a sum "
                              f"< 1 (got {val_fraction}, {test_fraction})")
-        self.ways = ways
         self.image_size, self.rotations = image_size, rotations
         self.val_fraction, self.test_fraction, self.split_seed = (
             val_fraction, test_fraction, split_seed)
@@ -125,11 +108,11 @@ class OmniglotEpisodes(EpisodicDataModule):
         self.decoded_now = now
         return self.data
 
-    def setup(self, stage: str | None = None) -> None:
+    # ---- planning ------------------------------------------------------------------------
+    def make_plan(self) -> EpisodePlan:
         """Split the characters, build the samplers and fix the evaluation episodes."""
-        if getattr(self, "train_sampler", None) is not None:
-            return
         data = self._load()
+        ways = self.episodes.ways
         _, first = np.unique(self.labels, return_index=True)  # a row of each class id
         alphabets = np.asarray(data["alphabet"])[first].tolist()
         characters = np.asarray(data["character"])[first].tolist()
@@ -143,31 +126,30 @@ class OmniglotEpisodes(EpisodicDataModule):
 
         train = pools(self.split["train"], range(4 if self.rotations else 1))
         val, test = pools(self.split["val"], range(1)), pools(self.split["test"], range(1))
-        splits = [("meta-train", train), ("meta-val", val)]
+        parts = [("meta-train", train), ("meta-val", val)]
         if self.test_set == "split":
-            splits.append(("meta-test", test))
-        for name, p in splits:
-            if len(p[FAMILY]) < self.ways:
+            parts.append(("meta-test", test))
+        for name, p in parts:
+            if len(p[FAMILY]) < ways:
                 raise ValueError(
-                    f"data.ways={self.ways} but the {name} split has only {len(p[FAMILY])} "
+                    f"data.ways={ways} but the {name} split has only {len(p[FAMILY])} "
                     f"classes; lower data.ways or change data.val_fraction/test_fraction")
-        args = (self.ways, self.shots, self.queries)
-        self.train_sampler = TaskSampler(train, self.ways, self.train_shots, self.train_queries,
-                                         shuffle_classes=True)
-        self.val_sampler = TaskSampler(val, *args, shuffle_classes=True)
-        self.val_specs = self.val_sampler.fixed_episodes(self.eval_seed, self.val_episodes)
-        if self.test_set == "lake_runs":
-            self.test_sampler, self.test_specs = None, self.lake_specs()
-        else:
-            self.test_sampler = TaskSampler(test, *args, shuffle_classes=True)
-            self.test_specs = self.test_sampler.fixed_episodes(self.eval_seed + 1,
-                                                               self.test_episodes)
+        (k, q), (eval_k, eval_q) = self.episodes.train_sizes, self.episodes.eval_sizes
+        lake = self.test_set == "lake_runs"
+        plan = EpisodePlan.drawn(
+            self.episodes,
+            train=TaskSampler(train, ways=ways, shots=k, queries=q, shuffle_classes=True),
+            val=TaskSampler(val, ways=ways, shots=eval_k, queries=eval_q, shuffle_classes=True),
+            test=None if lake else TaskSampler(test, ways=ways, shots=eval_k, queries=eval_q,
+                                               shuffle_classes=True),
+            test_specs=self.lake_specs() if lake else None)
         log.info("Omniglot: %d meta-train classes (%d characters%s), %d meta-val, %d meta-test "
                  "characters; %d val episodes, %d test episodes (%s)",
                  len(train[FAMILY]), len(self.split["train"]),
                  ", with rotations" if self.rotations else "", len(self.split["val"]),
-                 len(self.split["test"]), len(self.val_specs), len(self.test_specs),
+                 len(self.split["test"]), len(plan.val_specs), len(plan.test_specs),
                  self.test_set)
+        return plan
 
     def lake_specs(self) -> list[EpisodeSpec]:
         """Lake's runs as 20 fixed 20-way 1-shot episodes (indices into the Lake images)."""
@@ -193,14 +175,4 @@ class OmniglotEpisodes(EpisodicDataModule):
         """The tensors of one episode (Lake's runs are the families named runNN)."""
         lake = spec.family.startswith("run")
         images = self.lake_images if lake else self.images
-        ways = len(set(spec.support_labels))
-        return Episode(
-            support_x=self.stack(images, spec.support),
-            support_y=torch.tensor(spec.support_labels, dtype=torch.long),
-            query_x=self.stack(images, spec.query),
-            query_y=torch.tensor(spec.query_labels, dtype=torch.long),
-            family=spec.family,
-            group="lake_runs" if lake else FAMILY,
-            ways=ways, shots=len(spec.support) // ways, queries=len(spec.query) // ways,
-            classes=torch.tensor(spec.classes, dtype=torch.long) if spec.classes else None,
-        )
+        return Episode.of(spec, lambda idx: self.stack(images, idx), "lake_runs" if lake else FAMILY)

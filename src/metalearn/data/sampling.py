@@ -30,14 +30,8 @@ class TaskSampler:
     with it on (Omniglot-style) the N classes are drawn and permuted per episode.
     """
 
-    def __init__(
-        self,
-        pools: dict[str, dict[str, np.ndarray]],
-        ways: int,
-        shots: int,
-        queries: int,
-        shuffle_classes: bool = False,
-    ) -> None:
+    def __init__(self, pools: dict[str, dict[str, np.ndarray]], *, ways: int, shots: int,
+                 queries: int, shuffle_classes: bool = False) -> None:
         if not pools:
             raise ValueError("TaskSampler needs at least one task family")
         self.pools = pools
@@ -95,6 +89,24 @@ class TaskSampler:
             for family in self.families
             for i in range(per_family)
         ]
+
+
+def class_pools(rows: np.ndarray, *, family: np.ndarray, family_names: np.ndarray,
+                label: np.ndarray, label_names: Sequence[str] | dict[int, str]
+                ) -> dict[str, dict[str, np.ndarray]]:
+    """{family: {class: ascending row indices}} of `rows`, families in code order, classes in
+    label order: the pools a sampler draws from.
+
+    `family[i]` / `label[i]` are row i's family code (an index into `family_names`) and class
+    code (a key of `label_names`).
+    """
+    rows = rows[np.lexsort((rows, label[rows], family[rows]))]  # by family, class, row
+    key = family[rows].astype(np.int64) * (int(label.max(initial=0)) + 1) + label[rows]
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for chunk in np.split(rows, np.flatnonzero(np.diff(key)) + 1) if len(rows) else []:
+        first = chunk[0]
+        out.setdefault(str(family_names[family[first]]), {})[label_names[int(label[first])]] = chunk
+    return out
 
 
 def rank_and_world() -> tuple[int, int]:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
-from metalearn.data.base import EpisodicDataModule
-from metalearn.data.episode import Episode
+from metalearn.data.base import EpisodePlan, EpisodicDataModule
+from metalearn.data.episode import Episode, EpisodeSettings
 from metalearn.data.sampling import stable_hash
 
 FAMILY = "sinusoid"  # one task family, reported as one group
@@ -48,7 +49,7 @@ def _interval(value: Sequence[float], key: str, low_bound: float | None = None) 
 class SineTasks:
     """Draws sinusoid tasks and their K support / L query inputs from a seeded generator."""
 
-    def __init__(self, shots: int, queries: int, amplitude: tuple[float, float],
+    def __init__(self, *, shots: int, queries: int, amplitude: tuple[float, float],
                  phase: tuple[float, float], x_range: tuple[float, float]) -> None:
         self.shots, self.queries = shots, queries
         self.amplitude, self.phase, self.x_range = amplitude, phase, x_range
@@ -75,43 +76,28 @@ class SinusoidEpisodes(EpisodicDataModule):
 
     objectives = ("regression",)
     objectives_note = "its targets are real values"
+    episode_defaults = EpisodeSettings(shots=10, queries=100, train_queries=10, meta_batch_size=25,
+                                       steps_per_epoch=100, val_episodes=100, test_episodes=100)
 
-    def __init__(
-        self,
-        shots: int = 10,
-        queries: int = 100,
-        amplitude: Sequence[float] = (0.1, 5.0),
-        phase: Sequence[float] = (0.0, math.pi),
-        x_range: Sequence[float] = (-5.0, 5.0),
-        meta_batch_size: int = 25,
-        steps_per_epoch: int = 100,
-        val_episodes: int = 100,
-        test_episodes: int = 100,
-        seed: int = 0,
-        eval_seed: int = 1234,
-        num_workers: int = 0,
-        train_shots: int | None = None,
-        train_queries: int | None = 10,
-    ) -> None:
-        super().__init__(shots, queries, meta_batch_size, steps_per_epoch, val_episodes,
-                         test_episodes, seed, eval_seed, None, num_workers, train_shots,
-                         train_queries)
-        self.amplitude = _interval(amplitude, "amplitude", low_bound=0.0)
-        self.phase = _interval(phase, "phase")
-        self.x_range = _interval(x_range, "x_range")
+    def __init__(self, *, amplitude: Sequence[float] = (0.1, 5.0), phase: Sequence[float] = (0.0, math.pi),
+                 x_range: Sequence[float] = (-5.0, 5.0), num_workers: int = 0, **episode: Any) -> None:
+        """`episode`: the data.* keys of EpisodeSettings (data/episode.py); no ways (regression)."""
+        super().__init__(cache_dir=None, num_workers=num_workers, **episode)
+        if self.episodes.ways is not None:
+            raise ValueError(f"data.ways must be null: a sinusoid task has no classes "
+                             f"(got {self.episodes.ways})")
+        self.ranges = {"amplitude": _interval(amplitude, "amplitude", low_bound=0.0),
+                       "phase": _interval(phase, "phase"), "x_range": _interval(x_range, "x_range")}
 
     def _load(self) -> None:
         """Nothing to read: the tasks are generated."""
 
-    def setup(self, stage: str | None = None) -> None:
+    def make_plan(self) -> EpisodePlan:
         """The task samplers and the fixed validation and test tasks."""
-        if self.train_sampler is not None:
-            return
-        ranges = (self.amplitude, self.phase, self.x_range)
-        self.train_sampler = SineTasks(self.train_shots, self.train_queries, *ranges)
-        evaluation = SineTasks(self.shots, self.queries, *ranges)
-        self.val_specs = evaluation.fixed_episodes(self.eval_seed, self.val_episodes)
-        self.test_specs = evaluation.fixed_episodes(self.eval_seed + 1, self.test_episodes)
+        (k, q), (eval_k, eval_q) = self.episodes.train_sizes, self.episodes.eval_sizes
+        evaluation = SineTasks(shots=eval_k, queries=eval_q, **self.ranges)
+        return EpisodePlan.drawn(self.episodes, train=SineTasks(shots=k, queries=q, **self.ranges),
+                                 val=evaluation, test=evaluation)
 
     def build(self, spec: SineTask) -> Episode:
         """The tensors of one episode: inputs and targets, [K, 1] and [L, 1]."""
