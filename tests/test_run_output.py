@@ -33,3 +33,11 @@ def test_progress_is_plain_lines_as_it_goes(redirected_run):
     assert "[metalearn.progress][INFO] - meta-test: 18 episodes in " in out
     for bar in ("Epoch ", "Validation ━", "Testing ━", "/-2"):  # no frame of a bar
         assert bar not in out
+
+
+def test_no_message_a_user_cannot_act_on(redirected_run):
+    # Lightning's LeafSpec FutureWarning and its litlogger tip (the limit_val_batches note and the
+    # datasets bars do not come up in this run: tests/test_noise.py has them)
+    for noise in ("LeafSpec", "litlogger", "💡"):
+        assert noise not in redirected_run
+    assert "GPU available: False" in redirected_run  # Lightning's other notes still show

@@ -20,6 +20,7 @@ from torch.utils.tensorboard.summary import hparams
 
 import metalearn.resolvers  # noqa: F401  (registers ${metalearn.data_dir:...}, ${metalearn.log_version:})
 from metalearn.config_tree import print_config_tree
+from metalearn.noise import quiet_known_noise
 from metalearn.objectives import require_served
 from metalearn.registry.record import record_attempt
 from metalearn.registry.report import flatten
@@ -55,8 +56,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Meta-train (if `cfg.train`), meta-validate (if `cfg.validate`) and meta-test (if
     `cfg.test`); returns the final metrics.
 
-    On `cfg.threads` torch threads (metalearn.threads: `auto` is one, or `$OMP_NUM_THREADS`).
+    On `cfg.threads` torch threads (metalearn.threads: `auto` is one, or `$OMP_NUM_THREADS`);
+    the known messages a user cannot act on are left out (metalearn.noise).
     """
+    quiet_known_noise()
     with record_attempt(cfg):  # an attempt row in the registry; a failure keeps its traceback
         with limited_threads(cfg.get("threads", "auto")):
             return _train(cfg)
