@@ -233,6 +233,17 @@ def test_no_data_named(tmp_path):
         HFTextEpisodes(data_files=str(tmp_path / "none.csv"), cache_dir=str(tmp_path))
 
 
+def test_an_empty_or_broken_data_file_is_refused_by_name_before_reading(tmp_path):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(ValueError, match=r"empty\.csv: an empty CSV file"):
+        HFTextEpisodes(data_files=str(empty), cache_dir=str(tmp_path))
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"text": "a", "label": 1}\n{"text": \n')
+    with pytest.raises(ValueError, match=r"broken\.jsonl: line 2"):
+        HFTextEpisodes(data_files=str(broken), cache_dir=str(tmp_path))
+
+
 # ---- the Amazon benchmark's files through data=hf_text --------------------------------------------
 def amazon_and_hf_text(tmp_path: Path) -> tuple[ReviewEpisodes, HFTextEpisodes]:
     """data=amazon as run.py composes it, and data=hf_text on the same ARSC files (`layout:

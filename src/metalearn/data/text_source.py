@@ -31,6 +31,7 @@ from datasets import (
 )
 
 from metalearn.data.reviews import arsc_files, read_arsc
+from metalearn.data.text_files import check_text_file
 
 log = logging.getLogger(__name__)
 SPLIT_COLUMN = "_source_split"  # added when the source comes in several splits
@@ -60,7 +61,10 @@ class TextSource:
                                         f"files; {self.path!r} is not a folder")
             return
         if self.data_files is not None:
-            self.file_map()  # every file exists and has a known extension
+            # every file exists, has a known extension, and is not empty or broken
+            for files in self.file_map().values():
+                for path in files:
+                    check_text_file(path)
             return
         if not self.path:
             raise ValueError("data.data_files or data.path must name the data: CSV / JSON Lines / "

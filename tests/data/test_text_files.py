@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from metalearn.text_files import check_text_file
+from metalearn.data.text_files import check_text_file
 
 
 @pytest.mark.parametrize("name, content", [
