@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 from metalearn.registry.engine import find_project_root
 from metalearn.registry.record import recorded_launch
 from metalearn.threads import prefer_passive_wait
+from metalearn.train_help import help_text, wants_help
 
 
 @hydra.main(config_path="pkg://metalearn.conf", config_name="train", version_base="1.3")
@@ -30,8 +31,12 @@ def launch(argv: Sequence[str], prog: str | None = None) -> None:
     sets its clone), else the clone around the current folder, else the current folder. A
     command line that fails before training (an unknown experiment, a config that does not
     compose) is recorded as a failed attempt and ends with status 1. Idle OpenMP threads sleep
-    (`OMP_WAIT_POLICY=PASSIVE` unless set): torch loads after this, in `main`.
+    (`OMP_WAIT_POLICY=PASSIVE` unless set): torch loads after this, in `main`. `--help` prints
+    metalearn.train_help's text and runs nothing.
     """
+    if wants_help(argv):
+        sys.stdout.write(help_text(argv))
+        return
     prefer_passive_wait()
     root = os.environ.setdefault("PROJECT_ROOT", str(find_project_root()))
     sys.argv = [prog or sys.argv[0], *argv]  # Hydra reads its arguments from sys.argv
