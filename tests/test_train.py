@@ -134,7 +134,13 @@ def test_ddp_over_two_processes_takes_the_same_steps_as_one(tmp_path, experiment
         (version,) = tmp_path.glob(f"tensorboard/{experiment}/*-{job}_*trainer={trainer}")
         losses[trainer] = [e.value for e in scalars(version).Scalars(loss)]
     assert len(losses["default"]) == 4
-    assert losses[ddp] == pytest.approx(losses["default"], abs=1e-6)
+    # float32, the same tasks in another order of sums (and, where the batch is pooled, another
+    # batch size per convolution). Measured on an Intel Xeon (AVX-512) with PyTorch's and oneDNN's
+    # own kernels, with both pinned to AVX2, and with oneDNN off: reptile and protonet equal to
+    # the bit, finetune_omniglot up to 9.5e-7 in a loss of 6.6 (two float32 steps) and 1.2e-7 in
+    # a weight. A process that skips the all-reduce, or sums the processes' gradients instead of
+    # averaging them, moves these by far more (seen: reptile_amazon fails either way).
+    assert losses[ddp] == pytest.approx(losses["default"], abs=1e-5)
     for name, w in weights["default"].items():
         torch.testing.assert_close(weights[ddp][name], w, atol=1e-6, rtol=1e-5)
 
