@@ -95,3 +95,36 @@ def test_a_disabled_bar_writes_nothing(caplog):
     bar.on_test_batch_end(trainer, None, None, None, 0)
     bar.on_test_end(trainer, None)
     assert caplog.records == []
+
+
+def test_stage_lines_count_episodes(monkeypatch, caplog):
+    clock = iter([0.0, 1.0, 2.0, 10.0, 11.0, 12.0, 13.0])
+    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    bar = LogProgress(every_seconds=30)
+    trainer = SimpleNamespace(sanity_checking=False, global_step=75, num_test_batches=[2])
+    bar._trainer = trainer
+    caplog.set_level(logging.INFO, logger="metalearn.progress")
+    bar.on_validation_start(trainer, None)                       # t = 0
+    bar.on_validation_batch_end(trainer, None, None, None, 0)    # t = 1
+    bar.on_validation_end(trainer, None)                         # t = 2
+    bar.on_test_start(trainer, None)                             # t = 10
+    bar.on_test_batch_end(trainer, None, None, None, 0)          # t = 11
+    bar.on_test_batch_end(trainer, None, None, None, 1)          # t = 12
+    bar.on_test_end(trainer, None)                               # t = 13
+    assert caplog.messages == ["meta-validation at step 75: 1 episode in 2.0 s",
+                               "meta-test: 2 episodes in 3.0 s"]
+
+
+def test_a_long_stage_says_how_far_it_is(monkeypatch, caplog):
+    clock = iter([0.0, 5.0, 31.0, 40.0, 62.0, 70.0])
+    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    bar = LogProgress(every_seconds=30)
+    trainer = SimpleNamespace(num_test_batches=[90])
+    bar._trainer = trainer
+    caplog.set_level(logging.INFO, logger="metalearn.progress")
+    bar.on_test_start(trainer, None)                             # t = 0
+    for i in range(4):                                           # t = 5, 31, 40, 62
+        bar.on_test_batch_end(trainer, None, None, None, i)
+    bar.on_test_end(trainer, None)                               # t = 70
+    assert caplog.messages == ["meta-test: episode 2/90, 31 s", "meta-test: episode 4/90, 1m02s",
+                               "meta-test: 4 episodes in 1m10s"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytorch_lightning as pl
@@ -134,14 +135,15 @@ class LogProgress(ProgressBar):
         self._stage_start[stage] = self._stage_last[stage] = time.monotonic()
         self._stage_done[stage] = 0
 
-    def _stage_batch(self, stage: str, total: float) -> None:
+    def _stage_batch(self, stage: str, total: Callable[[], float]) -> None:
         if stage not in self._stage_start:
             return
         self._stage_done[stage] += 1
         now = time.monotonic()
         if self._enabled and now - self._stage_last[stage] >= self.every_seconds:
             self._stage_last[stage] = now
-            of = f"/{total:.0f}" if total < math.inf else ""
+            count = total()  # read only for a line: Lightning works it out each time it is asked
+            of = f"/{count:.0f}" if count < math.inf else ""
             log.info("%s: episode %d%s, %s", self.STAGES[stage], self._stage_done[stage], of,
                      duration(now - self._stage_start[stage]))
 
@@ -149,8 +151,8 @@ class LogProgress(ProgressBar):
         if stage in self._stage_start:
             started, done = self._stage_start.pop(stage), self._stage_done.pop(stage)
             if self._enabled:
-                log.info("%s%s: %d episodes in %s", self.STAGES[stage], where, done,
-                         duration(time.monotonic() - started))
+                log.info("%s%s: %d episode%s in %s", self.STAGES[stage], where, done,
+                         "" if done == 1 else "s", duration(time.monotonic() - started))
 
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking:
@@ -159,7 +161,7 @@ class LogProgress(ProgressBar):
     def on_validation_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
                                 batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         if not trainer.sanity_checking:
-            self._stage_batch("validate", self.total_val_batches)
+            self._stage_batch("validate", lambda: self.total_val_batches)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking:
@@ -170,7 +172,7 @@ class LogProgress(ProgressBar):
 
     def on_test_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
                           batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._stage_batch("test", sum(trainer.num_test_batches))
+        self._stage_batch("test", lambda: sum(trainer.num_test_batches))
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._stage_ends("test")
