@@ -309,17 +309,17 @@ def test_a_record_is_checked_against_the_columns_of_the_registry_it_goes_to(
 
 def test_an_attempt_is_written_whole_or_not_at_all(source: str, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from metalearn.registry import store as store_module
+    from metalearn.registry import metric_writes
 
     path = _exported(source, tmp_path / "r")[0]
-    upsert = store_module._upsert
+    upsert = metric_writes.upsert
 
     def fail_on_results(conn, table, rows, keys, update):  # noqa: ANN001, ANN202
         if table is schema.test_results:
             raise OSError("disk full")
         return upsert(conn, table, rows, keys, update)
 
-    monkeypatch.setattr(store_module, "_upsert", fail_on_results)
+    monkeypatch.setattr(metric_writes, "upsert", fail_on_results)
     target = Store(f"sqlite:///{tmp_path / 'b.db'}")
     with pytest.raises(OSError, match="disk full"):
         records.import_records(target, [path])
