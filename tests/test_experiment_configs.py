@@ -48,6 +48,8 @@ DELIBERATE: dict[tuple[str, str], str] = {
     ("*", "config.tags"): "tags name the benchmark alone, written once in its file; the experiment and the "
                           "algorithm are recorded beside them (task_name, the registry's columns)",
     ("*", "config.threads"): "new setting (another change): torch threads per training process",
+    ("*", "config.callbacks.rich_progress_bar.*"): "a rich bar on a terminal, plain log lines every "
+                                                   "every_seconds elsewhere (metalearn.progress)",
 }
 
 
