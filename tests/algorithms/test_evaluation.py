@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from metalearn.algorithms.evaluation import episode_record
 from metalearn.algorithms.reptile import Reptile
 from metalearn.algorithms.stats import seeds_ci95, t975
 from metalearn.data.episode import Episode
@@ -88,7 +89,7 @@ def scored(m: Reptile, group: str, n: int, correct: int) -> dict:
     ep = Episode(torch.zeros(2, 3), torch.tensor([0, 1]), torch.zeros(n, 3), y,
                  family=f"{group}/t2", group=group, ways=2, shots=1, queries=n // 2)
     pred = torch.cat([torch.zeros(correct), torch.ones(n - correct)]).long()
-    return m.score(ep, pred, torch.zeros(n, dtype=torch.long))
+    return episode_record(m.objective, ep, pred, torch.zeros(n, dtype=torch.long))
 
 
 def test_one_episode_task_gets_a_binomial_interval_over_its_queries():

@@ -9,6 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from metalearn.algorithms import gradient
+from metalearn.algorithms.evaluation import adapted_predictions
 from metalearn.algorithms.inner_loop import adapt
 from metalearn.algorithms.maml import MAML
 from metalearn.algorithms.reptile import Reptile
@@ -137,7 +139,7 @@ def test_maml_second_order_gradient_matches_finite_differences():
     assert max((a - b).abs().max().item() for a, b in zip(grads, first_order, strict=False)) > 1e-4
 
 
-def test_evaluation_adapts_with_eval_inner_lr_when_given():
+def test_evaluation_adapts_with_eval_inner_lr_when_given(monkeypatch):
     """Test-time adaptation: eval_inner_steps SGD steps of eval_inner_lr (inner_lr when null):
     the adapted weights equal the hand-computed ones, and evaluation predicts with them."""
     ep = toy_episode(4)
@@ -154,8 +156,8 @@ def test_evaluation_adapts_with_eval_inner_lr_when_given():
                     return seen["fast"], losses
                 return wrapped
 
-            real = learner.adapted_predictions
-            learner.adapted_predictions = lambda e, adapt, steps, real=real: real(e, spy(adapt), steps)
+            monkeypatch.setattr(gradient, "adapted_predictions",
+                                lambda ml, e, adapt, steps: adapted_predictions(ml, e, spy(adapt), steps))
             post, pre = learner.query_predictions(ep)
             torch.testing.assert_close(seen["fast"]["weight"], W)
             torch.testing.assert_close(seen["fast"]["bias"], b)

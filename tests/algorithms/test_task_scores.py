@@ -17,6 +17,7 @@ from torch import nn
 
 from metalearn.algorithms.maml import MAML
 from metalearn.algorithms.reptile import Reptile
+from metalearn.algorithms.task_batch import batched_task_gradient
 from metalearn.data.episode import Episode
 from metalearn.models.split import SplitModel
 from metalearn.objectives import Classification
@@ -78,7 +79,7 @@ def test_training_scores_are_the_adapted_weights_and_the_meta_weights(algorithm,
     ml = learner(algorithm, vmap_tasks)
     params = ml.meta_parameters()
     if vmap_tasks:
-        scores = ml.batched_task_gradient(episodes, params)[1]
+        scores = batched_task_gradient(ml, episodes, params)[1]
     else:
         scores = [ml.task_gradient(ep, params)[1] for ep in episodes]
     for got, want in zip(scores, expected, strict=True):

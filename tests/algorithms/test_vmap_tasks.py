@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 from metalearn.algorithms.anil import ANIL
 from metalearn.algorithms.maml import MAML
 from metalearn.algorithms.reptile import Reptile
+from metalearn.algorithms.task_batch import batched_task_gradient
 from metalearn.data.episode import Episode
 from metalearn.data.sinusoid import SinusoidEpisodes
 from metalearn.models.conv4 import Conv4
@@ -137,7 +138,7 @@ def loop_and_vmap(ml, episodes):
         for n, g in grads.items():
             looped[n] = looped.get(n, 0) + g
         loop_scores.append(scores)
-    batched, vmap_scores = ml.batched_task_gradient(episodes, params)
+    batched, vmap_scores = batched_task_gradient(ml, episodes, params)
     return (looped, loop_scores), (batched, vmap_scores)
 
 
@@ -246,11 +247,11 @@ def test_token_batches_and_unequal_tasks_are_refused_by_name():
               optimizer=partial(torch.optim.SGD, lr=0.1), vmap_tasks=True)
     params = ml.meta_parameters()
     with pytest.raises(ValueError, match="same support inputs shape.*data.shots"):
-        ml.batched_task_gradient([toy_episode(1, n=6), toy_episode(2, n=4)], params)
+        batched_task_gradient(ml, [toy_episode(1, n=6), toy_episode(2, n=4)], params)
     tokens = toy_episode(1)
     tokens.support_x = {"input_ids": torch.zeros(6, 5, dtype=torch.long)}
     with pytest.raises(ValueError, match="vmap_tasks=true stacks .* dict"):
-        ml.batched_task_gradient([tokens, tokens], params)
+        batched_task_gradient(ml, [tokens, tokens], params)
 
 
 def test_an_algorithm_with_only_task_gradient_is_refused_with_vmap_tasks():

@@ -17,7 +17,8 @@ from metalearn.algorithms.inner_loop import Params
 from metalearn.data.batches import take_rows
 
 if TYPE_CHECKING:
-    from metalearn.algorithms.episodic import Adapt, EpisodicModule
+    from metalearn.algorithms.episodic import EpisodicModule
+    from metalearn.algorithms.evaluation import Adapt
 
 
 def support_folds(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

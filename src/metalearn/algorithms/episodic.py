@@ -1,26 +1,26 @@
-"""EpisodicModule: the Lightning plumbing every algorithm shares, and episodic evaluation.
+"""EpisodicModule: the Lightning plumbing every algorithm shares.
 
 An algorithm says how it trains (`training_step`) and how it predicts a query set from an
 episode (`query_predictions`); this module runs the model on episodes (batch statistics from
-the support set only, unless transductive), scores query predictions with the objective,
-aggregates the scores per group with 95% intervals, and logs them as `val/<metric>` and
-`test/<group>/<metric>`. Gradient-based adaptation lives in `algorithms.gradient`.
+the support set only, unless transductive), builds the optimizer, seeds each step, hands
+training scores to their window (`algorithms.train_scores`) and evaluation episodes to their
+records (`algorithms.evaluation`), aggregated per group with 95% intervals and logged as
+`val/<metric>` and `test/<group>/<metric>` (`algorithms.group_scores`). Gradient-based
+adaptation lives in `algorithms.gradient`.
 """
 from __future__ import annotations
 
-import logging
-from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
-import torch.distributed as dist
 
+from metalearn.algorithms.evaluation import episode_record
 from metalearn.algorithms.finite import check_finite
+from metalearn.algorithms.group_scores import gather_lists, group_results, log_group_results, validation_metrics
 from metalearn.algorithms.inner_loop import Params, embed_with, outputs_with
-from metalearn.algorithms.stats import mean_ci95
 from metalearn.algorithms.train_scores import Score, ScoreWindow
 from metalearn.data.batches import row_chunks
 from metalearn.data.episode import Episode
@@ -28,21 +28,6 @@ from metalearn.models.norm import has_episode_norm, support_statistics
 from metalearn.models.split import SplitModel
 from metalearn.models.top import Top
 from metalearn.objectives import Objective, require_served
-
-log = logging.getLogger(__name__)
-
-# Adapts meta-parameters on a support set: (params, support inputs, targets, steps) ->
-# (fast weights, support losses).
-Adapt = Callable[[Params, Any, torch.Tensor, int], tuple[Params, list[torch.Tensor]]]
-
-
-def gather_lists(values: list) -> list:
-    """All processes' lists joined (the list itself on one process)."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return values
-    out: list = [None] * dist.get_world_size()
-    dist.all_gather_object(out, values)
-    return [v for part in out for v in part]
 
 
 class EpisodicModule(pl.LightningModule):
@@ -62,6 +47,7 @@ class EpisodicModule(pl.LightningModule):
         objective: Objective,
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
+        *,
         transductive: bool = False,
         eval_batch_size: int = 64,
         seed: int = 0,
@@ -159,6 +145,7 @@ class EpisodicModule(pl.LightningModule):
                 torch.manual_seed(seed)
             yield
 
+    # ---- training scores (algorithms.train_scores) --------------------------------------------
     def log_train(self, scores: Mapping[str, Score], count: int, prog_bar: str | None = None) -> None:
         """This meta-step's training scores (each a mean over its `count` tasks or examples),
         logged as `train/<name>` on the steps Lightning writes (`trainer.log_every_n_steps`):
@@ -190,32 +177,11 @@ class EpisodicModule(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.train_window.load_state_dict(checkpoint.get("metalearn_train_scores", {}))
 
-    # ---- evaluation ---------------------------------------------------------------------------
+    # ---- evaluation -------------------------------------------------------------------------
     def query_predictions(self, ep: Episode) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The episode's query predictions (shaped like `query_y`), and those before adapting
-        to the support set (None where nothing adapts)."""
+        to the support set (None where nothing adapts; see `algorithms.evaluation`)."""
         raise NotImplementedError
-
-    def adapted_predictions(self, ep: Episode, adapt: Adapt,
-                            steps: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Query predictions after `adapt`ing a copy of the meta-weights on the support set for
-        `steps`, and with the meta-weights themselves (the meta-weights never change)."""
-        if torch.is_inference_mode_enabled():
-            raise RuntimeError(
-                "evaluation adapts on the support set and needs gradients, but Lightning runs it "
-                "under torch.inference_mode: build the Trainer with inference_mode=False")
-        params = self.meta_parameters()
-        xs = self.model.features(ep.support_x)
-        with torch.enable_grad():
-            fast, _ = adapt(params, xs, ep.support_y, steps)
-        post, pre = torch.empty_like(ep.query_y), torch.empty_like(ep.query_y)
-        predictions = self.objective.predictions
-        with torch.no_grad():  # .to: under autocast (bf16-mixed) regression outputs are bfloat16
-            for rows, chunk in self.query_chunks(ep):
-                xq = self.model.features(chunk)
-                post[rows] = predictions(self.predict(fast, xs, xq)).to(post.dtype)
-                pre[rows] = predictions(self.predict(params, xs, xq)).to(pre.dtype)
-        return post, pre
 
     def query_chunks(self, ep: Episode) -> list[tuple[torch.Tensor, Any]]:
         """The query set in length-sorted chunks of `eval_batch_size` for evaluation.
@@ -230,16 +196,7 @@ class EpisodicModule(pl.LightningModule):
 
     def evaluate_episode(self, ep: Episode) -> dict[str, Any]:
         """One evaluation episode's record: its score, before adapting too where that exists."""
-        return self.score(ep, *self.query_predictions(ep))
-
-    def score(self, ep: Episode, pred: torch.Tensor, pred_pre: torch.Tensor | None) -> dict[str, Any]:
-        """An episode's record from its query predictions (pred_pre: before adapting)."""
-        rows = self.objective.example_scores(pred, ep.query_y)  # [Q]
-        pre = None if pred_pre is None else self.objective.example_scores(pred_pre, ep.query_y)
-        return {"group": ep.group, "family": ep.family, "value": rows.mean().item(),
-                "value_pre": None if pre is None else pre.mean().item(),
-                "ci95_examples": self.objective.episode_ci95(rows),
-                "shots": ep.shots, "queries": ep.queries}
+        return episode_record(self.objective, ep, *self.query_predictions(ep))
 
     def on_validation_epoch_start(self) -> None:
         self._scores = []
@@ -248,17 +205,9 @@ class EpisodicModule(pl.LightningModule):
         self._scores.append(self.evaluate_episode(ep))
 
     def on_validation_epoch_end(self) -> None:
-        scores = gather_lists(self._scores)
-        if not scores:
-            return
-        m = self.objective.metric
-        value, ci = mean_ci95([s["value"] for s in scores])
-        metrics = {f"val/{m}": value, f"val/{m}_ci95": ci}
-        if scores[0]["value_pre"] is not None:
-            metrics[f"val/{m}_pre"] = mean_ci95([s["value_pre"] for s in scores])[0]
-        if "adapted" in scores[0]:  # eval_adapt_check: the share of episodes that adapted
-            metrics["val/adapted"] = sum(s["adapted"] for s in scores) / len(scores)
-        self.log_dict(metrics, rank_zero_only=True)
+        records = gather_lists(self._scores)
+        if records:
+            self.log_dict(validation_metrics(records, self.objective.metric), rank_zero_only=True)
 
     def on_test_epoch_start(self) -> None:
         self._scores = []
@@ -267,37 +216,9 @@ class EpisodicModule(pl.LightningModule):
         self._scores.append(self.evaluate_episode(ep))
 
     def on_test_epoch_end(self) -> None:
-        """Per group: mean and 95% interval over its episodes (over the query examples of a
-        group scored by one fixed episode), as `test_results` rows and `test/...` metrics."""
-        scores = gather_lists(self._scores)
-        by_group: dict[str, list[dict]] = defaultdict(list)
-        for s in scores:
-            by_group[s["group"]].append(s)
-        m = self.objective.metric
-        self.test_results, metrics = [], {}
-        for group in sorted(by_group):
-            rows = by_group[group]
-            value, ci = mean_ci95([r["value"] for r in rows])
-            if len(rows) == 1:  # one fixed episode (ARSC): the interval over its query examples
-                ci = rows[0]["ci95_examples"]
-            pre = (None if rows[0]["value_pre"] is None
-                   else mean_ci95([r["value_pre"] for r in rows])[0])
-            self.test_results.append({"group": group, "metric": m, "value": value, "ci95": ci,
-                                      "value_pre": pre, "episodes": len(rows),
-                                      "shots": rows[0]["shots"], "queries": rows[0]["queries"]})
-            metrics.update({f"test/{group}/{m}": value, f"test/{group}/{m}_ci95": ci})
-            if pre is not None:
-                metrics[f"test/{group}/{m}_pre"] = pre
-            if "adapted" in rows[0]:  # eval_adapt_check: the share of episodes that adapted
-                adapted = [r["adapted"] for r in rows]
-                metrics[f"test/{group}/adapted"] = sum(adapted) / len(adapted)
-                self.test_results[-1]["adapted"] = int(sum(adapted))
-        if scores:
-            value, ci = mean_ci95([s["value"] for s in scores])
-            metrics.update({f"test/{m}": value, f"test/{m}_ci95": ci})
+        """Per group: mean and 95% interval over its episodes, as `test_results` rows (what the
+        registry keeps) and `test/...` metrics (`algorithms.group_scores`)."""
+        metric = self.objective.metric
+        self.test_results, metrics = group_results(gather_lists(self._scores), metric)
         self.log_dict(metrics, rank_zero_only=True)
-        for r in self.test_results:
-            pre = "" if r["value_pre"] is None else f" (before adapting {r['value_pre']:.4f})"
-            adapted = f", adapted in {r['adapted']}" if "adapted" in r else ""
-            log.info("meta-test %-22s %s %.4f ± %.4f%s, %d episodes%s",
-                     r["group"], m, r["value"], r["ci95"], pre, r["episodes"], adapted)
+        log_group_results(self.test_results, metric)

@@ -13,38 +13,26 @@ from zero, a fresh classifier for every episode, together with the body below it
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
 from metalearn.algorithms.episodic import EpisodicModule
+from metalearn.algorithms.evaluation import adapted_predictions
 from metalearn.algorithms.inner_loop import Params, adapt
 from metalearn.data.episode import Episode
-from metalearn.models.split import SplitModel
 from metalearn.models.top import require_top
-from metalearn.objectives import Objective
 
 
 class FineTune(EpisodicModule):
     """Supervised training of the adapted part (automatic optimization); evaluation fine-tunes
-    on each support set with `eval_inner_steps` SGD steps of size `inner_lr`."""
+    on each support set with `eval_inner_steps` SGD steps of size `inner_lr` (keyword-only;
+    the model, objective, optimizer and episodic keys pass through to `EpisodicModule`)."""
 
-    def __init__(
-        self,
-        model: SplitModel,
-        objective: Objective,
-        optimizer: Callable[..., torch.optim.Optimizer],
-        scheduler: Callable[..., Any] | None = None,
-        inner_lr: float = 0.05,
-        eval_inner_steps: int = 10,
-        transductive: bool = False,
-        eval_batch_size: int = 64,
-        seed: int = 0,
-    ) -> None:
-        super().__init__(model, objective, optimizer, scheduler, transductive, eval_batch_size,
-                         seed)
+    def __init__(self, *args: Any, inner_lr: float = 0.05, eval_inner_steps: int = 10,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.inner_lr, self.eval_inner_steps = inner_lr, eval_inner_steps
         self.pooled_head: nn.Linear | None = None
 
@@ -104,7 +92,7 @@ class FineTune(EpisodicModule):
         return adapt(self.model.top, params, xs, ys, self.objective.loss, steps, self.inner_lr)
 
     def query_predictions(self, ep: Episode) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.adapted_predictions(ep, self.adapt_support, self.eval_inner_steps)
+        return adapted_predictions(self, ep, self.adapt_support, self.eval_inner_steps)
 
     def outputs_and_targets(self, ep: Episode, x: Any, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The trained network's outputs for a batch of an episode, and its targets there."""

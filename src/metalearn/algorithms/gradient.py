@@ -12,20 +12,17 @@ A task's math is written once, in `task_forward` (adapt, predict, the query loss
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
 import torch.distributed as dist
-from torch.func import vmap
 
 from metalearn.algorithms.adapt_check import checked
 from metalearn.algorithms.episodic import EpisodicModule
+from metalearn.algorithms.evaluation import adapted_predictions
 from metalearn.algorithms.inner_loop import Params, adapt
-from metalearn.algorithms.task_batch import batched_forward, require_batchable_model
+from metalearn.algorithms.task_batch import batched_task_gradient, require_batchable_model
 from metalearn.data.episode import Episode
-from metalearn.models.split import SplitModel
-from metalearn.objectives import Objective
 
 
 class TaskForward(NamedTuple):
@@ -55,27 +52,16 @@ class GradientLearner(EpisodicModule):
     support and query tensors) instead of one after the other: same math, for models and
     data that allow it (equal episode sizes, tensor inputs, no running statistics or dropout;
     see `metalearn.algorithms.task_batch`).
+
+    These keys are keyword-only; the model, objective, optimizer and the episodic keys
+    (scheduler, transductive, eval_batch_size, seed) pass through to `EpisodicModule`.
     """
 
-    def __init__(
-        self,
-        model: SplitModel,
-        objective: Objective,
-        optimizer: Callable[..., torch.optim.Optimizer],
-        scheduler: Callable[..., Any] | None = None,
-        inner_lr: float = 0.05,
-        inner_steps: int = 5,
-        eval_inner_steps: int = 10,
-        transductive: bool = False,
-        eval_batch_size: int = 64,
-        seed: int = 0,
-        eval_inner_lr: float | None = None,
-        vmap_tasks: bool = False,
-        eval_adapt_check: bool = False,
-        eval_adapt_check_strict: bool = False,
-    ) -> None:
-        super().__init__(model, objective, optimizer, scheduler, transductive, eval_batch_size,
-                         seed)
+    def __init__(self, *args: Any, inner_lr: float = 0.05, inner_steps: int = 5,
+                 eval_inner_steps: int = 10, eval_inner_lr: float | None = None,
+                 vmap_tasks: bool = False, eval_adapt_check: bool = False,
+                 eval_adapt_check_strict: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.automatic_optimization = False
         self.inner_lr, self.inner_steps, self.eval_inner_steps = inner_lr, inner_steps, eval_inner_steps
         # Test-time adaptation may take another step size than meta-training's (Reptile's
@@ -94,7 +80,7 @@ class GradientLearner(EpisodicModule):
                     f"algorithm.vmap_tasks=true runs task_forward and meta_gradient over the "
                     f"whole meta-batch; {own.__name__} does not define both (set "
                     "algorithm.vmap_tasks=false)")
-            require_batchable_model(model.top)
+            require_batchable_model(self.model.top)
 
     # ---- adaptation ---------------------------------------------------------------------------
     def step_sizes(self) -> float | Params:
@@ -123,7 +109,7 @@ class GradientLearner(EpisodicModule):
         adapt = self.adapt_support if self.eval_inner_lr is None else self.adapt_at_eval_rate
         if self.eval_adapt_check:
             adapt = checked(self, adapt, self._adapt_decisions, self.eval_adapt_check_strict)
-        return self.adapted_predictions(ep, adapt, self.eval_inner_steps)
+        return adapted_predictions(self, ep, adapt, self.eval_inner_steps)
 
     def evaluate_episode(self, ep: Episode) -> dict[str, Any]:
         """The episode's record; with eval_adapt_check, also whether it adapted (`adapted`)."""
@@ -161,18 +147,6 @@ class GradientLearner(EpisodicModule):
         return grads, self.task_scores(ep, forward.out_pre, forward.out.detach(),
                                        forward.support_losses)
 
-    def batched_task_gradient(self, episodes: list[Episode], params: Params
-                              ) -> tuple[Params, list[dict[str, float]]]:
-        """The meta-batch's tasks adapted at once: the sum of their meta-gradients, and each
-        task's scores (what `task_gradient` gives task by task, up to float rounding)."""
-        forward, yq = batched_forward(self, episodes, params)
-        grads = self.meta_gradient(forward, params, batched=True)
-        with torch.no_grad():
-            per_score = vmap(self.score_tensors)(yq, forward.out_pre, forward.out.detach(),
-                                                 forward.support_losses)
-        values = {k: v.tolist() for k, v in per_score.items()}  # one sync per score, not per task
-        return grads, [{k: v[t] for k, v in values.items()} for t in range(len(episodes))]
-
     def task_scores(self, ep: Episode, out_pre: torch.Tensor, out: torch.Tensor,
                     support_losses: list[torch.Tensor]) -> dict[str, float]:
         """What a training task logs: query loss and score before and after adapting."""
@@ -198,7 +172,7 @@ class GradientLearner(EpisodicModule):
         scores: dict[str, list[float]] = defaultdict(list)
         with self.step_rng():
             if self.vmap_tasks:
-                summed, per_task = self.batched_task_gradient(episodes, params)
+                summed, per_task = batched_task_gradient(self, episodes, params)
                 for n, g in summed.items():
                     meta_grad[n] += g.detach() / total
             else:

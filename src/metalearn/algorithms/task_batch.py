@@ -78,3 +78,16 @@ def batched_forward(learner: GradientLearner, episodes: list[Episode], params: P
     # 1% off the loop's MAML meta-gradient on a conv + batch norm; the explicit form is exact).
     with support_statistics(learner.model.top, xs.shape[1]):
         return vmap(task, in_dims=(None, 0, 0, 0, 0))(params, xs, ys, xq, yq), yq
+
+
+def batched_task_gradient(learner: GradientLearner, episodes: list[Episode], params: Params
+                          ) -> tuple[Params, list[dict[str, float]]]:
+    """The meta-batch's tasks adapted at once: the sum of their meta-gradients, and each
+    task's scores (what `learner.task_gradient` gives task by task, up to float rounding)."""
+    forward, yq = batched_forward(learner, episodes, params)
+    grads = learner.meta_gradient(forward, params, batched=True)
+    with torch.no_grad():
+        per_score = vmap(learner.score_tensors)(yq, forward.out_pre, forward.out.detach(),
+                                                forward.support_losses)
+    values = {k: v.tolist() for k, v in per_score.items()}  # one sync per score, not per task
+    return grads, [{k: v[t] for k, v in values.items()} for t in range(len(episodes))]
