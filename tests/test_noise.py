@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import subprocess
 import sys
 import warnings
 
@@ -104,3 +105,14 @@ def test_a_users_own_choice_of_bars_is_kept(monkeypatch):
     datasets.enable_progress_bars()
     quiet_known_noise()
     assert datasets.is_progress_bar_enabled()
+
+
+def test_processes_a_run_starts_drop_the_leafspec_warning_too(monkeypatch):
+    monkeypatch.setenv("PYTHONWARNINGS", "default::DeprecationWarning")
+    quiet_known_noise()
+    quiet_known_noise()  # once in the variable
+    assert os.environ["PYTHONWARNINGS"] == "default::DeprecationWarning," + noise.LEAFSPEC_ENV_FILTER
+    code = ("import warnings; from pytorch_lightning.utilities._pytree import _tree_flatten; "
+            "_tree_flatten(1); warnings.warn('kept', FutureWarning)")
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert child.returncode == 0 and "LeafSpec" not in child.stderr and "kept" in child.stderr

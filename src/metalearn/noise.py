@@ -23,6 +23,8 @@ LIGHTNING_NOISE = (
     re.compile(r"`Trainer\(limit_val_batches=1\.0\)` was configured so 100% of the batches will be used\.+$"),
 )
 LEAFSPEC_WARNING = r"`isinstance\(treespec, LeafSpec\)` is deprecated"
+# -W syntax: the message's start, up to its comma (PYTHONWARNINGS is comma-separated)
+LEAFSPEC_ENV_FILTER = "ignore:`isinstance(treespec:FutureWarning"
 
 
 class DropMessages(logging.Filter):
@@ -40,6 +42,10 @@ class DropMessages(logging.Filter):
 def quiet_known_noise() -> None:
     """Install the filters above (again, harmlessly: each is added once)."""
     warnings.filterwarnings("ignore", message=LEAFSPEC_WARNING, category=FutureWarning)
+    # the same for the processes a run starts (trainer=ddp_sim spawns fresh interpreters)
+    given = os.environ.get("PYTHONWARNINGS", "")
+    if LEAFSPEC_ENV_FILTER not in given.split(","):
+        os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [given, LEAFSPEC_ENV_FILTER]))
     for name in LIGHTNING_LOGGERS:
         logger = logging.getLogger(name)
         if not any(isinstance(f, DropMessages) for f in logger.filters):
