@@ -55,10 +55,12 @@ def test_a_users_own_experiments_are_listed(tmp_path, monkeypatch):
     (mine / "experiment" / "my_exp.yaml").write_text("# @package _global_\n# My own sentiment run.\nseed: 1\n")
     (env_dir / "experiment").mkdir(parents=True)
     (env_dir / "experiment" / "from_env.yaml").write_text("# From the variable.\n")
+    (env_dir / "experiment" / "maml_sinusoid.yaml").write_text("# Never shown: the shipped one runs.\n")
     monkeypatch.setenv("METALEARN_CONFIG_DIR", str(env_dir))
     text = help_text(["--config-dir", str(mine), "--help"], width=100)
     assert "  my_exp                 My own sentiment run.\n" in text
     assert "  from_env               From the variable.\n" in text
+    assert "  maml_sinusoid          MAML on sinusoid regression" in text and "Never shown" not in text
 
 
 def test_long_summaries_are_cut_to_the_width():

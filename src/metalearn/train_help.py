@@ -72,7 +72,7 @@ def help_text(argv: Sequence[str] = (), width: int | None = None) -> str:
         "experiments (experiment=NAME; each sets its data, model, algorithm and their values):",
     ]
     experiments: dict[str, Path] = {}
-    for d in dirs:  # a user's file of the same name comes later and wins, as in Hydra's search path
+    for d in reversed(dirs):  # a shipped file wins over a user's of the same name, as in Hydra
         experiments.update({f.stem: f for f in sorted((d / "experiment").glob("*.yaml"))})
     column = max((len(n) for n in experiments), default=0) + 4
     for name in sorted(experiments):
