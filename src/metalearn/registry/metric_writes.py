@@ -2,7 +2,7 @@
 (attempt, group, metric), a repeated key keeping the last value."""
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Table
@@ -26,19 +26,19 @@ class MetricWrites:
 
     def add_metrics(self, attempt_id: int, rows: Sequence[Mapping[str, Any]]) -> None:
         """Upsert metric rows {name, step, value, time}; a repeated (name, step) keeps the last."""
-        if not rows:
-            return
-        payload = metric_rows(attempt_id, rows)
-        with write_tx(self.engine) as conn:
-            write_metrics(conn, payload)
+        self._write_rows(write_metrics, metric_rows(attempt_id, rows))
 
     def put_test_results(self, attempt_id: int, rows: Sequence[Mapping[str, Any]]) -> None:
         """Upsert (attempt, group, metric) test results: value, ci95, episodes, shots, queries."""
-        if not rows:
+        self._write_rows(write_test_results, result_rows(attempt_id, rows))
+
+    def _write_rows(self, write: Callable[[Connection, list[dict[str, Any]]], None],
+                    payload: list[dict[str, Any]]) -> None:
+        """write(conn, payload) in a transaction of its own; none for no rows."""
+        if not payload:
             return
-        payload = result_rows(attempt_id, rows)
         with write_tx(self.engine) as conn:
-            write_test_results(conn, payload)
+            write(conn, payload)
 
 
 def write_metrics(conn: Connection, payload: list[dict[str, Any]]) -> None:
