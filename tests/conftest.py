@@ -36,12 +36,18 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("PROJECT_ROOT", str(ROOT))
 
 import metalearn.resolvers  # noqa: E402,F401
-from metalearn.conf import compose_train  # noqa: E402
+from metalearn.conf import CONFIG_DIR, compose_train  # noqa: E402
+
+# The configs are conf/ at the top of the checkout, mapped to metalearn.conf by the install;
+# an install of another checkout would compose its configs with this checkout's code.
+if CONFIG_DIR != ROOT / "conf":
+    raise RuntimeError(f"metalearn.conf is {CONFIG_DIR}, not this checkout's {ROOT / 'conf'}: "
+                       "install this checkout (bash scripts/setup.sh test)")
 from metalearn.data.episode import Episode  # noqa: E402
 
 
 def compose_config(overrides: list[str], out_dir: Path) -> DictConfig:
-    """The shipped `train.yaml` (metalearn/conf) with overrides, its Hydra runtime dir set to `out_dir`."""
+    """The shipped `train.yaml` (conf/) with overrides, its Hydra runtime dir set to `out_dir`."""
     cfg = compose_train(overrides, return_hydra_config=True)
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir = str(out_dir)

@@ -140,7 +140,7 @@ def test_reading_never_creates_a_registry(tmp_path: Path, monkeypatch: pytest.Mo
     assert main(["runs", "list"]) == 1
     assert f"no registry at {tmp_path.resolve() / 'logs' / 'registry.db'}" in capsys.readouterr().err
     (tmp_path / "run.py").write_text("")
-    (tmp_path / "src" / "metalearn" / "conf").mkdir(parents=True)  # a clone, nothing recorded
+    (tmp_path / "conf").mkdir()  # a clone, nothing recorded
     (tmp_path / "experiments").mkdir()
     monkeypatch.chdir(tmp_path / "experiments")  # read from a folder inside it
     assert main(["runs", "list"]) == 1

@@ -10,9 +10,11 @@ import os
 import shutil
 import textwrap
 from collections.abc import Sequence
+from importlib.util import find_spec
 from pathlib import Path
 
-CONF = Path(__file__).resolve().parent / "conf"
+# The configs' folder, found without importing metalearn.conf (which loads the resolvers).
+CONF = Path(next(iter(find_spec("metalearn.conf").submodule_search_locations)))
 CONFIG_DIR_ENV = "METALEARN_CONFIG_DIR"  # as metalearn.resolvers reads it
 HELP_FLAGS = ("--help", "-h")
 

@@ -30,7 +30,7 @@ class RunRequest(BaseModel):
         {"experiment": "reptile_amazon", "overrides": ["seed=1", "trainer.max_steps=300"]},
     ]})
     experiment: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_./-]*$", max_length=128,
-                            description="a config in the experiment group (metalearn/conf/experiment), without .yaml")
+                            description="a config in the experiment group (conf/experiment), without .yaml")
     overrides: list[OverrideStr] = Field(
         default_factory=list, max_length=64,
         description="Hydra overrides of keys the experiment's config has, as on the command line")

@@ -43,8 +43,8 @@ def find_project_root(start: str | os.PathLike[str] | None = None) -> Path:
 
 
 def is_project(folder: Path) -> bool:
-    """Whether folder is a clone of metalearn (run.py and the package's configs)."""
-    return (folder / "run.py").is_file() and (folder / "src" / "metalearn" / "conf").is_dir()
+    """Whether folder is a clone of metalearn (run.py and the configs, conf/)."""
+    return (folder / "run.py").is_file() and (folder / "conf").is_dir()
 
 
 def normalize_url(url: str) -> URL:
