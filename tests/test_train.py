@@ -201,8 +201,11 @@ def test_validate_scores_a_checkpoint_as_training_scored_it(make_cfg):
     assert one_shot["val/acc"] != pytest.approx(trained["val/acc"], abs=1e-6)
 
 
-@pytest.mark.parametrize("content, message", [(None, "no such checkpoint file"),
-                                              (b"not a checkpoint", "cannot load it as a checkpoint")])
+@pytest.mark.parametrize("content, message", [
+    (None, "no such checkpoint file"),
+    (b"", r"cannot load it as a checkpoint: not a PyTorch checkpoint \(an empty file\)"),
+    (b"not a checkpoint", r"cannot load it as a checkpoint: not a PyTorch checkpoint \(not a zip archive"),
+])
 def test_a_bad_checkpoint_is_named_before_anything_is_built(make_cfg, tmp_path, monkeypatch,
                                                             content, message):
     import pytorch_lightning as pl

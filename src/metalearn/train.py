@@ -3,14 +3,12 @@ from __future__ import annotations
 
 import json
 import logging
-import pickle
 import warnings
 from pathlib import Path
 from typing import Any
 
 import hydra
 import pytorch_lightning as pl
-import torch
 from hydra.errors import InstantiationException
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
@@ -19,6 +17,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from torch.utils.tensorboard.summary import hparams
 
 import metalearn.resolvers  # noqa: F401  (registers ${metalearn.data_dir:...}, ${metalearn.log_version:})
+from metalearn.checkpoint_file import check_checkpoint
 from metalearn.config_tree import print_config_tree
 from metalearn.noise import quiet_known_noise
 from metalearn.objectives import require_served
@@ -103,22 +102,6 @@ def _train(cfg: DictConfig) -> dict[str, float]:
         metrics.update(_floats(trainer.callback_metrics))
     log_final_hparams(loggers, config, metrics)
     return metrics
-
-
-def check_checkpoint(path: str) -> None:
-    """A checkpoint that exists and loads as plain weights and numbers, else an error naming it.
-
-    Loaded with `weights_only=True` (PyTorch's restricted unpickler): a checkpoint file runs
-    no code, whoever wrote it.
-    """
-    file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"ckpt_path {path}: no such checkpoint file")
-    try:
-        torch.load(file, map_location="cpu", weights_only=True, mmap=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"ckpt_path {path}: cannot load it as a checkpoint ({first[:300]})") from exc
 
 
 def best_scores(trainer: pl.Trainer) -> dict[str, float]:
