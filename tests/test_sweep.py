@@ -217,3 +217,18 @@ def test_a_sweep_without_a_search_space_is_refused_before_any_trial(tmp_path):
     assert proc.returncode != 0
     assert "hydra.sweeper.params: nothing to search" in proc.stdout + proc.stderr
     assert attempts(tmp_path, "maml_sinusoid") == []
+
+
+def test_warm_start_leaves_debug_runs_out(tmp_path):
+    """A debug=fast smoke run is no starting point for a study, however it scored."""
+    store = Store(f"sqlite:///{tmp_path / 'registry.db'}")
+    ids = {}
+    for name, overrides, value in (("real", ["experiment=maml_sinusoid"], 0.5),
+                                   ("smoke", ["experiment=maml_sinusoid", "debug=fast"], 0.1)):
+        ids[name] = store.create_attempt(name=name, experiment="maml_sinusoid", algorithm="maml",
+                                         overrides=overrides, config={"seed": 1})
+        store.add_metrics(ids[name], [{"name": "val/mse", "step": 1, "value": value, "time": 0.0}])
+        store.set_status(ids[name], "completed")
+    ranked = past.finished(store, "maml_sinusoid", "val/mse", "min")
+    assert [a["id"] for a, _ in ranked] == [ids["real"]]
+
