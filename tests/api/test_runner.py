@@ -226,11 +226,17 @@ SERVE_FAKE = textwrap.dedent(
 
 
 def _alive(pid: int) -> bool:
+    """Whether pid runs: a zombie has ended (an orphan's zombie waits for whoever adopted it,
+    PID 1 in a container, which may take its time or never reap it)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
 
 
 @pytest.mark.skipif(not Path("/proc/self/environ").is_file(), reason="finding a server's children needs /proc")

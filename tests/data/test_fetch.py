@@ -183,7 +183,7 @@ def test_default_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.delenv("PROJECT_ROOT", raising=False)
     monkeypatch.chdir(tmp_path)
     assert fetch.default_dest() == tmp_path.resolve() / "data"  # no project here: ./data
-    (tmp_path / "proj" / "src" / "metalearn" / "conf").mkdir(parents=True)  # a clone
+    (tmp_path / "proj" / "conf").mkdir(parents=True)  # a clone
     (tmp_path / "proj" / "run.py").write_text("")
     (tmp_path / "proj" / "sub").mkdir()
     monkeypatch.chdir(tmp_path / "proj" / "sub")
