@@ -25,8 +25,9 @@ from rich.table import Table
 from rich.text import Text
 
 from metalearn.data import fetch as data_fetch
+from metalearn.project import find_project_root, is_project
 from metalearn.registry import records, report
-from metalearn.registry.engine import URL_ENV, default_url, find_project_root, is_project
+from metalearn.registry.engine import URL_ENV, default_url
 from metalearn.registry.errors import NotFound, RegistryError
 from metalearn.registry.schema import STATUSES
 from metalearn.registry.store import Store

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import hydra
 from omegaconf import DictConfig
 
-from metalearn.registry.engine import find_project_root
+from metalearn.project import find_project_root
 from metalearn.registry.record import recorded_launch
 from metalearn.threads import prefer_passive_wait
 from metalearn.train_help import help_text, wants_help

@@ -7,9 +7,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import hydra
 import pytorch_lightning as pl
-from hydra.errors import InstantiationException
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import TensorBoardLogger
@@ -19,36 +17,16 @@ from torch.utils.tensorboard.summary import hparams
 import metalearn.resolvers  # noqa: F401  (registers ${metalearn.data_dir:...}, ${metalearn.log_version:})
 from metalearn.checkpoint_file import check_checkpoint
 from metalearn.config_tree import print_config_tree
+from metalearn.flat_config import flatten
+from metalearn.instantiate import build, instantiate_dict
 from metalearn.noise import quiet_known_noise
 from metalearn.objectives import require_served
 from metalearn.registry.record import record_attempt
-from metalearn.registry.report import flatten
 from metalearn.threads import limited_threads
 
 log = logging.getLogger(__name__)
 # The frozen trunk stays in eval mode on purpose (SplitModel.train); Lightning warns about it.
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
-
-
-def build(node: DictConfig, **kwargs):
-    """`hydra.utils.instantiate`, re-raising a constructor's own error unwrapped.
-
-    Our constructors validate their arguments and name the config key in the message; Hydra's
-    wrapper would bury that under its own traceback text.
-    """
-    try:
-        return hydra.utils.instantiate(node, **kwargs)
-    except InstantiationException as err:
-        if isinstance(err.__cause__, (ValueError, TypeError, FileNotFoundError, ImportError)):
-            raise err.__cause__ from None
-        raise
-
-
-def instantiate_dict(group: DictConfig | None) -> list:
-    """Instantiate each `_target_` entry of a config group (loggers, callbacks)."""
-    if not group:
-        return []
-    return [build(c) for c in group.values() if c and "_target_" in c]
 
 
 def train(cfg: DictConfig) -> dict[str, float]:

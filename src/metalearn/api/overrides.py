@@ -30,8 +30,9 @@ from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from metalearn.api.settable import GROUPS, SETTINGS, Setting, SettingError, check_setting
 from metalearn.data.base import DataPlan
+from metalearn.instantiate import build
 from metalearn.models.layers import LayerModel, LayerSpecError, check_model
-from metalearn.registry.engine import find_project_root
+from metalearn.project import find_project_root
 from metalearn.resolvers import config_searchpath  # registers the resolvers the configs use
 
 log = logging.getLogger(__name__)
@@ -121,8 +122,6 @@ class OverrideValidator:
         """The data source's own check of the sizes and groups asked for, on its metadata."""
         if not isinstance(cfg.get("data"), DictConfig):
             return None
-        from metalearn.train import build  # Lightning and the data stack load only when needed
-
         try:
             return build(cfg.data).preflight()
         except (ValueError, TypeError, FileNotFoundError, OmegaConfBaseException) as exc:

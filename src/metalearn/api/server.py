@@ -13,7 +13,7 @@ from metalearn.api.launch import LaunchCheck
 from metalearn.api.overrides import OverrideValidator
 from metalearn.api.runner import Runner
 from metalearn.conf import CONFIG_DIR
-from metalearn.registry.engine import find_project_root
+from metalearn.project import find_project_root
 from metalearn.registry.errors import RegistryError
 from metalearn.registry.store import Store
 

@@ -31,7 +31,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress
 
-from metalearn.registry.engine import find_project_root
+from metalearn.project import find_project_root
 from metalearn.resolvers import data_dir
 
 log = logging.getLogger(__name__)

@@ -11,6 +11,7 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 
+from metalearn.project import find_project_root
 from metalearn.registry.errors import RegistryError
 
 URL_ENV = "METALEARN_REGISTRY_URL"
@@ -29,22 +30,6 @@ def default_url(root: str | os.PathLike[str] | None = None) -> str:
 def log_dir_url(log_dir: str | os.PathLike[str]) -> str:
     """The URL of the SQLite registry a log folder holds (its registry.db)."""
     return f"sqlite:///{(Path(log_dir) / 'registry.db').resolve()}"
-
-
-def find_project_root(start: str | os.PathLike[str] | None = None) -> Path:
-    """The project root: the nearest clone of metalearn at or above start (its logs/ and data/
-    are used from anywhere inside it), else start itself (an installed metalearn works in the
-    current folder)."""
-    here = Path(start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if is_project(folder):
-            return folder
-    return here
-
-
-def is_project(folder: Path) -> bool:
-    """Whether folder is a clone of metalearn (run.py and the configs, conf/)."""
-    return (folder / "run.py").is_file() and (folder / "conf").is_dir()
 
 
 def normalize_url(url: str) -> URL:

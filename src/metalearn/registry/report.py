@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from metalearn.flat_config import flatten
 from metalearn.registry import schema
 from metalearn.registry.errors import RegistryError
 from metalearn.registry.store import Store
@@ -33,20 +34,6 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
-
-
-def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
-    """A nested config as {dotted.key: leaf value}; lists stay whole."""
-    if not isinstance(config, dict):
-        return {prefix: config} if prefix else {}
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        path = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, path))
-        else:
-            out[path] = value
-    return out
 
 
 def config_diff(configs: Sequence[Any]) -> dict[str, list[Any]]:
