@@ -1,30 +1,42 @@
-"""Results tables from the committed records (experiments/records/): one table per benchmark.
+"""Results tables from the committed records (experiments/records/), written into experiments/README.md.
 
     python experiments/tables.py                    # print the tables
     python experiments/tables.py --write            # refresh them in experiments/README.md
     python experiments/tables.py --url URL          # from a registry instead of the records
 
-A cell is every completed attempt of one experiment with the same overrides apart from
-`seed` (and logging/path settings): with one seed, the mean of the objective's metric
-(accuracy in %, or mean squared error) and its 95% interval over episodes; with several, the
-mean over seeds and the Student t interval over the seeds' means. Debug runs (`debug=...`) are
-left out. The benchmark is the first known benchmark in the experiment's name
-(`reptile_omniglot_lake` -> omniglot), else its last part (`reptile_arsc` -> arsc). Test results
-named `<metric>@<steps>` (the MSE after so many adaptation steps, written by
-experiments/sinusoid.py) make the per-step table. Every row cites the records it comes from.
+The document leads with one table, a row per benchmark and algorithm as configured; then the
+same rows per domain, variants, meta-tests of a checkpoint at other settings and configurations
+no command composes, per benchmark (which attempts make a row: result_rows.py). A row's score is,
+with one seed, the mean of the objective's metric (accuracy in %, or mean squared error) and its
+95% interval over episodes; with several, the mean over seeds and the Student t interval over the
+seeds' means. Debug runs (`debug=...`) are left out. The benchmark is the first known benchmark
+in the experiment's name (`reptile_omniglot_lake` -> omniglot), else its last part
+(`reptile_arsc` -> arsc). Test results named `<metric>@<steps>` (the MSE after so many
+adaptation steps, written by experiments/sinusoid.py) make the per-step table. Every row cites
+the records it comes from.
 """
 from __future__ import annotations
 
 import argparse
 import re
 from collections import defaultdict
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from metalearn.algorithms.stats import seeds_ci95
+from result_rows import (
+    IGNORED,
+    KINDS,
+    RAN_WITH,
+    Row,
+    cells_by_benchmark,
+    is_debug,
+    nan_if_none,
+    rows_by_benchmark,
+    short_values,
+    utc_time,
+)
+
 from metalearn.registry import records as rec
-from metalearn.registry.drift import describe, drift
 from metalearn.registry.engine import default_url
 from metalearn.registry.report import BENCHMARKS, benchmark, objective_of
 from metalearn.registry.store import Store
@@ -36,11 +48,10 @@ BLOCKS = {"tables": ("<!-- tables:begin -->", "<!-- tables:end -->"),
           "studies": ("<!-- studies:begin -->", "<!-- studies:end -->")}
 # A trial's overrides that are not its searched values: how it was launched and named.
 NOT_SEARCHED = re.compile(r"^(hparams_search|study\.\w+|extras\..*|hydra/.*|hydra\..*)=")
-RAN_WITH = "ran with: "  # a cell key's last item: values its command no longer gives
 SUMMARY = ("<!-- results:begin -->", "<!-- results:end -->")  # in the top-level README, if there
 DESCRIBED = {"acc": "accuracy (%)", "mse": "mean squared error"}
 BETTER = {"max": "higher", "min": "lower"}
-IGNORED = re.compile(r"^(seed|logger|tags|paths\..*|registry.*|callbacks\..*|hydra\..*|extras\..*)=")
+LOWER = {"max": "", "min": ", lower is better"}  # accuracy needs no saying
 STEP_METRIC = re.compile(r"^(?P<metric>\w+)@(?P<steps>\d+)$")
 # Published figures to stand beside each table (accuracy %, as the papers print them).
 PUBLISHED = {
@@ -88,108 +99,12 @@ def cite(record_id: str, path: Path | None) -> str:
         return short
 
 
-def _time(text: str | None) -> datetime | None:
-    return None if text is None else rec.parse_time(text)
-
-
-def shown(override: str, root: str | None, log_dir: str | None = None) -> str:
-    """An override as a user types it from the project root (checkpoint paths relative to the
-    recording run's project root, or under logs/ where they lay in the run's own log_dir;
-    booleans in YAML's spelling, which a Hydra multirun's job overrides give as True / False)."""
-    key, _, value = override.partition("=")
-    if value in ("True", "False"):
-        return f"{key}={value.lower()}"
-    path = Path(value)
-    if key == "ckpt_path" and path.is_absolute():
-        if root and path.is_relative_to(root):
-            return f"{key}={path.relative_to(root)}"
-        if log_dir and path.is_relative_to(log_dir):
-            return f"{key}={Path('logs') / path.relative_to(log_dir)}"
-    return override
-
-
-def cell_key(record: dict) -> tuple[str, tuple[str, ...]]:
-    """What makes attempts the same cell: the experiment, its non-seed overrides and, where
-    the experiment's defaults have changed since, the values it ran (a last `ran with: ...`)."""
-    paths = (record.get("config") or {}).get("paths") or {}
-    overrides = tuple(shown(o, paths.get("root_dir"), paths.get("log_dir"))
-                      for o in record.get("overrides") or []
-                      if not IGNORED.match(o) and not o.startswith("experiment="))
-    experiment = record["experiment"] or "?"
-    changed = drift(record["config"], experiment, overrides) if record.get("config") else {}
-    return experiment, overrides + ((RAN_WITH + describe(changed),) if changed else ())
-
-
 def command_text(experiment: str, overrides: tuple[str, ...]) -> str:
-    """A cell's command in backticks, then the values it ran that its command now changes."""
+    """A cell's command in backticks, then the values it ran that its command composes otherwise."""
     typed = [o for o in overrides if not o.startswith(RAN_WITH)]
-    earlier = [o.removeprefix(RAN_WITH) for o in overrides if o.startswith(RAN_WITH)]
-    command = "`" + " ".join([f"experiment={experiment}", *typed]) + "`"
-    return command + "".join(f" (earlier defaults: {e})" for e in earlier)
-
-
-def is_debug(record: dict) -> bool:
-    """Whether the attempt was a debug run (`debug=...`), left out of the tables."""
-    return any(o.startswith("debug=") for o in record.get("overrides") or [])
-
-
-Cells = dict[tuple[str, tuple[str, ...]], list[dict]]
-
-
-def collect(records: list[dict], debug: bool = False) -> Cells:
-    """Completed attempts with test results of their objective's metric, grouped into cells."""
-    cells: Cells = defaultdict(list)
-    for r in records:
-        if r["status"] != "completed" or (is_debug(r) and not debug):
-            continue
-        metric, mode = objective_of(r["config"])
-        results = [t for t in r["test_results"] if t["metric"] == metric]
-        if results:
-            overall = tuple((r["metrics"].get(name) or {}).get("last")
-                            for name in (f"test/{metric}", f"test/{metric}_ci95"))
-            cells[cell_key(r)].append({**r, "results": results, "overall": overall,
-                                       "metric": metric, "mode": mode})
-    return cells
-
-
-def summarize(attempts: list[dict]) -> dict:
-    """Per-group and mean score of a cell, over episodes (one seed) or over seeds."""
-    domains = sorted({r["group"] for a in attempts for r in a["results"]})
-    per_domain, means = {}, []
-    for d in domains:
-        rows = [r for a in attempts for r in a["results"] if r["group"] == d]
-        if len(attempts) == 1:
-            per_domain[d] = (rows[0]["value"], _nan(rows[0]["ci95"]))
-        else:
-            per_domain[d] = seeds_ci95([r["value"] for r in rows])
-    for a in attempts:  # the mean over all test episodes, as logged (test/<metric>)
-        value, ci = a["overall"]
-        if value is None:
-            value, ci = sum(r["value"] for r in a["results"]) / len(a["results"]), None
-        means.append((value, _nan(ci)))
-    mean = means[0] if len(attempts) == 1 else seeds_ci95([m for m, _ in means])
-    walls = [(_time(a["ended_at"]) - _time(a["started_at"])).total_seconds() for a in attempts
-             if a["ended_at"] and a["started_at"]]
-    hw = attempts[0]["hardware"]
-    return {"domains": per_domain, "mean": mean, "seeds": len(attempts),
-            "metric": attempts[0]["metric"], "mode": attempts[0]["mode"],
-            "wall_min": sum(walls) / len(walls) / 60 if walls else float("nan"),
-            "hardware": hardware(hw),
-            "cites": [a["cite"] or a["id"][:8] for a in attempts]}
-
-
-def hardware(hw: dict) -> str:
-    """What a row ran on: accelerator names, else the CPU model and cores where recorded, else
-    the host and the trainer's accelerator setting."""
-    if hw.get("accelerators"):
-        return " + ".join(hw["accelerators"])
-    if hw.get("cpu"):
-        return f"{hw['cpu']} ({hw.get('cpu_count') or '?'} cores)"
-    return f"{hw.get('host') or '?'} ({hw.get('accelerator') or '?'})"
-
-
-def _nan(value: float | None) -> float:
-    return float("nan") if value is None else value
+    ran = [o.removeprefix(RAN_WITH) for o in overrides if o.startswith(RAN_WITH)]
+    command = "`" + " ".join(["metalearn train", f"experiment={experiment}", *typed]) + "`"
+    return command + "".join(f" (ran with {short_values(e)})" for e in ran)
 
 
 def fmt(value: tuple[float, float], metric: str = "acc") -> str:
@@ -202,41 +117,106 @@ def fmt(value: tuple[float, float], metric: str = "acc") -> str:
 
 
 # ---- the tables ---------------------------------------------------------------------------
-def cells_by_benchmark(records: list[dict], debug: bool = False) -> dict[str, list[tuple]]:
-    """(experiment, overrides, summary) of every cell, per benchmark, in print order."""
-    by_bench: dict[str, list] = defaultdict(list)
-    for (experiment, overrides), attempts in collect(records, debug).items():
-        by_bench[benchmark(experiment)].append((experiment, overrides, summarize(attempts)))
-    return {b: sorted(by_bench[b], key=lambda r: (r[0], r[1]))
-            for b in sorted(by_bench, key=lambda b: (b not in BENCHMARKS, b))}
+def algorithm_name(experiment: str) -> str:
+    """An experiment's name less its benchmark: `reptile_omniglot_lake` -> `reptile lake`."""
+    bench = benchmark(experiment)
+    return " ".join(p for p in experiment.split("_") if p != bench) or experiment
+
+
+def _best_first(rows: list[Row]) -> list[Row]:
+    return sorted(rows, key=lambda r: -r.summary["mean"][0] if r.summary["mode"] == "max"
+                  else r.summary["mean"][0])
+
+
+def main_table(by_bench: dict[str, list[Row]]) -> list[str]:
+    """One row per benchmark and algorithm: the experiment as configured, best first."""
+    out = ["| benchmark | algorithm | command | score | metric | seeds | wall (min) | hardware | records |",
+           "|---" * 9 + "|"]
+    for bench, rows in by_bench.items():
+        for row in _best_first([r for r in rows if r.kind == "default"]):
+            s = row.summary
+            out.append(f"| {bench} | {algorithm_name(row.experiment)} | `metalearn train "
+                       f"experiment={row.experiment}` | {fmt(s['mean'], s['metric'])} | "
+                       f"{DESCRIBED.get(s['metric'], s['metric'])}{LOWER[s['mode']]} | "
+                       f"{s['seeds']} | {s['wall_min']:.1f} | {s['hardware']} | {', '.join(s['cites'])} |")
+    return out
+
+
+def groups_of(rows: list[Row]) -> list[str]:
+    """The test groups (domains, tasks) of rows, where a benchmark has more than one."""
+    groups = sorted({g for r in rows for g in r.summary["domains"]})
+    return groups if len(groups) > 1 else []
+
+
+# the columns before the scores, per kind: (header, cell)
+LEADING = {
+    "default": (("algorithm",), lambda r: (algorithm_name(r.experiment),)),
+    "variant": (("experiment", "overrides"),
+                lambda r: (f"`{r.experiment}`", (f"`{r.label}`" if r.label else "none") + r.note)),
+    "meta-test": (("experiment", "checkpoint", "settings"),
+                  lambda r: (f"`{r.experiment}`", r.checkpoint, f"`{r.label}`")),
+    "other": (("experiment", "differs from the experiment's config in"),
+              lambda r: (f"`{r.experiment}`", f"`{r.label}`")),
+}
+
+
+def kind_table(rows: list[Row], kind: str, *, scores_only: bool = False) -> list[str]:
+    """Markdown rows of one kind of one benchmark: the leading columns, each group's score, the
+    mean and (unless scores_only) seeds, wall time and hardware, then the records."""
+    heads, cells = LEADING[kind]
+    groups = groups_of(rows)
+    tail = ("mean", "records") if scores_only else ("mean", "seeds", "wall (min)", "hardware", "records")
+    out = ["| " + " | ".join([*heads, *groups, *tail]) + " |", "|---" * (len(heads) + len(groups) + len(tail)) + "|"]
+    for row in rows:
+        s, m = row.summary, row.summary["metric"]
+        values = [fmt(s["domains"][g], m) if g in s["domains"] else "—" for g in groups]
+        more = [] if scores_only else [str(s["seeds"]), f"{s['wall_min']:.1f}", s["hardware"]]
+        out.append("| " + " | ".join([*cells(row), *values, fmt(s["mean"], m), *more,
+                                      ", ".join(s["cites"])]) + " |")
+    return out
+
+
+SECTION_TEXT = {
+    "default": ("## Per domain",
+                "The rows of the table above, score per held-out domain or task."),
+    "variant": ("## Variants",
+                "`metalearn train experiment=<experiment> <overrides>` repeats a row: the fewest "
+                "overrides found that compose the configuration its records ran (checked against "
+                "the configs by `metalearn.registry.drift`; the records keep the command each was "
+                "started with). Long decimals are shown to four significant digits; `seed N again` is "
+                "a second run of a seed that another row holds."),
+    "meta-test": ("## Meta-tests of a checkpoint",
+                  "A checkpoint meta-tested again (`train=false ckpt_path=...`) with other "
+                  "settings: other K (`data.shots`), test-time steps or checks. `checkpoint` is "
+                  "the record of the run that trained it; `settings` are the values that differ "
+                  "from that run's."),
+    "other": ("## Other configurations",
+              "Runs for which no searched command composes the configuration they ran: the second "
+              "column lists the values each ran where the experiment's config differs."),
+}
 
 
 def tables(records: list[dict], debug: bool = False) -> str:
-    """Markdown: a section per benchmark (every known one), a row per cell."""
-    cells = cells_by_benchmark(records, debug)
-    out = []
-    for bench in dict.fromkeys([*BENCHMARKS, *cells]):
-        rows = cells.get(bench, [])
-        out.append(f"### {bench}\n")
-        if not rows:
-            out.append("No recorded attempts yet.\n")
-        else:
-            domains = sorted({d for _, _, s in rows for d in s["domains"]})
-            metrics = sorted({(s["metric"], s["mode"]) for _, _, s in rows})
-            out.append("Metric: " + "; ".join(f"{DESCRIBED.get(m, m)}, {BETTER[d]} is better"
-                                              for m, d in metrics) + ".\n")
-            out.append("| command | " + " | ".join(domains)
-                       + " | mean | seeds | wall (min) | hardware | records |")
-            out.append("|---" * (len(domains) + 6) + "|")
-            for experiment, overrides, s in rows:
-                m = s["metric"]
-                values = [fmt(s["domains"][d], m) if d in s["domains"] else "—" for d in domains]
-                out.append(f"| {command_text(experiment, overrides)} | " + " | ".join(values)
-                           + f" | {fmt(s['mean'], m)} | {s['seeds']} | {s['wall_min']:.1f} | "
-                           f"{s['hardware']} | {', '.join(s['cites'])} |")
-            out.append("")
-        if bench in PUBLISHED:
-            out.append(f"Published: {PUBLISHED[bench]}\n")
+    """Markdown: the main table (one row per benchmark and algorithm as configured), then per
+    domain, variants, meta-tests of checkpoints and other configurations, each per benchmark."""
+    by_bench = rows_by_benchmark(records, debug)
+    out = [*main_table(by_bench), ""]
+    missing = [b for b in BENCHMARKS if not any(r.kind == "default" for r in by_bench.get(b, []))]
+    if missing:
+        out += [f"No record of an experiment as configured: {', '.join(missing)}.", ""]
+    out += ["Published figures:", ""]
+    out += [f"- {bench}: {text}" for bench, text in PUBLISHED.items()] + [""]
+    for kind in KINDS:
+        per_bench = {b: [r for r in rows if r.kind == kind] for b, rows in by_bench.items()}
+        if kind == "default":
+            per_bench = {b: _best_first(rows) for b, rows in per_bench.items() if groups_of(rows)}
+        per_bench = {b: rows for b, rows in per_bench.items() if rows}
+        if not per_bench:
+            continue
+        heading, text = SECTION_TEXT[kind]
+        out += [heading, "", text, ""]
+        for bench, rows in per_bench.items():
+            out += [f"### {bench}", "", *kind_table(rows, kind, scores_only=kind == "default"), ""]
     return "\n".join(out)
 
 
@@ -268,7 +248,7 @@ def steps_table(records: list[dict]) -> str:
         r = newest[experiment]
         inner = ((r.get("config") or {}).get("algorithm") or {}).get("inner_lr", "—")
         for (m, shots), by_steps in sorted(step_rows(r).items()):
-            cells = [fmt((by_steps[s]["value"], _nan(by_steps[s]["ci95"])), m)
+            cells = [fmt((by_steps[s]["value"], nan_if_none(by_steps[s]["ci95"])), m)
                      if s in by_steps else "—" for s in steps]
             lines.append(f"| `{experiment}` | {shots} | {inner} | " + " | ".join(cells)
                          + f" | {r['cite'] or r['id'][:8]} |")
@@ -302,7 +282,7 @@ def studies_table(records: list[dict]) -> str:
             given = dict(o.split("=", 1) for o in r.get("overrides") or [] if "=" in o)
             summary_ = (r.get("metrics") or {}).get(metric) or {}
             value = summary_.get("max" if mode == "max" else "min")
-            wall = ((_time(r["ended_at"]) - _time(r["started_at"])).total_seconds() / 60
+            wall = ((utc_time(r["ended_at"]) - utc_time(r["started_at"])).total_seconds() / 60
                     if r["ended_at"] and r["started_at"] else float("nan"))
             walls += 0.0 if wall != wall else wall
             if value is not None and r["status"] == "completed" and (

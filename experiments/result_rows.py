@@ -1,0 +1,297 @@
+"""The rows of the results tables: which committed attempts share a row, and what the row says.
+
+A cell is every completed attempt of one experiment with the same typed overrides apart from
+`seed` (and logging/path settings), plus the values it ran where its command composes others
+(`metalearn.registry.drift`); the top README's summary ranks cells. A row of experiments/README.md
+is one configuration: attempts whose config the same command composes, one per seed, placed as
+the experiment as configured, a variant (the fewest overrides found that compose it), a
+meta-test of a checkpoint (the settings that differ from the run that trained it), or another
+configuration (no searched command composes it).
+"""
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from metalearn.algorithms.stats import seeds_ci95
+from metalearn.conf import CONFIG_DIR
+from metalearn.registry import records as rec
+from metalearn.registry.drift import ABSENT, HOW_NOT_WHAT, Call, composed, describe, drift, is_derived, leaves
+from metalearn.registry.drift import SECTIONS as DRIFT_SECTIONS
+from metalearn.registry.report import BENCHMARKS, benchmark, objective_of
+
+RAN_WITH = "ran with: "  # a cell key's last item: values its command composes otherwise
+IGNORED = re.compile(r"^(seed|logger|tags|paths\..*|registry.*|callbacks\..*|hydra\..*|extras\..*)=")
+
+
+def utc_time(text: str | None) -> datetime | None:
+    """A record's `...Z` time as a naive UTC datetime; None for None."""
+    return None if text is None else rec.parse_time(text)
+
+
+def shown(override: str, root: str | None, log_dir: str | None = None) -> str:
+    """An override as a user types it from the project root (checkpoint paths relative to the
+    recording run's project root, or under logs/ where they lay in the run's own log_dir;
+    booleans in YAML's spelling, which a Hydra multirun's job overrides give as True / False)."""
+    key, _, value = override.partition("=")
+    if value in ("True", "False"):
+        return f"{key}={value.lower()}"
+    path = Path(value)
+    if key == "ckpt_path" and path.is_absolute():
+        if root and path.is_relative_to(root):
+            return f"{key}={path.relative_to(root)}"
+        if log_dir and path.is_relative_to(log_dir):
+            return f"{key}={Path('logs') / path.relative_to(log_dir)}"
+    return override
+
+
+def cell_key(record: dict) -> tuple[str, tuple[str, ...]]:
+    """What makes attempts the same cell: the experiment, its non-seed overrides and, where
+    the experiment's config composes other values, the values it ran (a last `ran with: ...`)."""
+    paths = (record.get("config") or {}).get("paths") or {}
+    overrides = tuple(shown(o, paths.get("root_dir"), paths.get("log_dir"))
+                      for o in record.get("overrides") or []
+                      if not IGNORED.match(o) and not o.startswith("experiment="))
+    experiment = record["experiment"] or "?"
+    changed = drift(record["config"], experiment, overrides) if record.get("config") else {}
+    return experiment, overrides + ((RAN_WITH + describe(changed),) if changed else ())
+
+
+def is_debug(record: dict) -> bool:
+    """Whether the attempt was a debug run (`debug=...`), left out of the tables."""
+    return any(o.startswith("debug=") for o in record.get("overrides") or [])
+
+
+Cells = dict[tuple[str, tuple[str, ...]], list[dict]]
+
+
+def collect(records: list[dict], debug: bool = False) -> Cells:
+    """Completed attempts with test results of their objective's metric, grouped into cells."""
+    cells: Cells = defaultdict(list)
+    for r in records:
+        if r["status"] != "completed" or (is_debug(r) and not debug):
+            continue
+        metric, mode = objective_of(r["config"])
+        results = [t for t in r["test_results"] if t["metric"] == metric]
+        if results:
+            overall = tuple((r["metrics"].get(name) or {}).get("last")
+                            for name in (f"test/{metric}", f"test/{metric}_ci95"))
+            cells[cell_key(r)].append({**r, "results": results, "overall": overall,
+                                       "metric": metric, "mode": mode})
+    return cells
+
+
+def summarize(attempts: list[dict]) -> dict:
+    """Per-group and mean score of a cell, over episodes (one seed) or over seeds."""
+    domains = sorted({r["group"] for a in attempts for r in a["results"]})
+    per_domain, means = {}, []
+    for d in domains:
+        rows = [r for a in attempts for r in a["results"] if r["group"] == d]
+        if len(attempts) == 1:
+            per_domain[d] = (rows[0]["value"], nan_if_none(rows[0]["ci95"]))
+        else:
+            per_domain[d] = seeds_ci95([r["value"] for r in rows])
+    for a in attempts:  # the mean over all test episodes, as logged (test/<metric>)
+        value, ci = a["overall"]
+        if value is None:
+            value, ci = sum(r["value"] for r in a["results"]) / len(a["results"]), None
+        means.append((value, nan_if_none(ci)))
+    mean = means[0] if len(attempts) == 1 else seeds_ci95([m for m, _ in means])
+    walls = [(utc_time(a["ended_at"]) - utc_time(a["started_at"])).total_seconds() for a in attempts
+             if a["ended_at"] and a["started_at"]]
+    hw = attempts[0]["hardware"]
+    return {"domains": per_domain, "mean": mean, "seeds": len(attempts),
+            "metric": attempts[0]["metric"], "mode": attempts[0]["mode"],
+            "wall_min": sum(walls) / len(walls) / 60 if walls else float("nan"),
+            "hardware": hardware(hw),
+            "cites": [a["cite"] or a["id"][:8] for a in attempts]}
+
+
+def hardware(hw: dict) -> str:
+    """What a row ran on: accelerator names, else the CPU model and cores where recorded, else
+    the host and the trainer's accelerator setting."""
+    if hw.get("accelerators"):
+        return " + ".join(hw["accelerators"])
+    if hw.get("cpu"):
+        return f"{hw['cpu']} ({hw.get('cpu_count') or '?'} cores)"
+    return f"{hw.get('host') or '?'} ({hw.get('accelerator') or '?'})"
+
+
+def nan_if_none(value: float | None) -> float:
+    """NaN for a missing interval, so that formatting prints the score alone."""
+    return float("nan") if value is None else value
+
+
+# What a row is, in the order the document shows them: the experiment as configured, a variant
+# (overrides that compose what the row ran), a meta-test of a checkpoint at other settings, and
+# a configuration no searched command composes (its values differ from the configs).
+KINDS = ("default", "variant", "meta-test", "other")
+LONG_FLOAT = re.compile(r"(?<![\w.])-?\d+\.\d{5,}(?:e-?\d+)?")
+PLAIN = re.compile(r"^[\w.\-/]+$")  # a string value that types as is on a command line
+
+
+@dataclass
+class Row:
+    """Attempts that ran one configuration with distinct seeds, as a table shows them."""
+    experiment: str
+    kind: str
+    label: str  # variant: its overrides; meta-test: its settings; other: how it differs
+    attempts: list[dict]
+    checkpoint: str = ""  # meta-test: the record that trained the checkpoint, or its path
+    note: str = ""  # said after the label
+
+    @cached_property
+    def summary(self) -> dict:
+        """Per-group and mean score, seeds, wall time, hardware and cites (`summarize`)."""
+        return summarize(self.attempts)
+
+
+def short_values(text: str) -> str:
+    """Long decimals as four significant digits: `0.13567896067557864` -> `0.1357`."""
+    return LONG_FLOAT.sub(lambda m: f"{float(m[0]):.4g}", text)
+
+
+def section_of(override: str) -> str:
+    """The config section an override sets (`algorithm.inner_lr=0.1`, `algorithm=x` -> algorithm)."""
+    return override.split("=", 1)[0].lstrip("+~").split(".", 1)[0].split("/", 1)[0]
+
+
+def typed(record: dict) -> tuple[str, ...]:
+    """An attempt's overrides as a user types them, less seed, logging and the experiment."""
+    return tuple(o for o in cell_key(record)[1] if not o.startswith(RAN_WITH))
+
+
+def typed_value(value: Any) -> str | None:
+    """A config value as a command-line override types it; None where a scalar cannot say it."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str) and PLAIN.match(value) and not isinstance(value, Call):
+        return value
+    return None
+
+
+def algorithm_options(experiment: str) -> list[str]:
+    """The shipped algorithm configs of an experiment's algorithm (`reptile_*` -> reptile,
+    reptile_adam, reptile_adam_amazon): the group choices a shorter command may name."""
+    family = experiment.split("_", 1)[0]
+    return sorted(p.stem for p in (CONFIG_DIR / "algorithm").glob("*.yaml") if p.stem.split("_", 1)[0] == family)
+
+
+def command_for(record: dict) -> tuple[str, ...] | None:
+    """The fewest overrides that compose the config an attempt ran (`metalearn.registry.drift`
+    finds nothing between them), searched over the overrides it typed and its algorithm's shipped
+    configs; None where none does. Overrides outside the compared sections (trainer, debug) stay."""
+    experiment, config, given = record["experiment"] or "?", record.get("config"), typed(record)
+    if not config:
+        return given
+    kept = tuple(o for o in given if section_of(o) not in DRIFT_SECTIONS)
+    sectioned = tuple(o for o in given if section_of(o) in DRIFT_SECTIONS)
+    found = []
+    for base in [(), *((f"algorithm={a}",) for a in algorithm_options(experiment))]:
+        for extra in ((), sectioned) if sectioned else ((),):
+            tried = kept + base + extra
+            values = {k: typed_value(v) for k, v in drift(config, experiment, tried).items()}
+            if None in values.values():
+                continue
+            command = tried + tuple(f"{k}={v}" for k, v in values.items())
+            if command == tried or not drift(config, experiment, command):
+                found.append(command)
+        if found and len(min(found, key=len)) == len(kept):
+            break  # nothing is shorter than the experiment's own config
+    return min(found, key=lambda c: (len(c), len(" ".join(c))), default=None)
+
+
+def trains(record: dict) -> bool:
+    """Whether an attempt meta-trained (a meta-test of a checkpoint has `train=false`)."""
+    return not any(o.lower() == "train=false" for o in record.get("overrides") or [])
+
+
+def trained_by(record: dict, records: list[dict]) -> dict | None:
+    """The record of the run that saved the checkpoint a meta-test loaded: the one whose best
+    checkpoint it is, else the one whose output folder holds it."""
+    ckpt = record.get("ckpt_path")
+    if not ckpt:
+        return None
+    runs = [r for r in records if r is not record and trains(r)]
+    return next((r for r in runs if r.get("ckpt_path") == ckpt), None) or next(
+        (r for r in runs if r.get("output_dir") and ckpt.startswith(r["output_dir"].rstrip("/") + "/")), None)
+
+
+def settings_against(record: dict, trained: dict) -> str:
+    """How a meta-test's config differs from the config its checkpoint was trained with."""
+    now = composed(record["experiment"] or "?", ()) or {}
+    derived = {k for s in DRIFT_SECTIONS for k, v in leaves(now.get(s, {}), s).items() if is_derived(v)}
+    mine, theirs = {}, {}
+    for section in DRIFT_SECTIONS:
+        mine.update(leaves((record.get("config") or {}).get(section) or {}, section))
+        theirs.update(leaves((trained.get("config") or {}).get(section) or {}, section))
+    changed = {}
+    for key in sorted(set(mine) | set(theirs)):
+        ran, trained_with = mine.get(key, ABSENT), theirs.get(key, ABSENT)
+        skipped = key in derived or key.rsplit(".", 1)[-1] == "seed" or key in HOW_NOT_WHAT
+        # an option one side's version lacked counts as off, as in drift()
+        off = (trained_with is ABSENT and ran in (False, None)) or (ran is ABSENT and trained_with in (False, None))
+        if ran != trained_with and not skipped and not off:
+            changed[key] = ran
+    return describe(changed)
+
+
+def placed(record: dict, records: list[dict]) -> tuple[str, str, str]:
+    """(kind, label, checkpoint) of one attempt: where its row goes and what the row says."""
+    given = typed(record)
+    if not trains(record) or any(o.startswith("ckpt_path=") for o in given):
+        trained = trained_by(record, records)
+        if trained is not None:
+            settings = settings_against(record, trained) or "the same settings"
+            return "meta-test", settings, trained.get("cite") or trained["id"][:8]
+        ckpt = next((o.split("=", 1)[1] for o in given if o.startswith("ckpt_path=")), None)
+        settings = " ".join(o for o in given if not o.startswith(("train=", "ckpt_path=")))
+        return "meta-test", settings, f"`{ckpt}`" if ckpt else "none (the model as built)"
+    command = command_for(record)
+    if command is None:
+        changed = describe(drift(record["config"], record["experiment"] or "?", ()))
+        return "other", changed or " ".join(given), ""
+    return ("variant" if command else "default"), " ".join(command), ""
+
+
+def rows_by_benchmark(records: list[dict], debug: bool = False) -> dict[str, list[Row]]:
+    """Every scored attempt in rows, per benchmark (known ones first): attempts of one place
+    share a row while their seeds differ; a repeated seed opens another row of the same place."""
+    attempts = sorted((a for cell in collect(records, debug).values() for a in cell),
+                      key=lambda a: (bool(typed(a)), a.get("created_at") or ""))  # untyped first
+    places: dict[tuple, list[list[dict]]] = defaultdict(list)
+    for a in attempts:
+        place = (a["experiment"] or "?", *placed(a, records))
+        group = places[place]
+        seed = (a.get("config") or {}).get("seed")
+        row = next((r for r in group if seed not in {(b.get("config") or {}).get("seed") for b in r}), None)
+        if row is None:
+            group.append(row := [])
+        row.append(a)
+    rows = []
+    for (experiment, kind, label, checkpoint), group in places.items():
+        for i, members in enumerate(group):
+            rows.append(Row(experiment, kind if i == 0 else ("variant" if kind == "default" else kind),
+                            short_values(label), members, checkpoint,
+                            "" if i == 0 else f" (seed {members[0]['config'].get('seed')} again)"))
+    by_bench: dict[str, list[Row]] = defaultdict(list)
+    for row in rows:
+        by_bench[benchmark(row.experiment)].append(row)
+    return {b: sorted(by_bench[b], key=lambda r: (r.experiment, r.checkpoint, r.label, r.note))
+            for b in sorted(by_bench, key=lambda b: (b not in BENCHMARKS, b))}
+
+
+def cells_by_benchmark(records: list[dict], debug: bool = False) -> dict[str, list[tuple]]:
+    """(experiment, overrides, summary) of every cell, per benchmark, in print order."""
+    by_bench: dict[str, list] = defaultdict(list)
+    for (experiment, overrides), attempts in collect(records, debug).items():
+        by_bench[benchmark(experiment)].append((experiment, overrides, summarize(attempts)))
+    return {b: sorted(by_bench[b], key=lambda r: (r[0], r[1]))
+            for b in sorted(by_bench, key=lambda b: (b not in BENCHMARKS, b))}
