@@ -149,9 +149,9 @@ class EpisodicModule(pl.LightningModule):
     def log_train(self, scores: Mapping[str, Score], count: int, prog_bar: str | None = None) -> None:
         """This meta-step's training scores (each a mean over its `count` tasks or examples),
         logged as `train/<name>` on the steps Lightning writes (`trainer.log_every_n_steps`):
-        each the mean over the steps since the last write (see algorithms.train_scores)."""
-        for name, value in scores.items():
-            self.train_window.add(name, value, count)
+        each the mean over the steps since the last write that report it (see
+        algorithms.train_scores)."""
+        self.train_window.add_step(scores, count)
         if not self.writes_logs_now():
             return
         means = self.train_window.take()

@@ -7,11 +7,15 @@ a copy of the meta-weights on the support set and predicts the query set.
 
 A task's math is written once, in `task_forward` (adapt, predict, the query loss) and
 `meta_gradient`; the meta-batch runs it task by task, or all tasks at once under
-`torch.func.vmap` with `vmap_tasks` (`metalearn.algorithms.task_batch`).
+`torch.func.vmap` with `vmap_tasks` (`metalearn.algorithms.task_batch`). The query outputs with
+the meta-weights, read only by the before-adapting training scores (`train/query_loss_pre`,
+`train/query_<metric>_pre`), are computed only on the steps whose scores Lightning writes.
 """
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import torch
@@ -27,12 +31,11 @@ from metalearn.data.episode import Episode
 
 class TaskForward(NamedTuple):
     """What one task's forward computed (each with a leading task dimension when batched):
-    the query loss after adapting, query outputs after and before adapting, the support
-    losses of the inner steps, and the fast weights."""
+    the query loss and outputs after adapting, the support losses of the inner steps, and the
+    fast weights."""
 
     loss: torch.Tensor
     out: torch.Tensor
-    out_pre: torch.Tensor
     support_losses: list[torch.Tensor]
     fast: Params
 
@@ -72,6 +75,9 @@ class GradientLearner(EpisodicModule):
         self.eval_adapt_check, self.eval_adapt_check_strict = eval_adapt_check, eval_adapt_check_strict
         self._adapt_decisions: list[bool] = []  # the check's decision in the episode evaluated
         self.vmap_tasks = vmap_tasks
+        # Whether training tasks also score their query set with the meta-weights (the `_pre`
+        # training scores): per training step, see `scoring_before_adapting`.
+        self.score_before_adapting = True
         if vmap_tasks:
             own = type(self)
             if (own.task_forward is GradientLearner.task_forward
@@ -144,25 +150,46 @@ class GradientLearner(EpisodicModule):
         xs, xq = self.model.features(ep.support_x), self.model.features(ep.query_x)
         forward = self.task_forward(params, xs, ep.support_y, xq, ep.query_y)
         grads = self.meta_gradient(forward, params)
-        return grads, self.task_scores(ep, forward.out_pre, forward.out.detach(),
-                                       forward.support_losses)
+        out_pre = self.outputs_before_adapting(params, xs, xq) if self.score_before_adapting else None
+        return grads, self.task_scores(ep, out_pre, forward.out.detach(), forward.support_losses)
 
-    def task_scores(self, ep: Episode, out_pre: torch.Tensor, out: torch.Tensor,
+    @contextmanager
+    def scoring_before_adapting(self, on: bool) -> Iterator[None]:
+        """Within: training tasks score their query set before adapting only if `on`
+        (`training_step`: on the steps whose scores Lightning writes); outside, always."""
+        self.score_before_adapting = on
+        try:
+            yield
+        finally:
+            self.score_before_adapting = True
+
+    def outputs_before_adapting(self, params: Params, xs: Any, xq: Any) -> torch.Tensor:
+        """Query outputs with the meta-weights, for the before-adapting training scores.
+
+        No gradient; random draws (dropout) come from a fork of the CPU's and this module's
+        GPU's streams, which then go on as if they had not been drawn, so computing these or
+        not (`score_before_adapting`) leaves every training mask as it is."""
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.no_grad(), torch.random.fork_rng(devices=devices):
+            return self.predict(params, xs, xq)
+
+    def task_scores(self, ep: Episode, out_pre: torch.Tensor | None, out: torch.Tensor,
                     support_losses: list[torch.Tensor]) -> dict[str, float]:
-        """What a training task logs: query loss and score before and after adapting."""
+        """What a training task logs: query loss and score after adapting, and before (from
+        `out_pre`, the meta-weights' outputs, where given)."""
         return {k: v.item() for k, v in
                 self.score_tensors(ep.query_y, out_pre, out, support_losses).items()}
 
-    def score_tensors(self, y: torch.Tensor, out_pre: torch.Tensor, out: torch.Tensor,
+    def score_tensors(self, y: torch.Tensor, out_pre: torch.Tensor | None, out: torch.Tensor,
                       support_losses: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         """`task_scores` as 0-d tensors (what a batched meta-batch computes under vmap)."""
         objective, metric = self.objective, self.objective.metric
-        return {"query_loss": objective.loss(out, y),
-                f"query_{metric}": objective.score(out, y),
-                "query_loss_pre": objective.loss(out_pre, y),
-                f"query_{metric}_pre": objective.score(out_pre, y),
-                "support_loss": support_losses[0] if support_losses
-                else torch.tensor(float("nan"))}
+        scores = {"query_loss": objective.loss(out, y), f"query_{metric}": objective.score(out, y)}
+        if out_pre is not None:
+            scores.update({"query_loss_pre": objective.loss(out_pre, y),
+                           f"query_{metric}_pre": objective.score(out_pre, y)})
+        scores["support_loss"] = support_losses[0] if support_losses else torch.tensor(float("nan"))
+        return scores
 
     def training_step(self, episodes: list[Episode], batch_idx: int) -> None:
         opt = self.optimizers()
@@ -170,7 +197,9 @@ class GradientLearner(EpisodicModule):
         total = len(episodes) * self.trainer.world_size
         meta_grad = {n: torch.zeros_like(p) for n, p in outer.items()}
         scores: dict[str, list[float]] = defaultdict(list)
-        with self.step_rng():
+        # The before-adapting scores are read only where Lightning writes the window, whose
+        # `_pre` means then hold the steps that computed them (see algorithms.train_scores).
+        with self.step_rng(), self.scoring_before_adapting(self.writes_logs_now()):
             if self.vmap_tasks:
                 summed, per_task = batched_task_gradient(self, episodes, params)
                 for n, g in summed.items():

@@ -57,13 +57,11 @@ class MAML(GradientLearner):
 
     def task_forward(self, params: Params, xs: Any, ys: torch.Tensor, xq: Any, yq: torch.Tensor,
                      functional: bool = False) -> TaskForward:
-        with torch.no_grad():
-            out_pre = self.predict(params, xs, xq)
         with self.attention_kernel():
             fast, support_losses, out = self.adapt_and_predict(
                 params, xs, ys, xq, self.inner_steps, self.first_order, functional)
             loss = self.objective.loss(out, yq)
-        return TaskForward(loss, out, out_pre, support_losses, fast)
+        return TaskForward(loss, out, support_losses, fast)
 
     def meta_gradient(self, forward: TaskForward, params: Params, batched: bool = False) -> Params:
         outer = self.outer_parameters()

@@ -37,9 +37,7 @@ class Reptile(GradientLearner):
         else:
             fast, support_losses, out = self.adapt_and_predict(
                 params, xs, ys, xq, self.inner_steps, functional=functional)
-        with torch.no_grad():
-            out_pre = self.predict(params, xs, xq)
-        return TaskForward(self.objective.loss(out, yq), out, out_pre, support_losses, fast)
+        return TaskForward(self.objective.loss(out, yq), out, support_losses, fast)
 
     def adapt_alternating(self, params: Params, xs: Any, ys: torch.Tensor, xq: Any,
                           yq: torch.Tensor, functional: bool = False

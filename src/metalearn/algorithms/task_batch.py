@@ -14,7 +14,7 @@ masks the loop would not).
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from torch import nn
@@ -63,31 +63,48 @@ def stack(values: list, what: str) -> torch.Tensor:
     return torch.stack(values)
 
 
-def batched_forward(learner: GradientLearner, episodes: list[Episode], params: Params
-                    ) -> tuple[TaskForward, torch.Tensor]:
-    """`learner.task_forward` of every episode at once (outputs carry a leading task
-    dimension), and the stacked query targets."""
+class Tasks(NamedTuple):
+    """A meta-batch's episodes stacked: support [T, S, ...] and query [T, Q, ...] rows."""
+
+    xs: torch.Tensor
+    ys: torch.Tensor
+    xq: torch.Tensor
+    yq: torch.Tensor
+
+
+def stack_tasks(learner: GradientLearner, episodes: list[Episode]) -> Tasks:
+    """The episodes' trunk features and targets, stacked (or a clear error why they cannot)."""
     features = learner.model.features
-    xs = stack([features(ep.support_x) for ep in episodes], "support inputs")
-    ys = stack([ep.support_y for ep in episodes], "support targets")
-    xq = stack([features(ep.query_x) for ep in episodes], "query inputs")
-    yq = stack([ep.query_y for ep in episodes], "query targets")
+    return Tasks(stack([features(ep.support_x) for ep in episodes], "support inputs"),
+                 stack([ep.support_y for ep in episodes], "support targets"),
+                 stack([features(ep.query_x) for ep in episodes], "query inputs"),
+                 stack([ep.query_y for ep in episodes], "query targets"))
+
+
+def batched_forward(learner: GradientLearner, tasks: Tasks, params: Params) -> TaskForward:
+    """`learner.task_forward` of every task at once (outputs carry a leading task dimension)."""
     task = partial(learner.task_forward, functional=True)
     # Batch statistics by explicit mean/variance (what support_statistics switches on) rather
     # than F.batch_norm, whose second derivative under vmap is wrong in torch 2.13 (measured:
     # 1% off the loop's MAML meta-gradient on a conv + batch norm; the explicit form is exact).
-    with support_statistics(learner.model.top, xs.shape[1]):
-        return vmap(task, in_dims=(None, 0, 0, 0, 0))(params, xs, ys, xq, yq), yq
+    with support_statistics(learner.model.top, tasks.xs.shape[1]):
+        return vmap(task, in_dims=(None, 0, 0, 0, 0))(params, *tasks)
 
 
 def batched_task_gradient(learner: GradientLearner, episodes: list[Episode], params: Params
                           ) -> tuple[Params, list[dict[str, float]]]:
     """The meta-batch's tasks adapted at once: the sum of their meta-gradients, and each
     task's scores (what `learner.task_gradient` gives task by task, up to float rounding)."""
-    forward, yq = batched_forward(learner, episodes, params)
+    tasks = stack_tasks(learner, episodes)
+    forward = batched_forward(learner, tasks, params)
     grads = learner.meta_gradient(forward, params, batched=True)
+    out_pre = None
+    if learner.score_before_adapting:
+        with support_statistics(learner.model.top, tasks.xs.shape[1]):
+            out_pre = vmap(learner.outputs_before_adapting, in_dims=(None, 0, 0))(
+                params, tasks.xs, tasks.xq)
     with torch.no_grad():
-        per_score = vmap(learner.score_tensors)(yq, forward.out_pre, forward.out.detach(),
-                                                forward.support_losses)
+        per_score = vmap(learner.score_tensors, in_dims=(0, None if out_pre is None else 0, 0, 0))(
+            tasks.yq, out_pre, forward.out.detach(), forward.support_losses)
     values = {k: v.tolist() for k, v in per_score.items()}  # one sync per score, not per task
     return grads, [{k: v[t] for k, v in values.items()} for t in range(len(episodes))]

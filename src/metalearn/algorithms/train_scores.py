@@ -6,9 +6,17 @@ bookkeeping on a CPU whatever is written: five scores were 1.3 ms of a 4.7 ms me
 sinusoid tasks adapted at once. So an algorithm hands its scores here every step and logs, on
 the steps Lightning writes, each score's mean over the tasks of every step since the last write
 (as the Hugging Face Trainer logs its loss every `logging_steps`).
+
+A score a step does not report is not in that step's share: the scores before adapting
+(`query_loss_pre`, `query_<metric>_pre`) cost a query forward per task that only they read
+(about a third more time for a Conv4 MAML step: experiments/bench, row i), so gradient learners
+compute them on the steps Lightning writes only, and each written `_pre` value is the mean over
+the steps that computed it since the last write: with the default schedule, the written step's
+own (every step under `debug=`).
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -22,6 +30,12 @@ class ScoreWindow:
     def __init__(self) -> None:
         self.steps: dict[str, list[tuple[Score, int]]] = {}
         self.last: dict[str, Score] = {}  # the latest step's scores, written or not
+
+    def add_step(self, scores: Mapping[str, Score], count: int) -> None:
+        """One step's scores, each a mean over `count` tasks or examples; `last` holds them."""
+        self.last = {}
+        for name, value in scores.items():
+            self.add(name, value, count)
 
     def add(self, name: str, value: Score, count: int) -> None:
         if isinstance(value, torch.Tensor):
