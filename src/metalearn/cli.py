@@ -25,6 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from metalearn.data import fetch as data_fetch
+from metalearn.inference.settings import EXPORT_KEYS, PREDICT_KEYS
 from metalearn.project import find_project_root, is_project
 from metalearn.registry import records, report
 from metalearn.registry.engine import URL_ENV, default_url
@@ -133,6 +134,16 @@ def parser() -> argparse.ArgumentParser:
 
     data_fetch.add_parser(commands)  # metalearn data fetch amazon|omniglot|all
 
+    for name, keys, func, what in (
+            ("predict", PREDICT_KEYS, cmd_predict, "adapt a checkpoint to a new task's labelled "
+             "examples and predict its queries: ckpt=ID|PATH support=FILE query=FILE [out=FILE]"),
+            ("export", EXPORT_KEYS, cmd_export_model, "write a text checkpoint as a Hugging Face "
+             "model folder with a model card: ckpt=ID|PATH out=DIR")):
+        sub_parser = commands.add_parser(name, help=what, description=what,
+                                         epilog="; ".join(f"{k}: {h}" for k, h in keys.items()))
+        sub_parser.add_argument("settings", nargs="*", metavar="KEY=VALUE")
+        sub_parser.set_defaults(func=func)
+
     serve = commands.add_parser("serve", help="the HTTP API over the registry")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
@@ -233,6 +244,20 @@ def cmd_train(hydra_args: Sequence[str]) -> int:
 
     launch(hydra_args, prog="metalearn train")
     return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """`metalearn predict key=value ...` (metalearn.inference.commands)."""
+    from metalearn.inference.commands import run_predict  # torch loads only for this command
+
+    return run_predict(args.settings, open_store=lambda: _store(args))
+
+
+def cmd_export_model(args: argparse.Namespace) -> int:
+    """`metalearn export ckpt=... out=DIR` (metalearn.inference.commands)."""
+    from metalearn.inference.commands import run_export
+
+    return run_export(args.settings, open_store=lambda: _store(args))
 
 
 def cmd_list(args: argparse.Namespace) -> int:
