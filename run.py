@@ -8,7 +8,8 @@ from pathlib import Path
 
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
 
+from metalearn.registry.launch_failure import record_launch_failure  # noqa: E402
 from metalearn.run import launch  # noqa: E402  (after PROJECT_ROOT is set)
 
 if __name__ == "__main__":
-    launch(sys.argv[1:])
+    launch(sys.argv[1:], on_launch_failure=record_launch_failure)

@@ -22,13 +22,18 @@ import socket
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import torch
 
 torch.set_num_threads(1)
+from hydra._internal.callbacks import Callbacks
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn
+from hydra.core.utils import run_job as hydra_run_job
+from hydra.types import HydraContext
 from omegaconf import DictConfig, open_dict
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -76,6 +81,23 @@ def run_py(tmp_path: Path, *overrides: str, timeout: int = 900) -> subprocess.Co
         text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
+
+
+def run_job(cfg: DictConfig, task: Callable[[DictConfig], Any]) -> JobReturn:
+    """task on cfg (from compose_config) as Hydra runs a job: in cfg's output folder, handed the
+    config without its hydra node, between the hydra.callbacks' on_job_start and on_job_end (the
+    registry's records the attempt). A failure is in the JobReturn, as Hydra keeps it."""
+    return hydra_run_job(task_function=task, config=cfg, job_dir_key="hydra.runtime.output_dir",
+                         job_subdir_key=None, configure_logging=False,
+                         hydra_context=HydraContext(config_loader=None, callbacks=Callbacks(cfg)))
+
+
+def train_job(cfg: DictConfig) -> dict[str, float]:
+    """`train(cfg)` as run.py runs it: one Hydra job, recorded as an attempt by the registry's
+    Hydra callback unless registry=off; its metrics, or its error raised."""
+    from metalearn.train import train
+
+    return run_job(cfg, train).return_value
 
 
 def scalars(version_dir: Path) -> EventAccumulator:

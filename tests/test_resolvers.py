@@ -9,9 +9,7 @@ import pytest
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import read_write
 
-from metalearn.registry import Store
-from metalearn.registry.session import AttemptSession, activate
-from metalearn.resolvers import MAX_OVERRIDES_CHARS, config_searchpath, version_name
+from metalearn.resolvers import MAX_OVERRIDES_CHARS, config_searchpath, name_runs, version_name
 from tests.conftest import compose_config
 
 BASE = ["experiment=reptile_amazon", "debug=fast", "callbacks.rich_progress_bar=null"]
@@ -36,16 +34,16 @@ def test_a_sweep_job_is_named_by_its_sweep_and_job_folders(tmp_path: Path) -> No
     assert cfg.logger.tensorboard.version == "2024-05-01_12-00-00-3_debug=fast_seed=2"
 
 
-def test_a_recorded_attempt_is_named_by_its_id(tmp_path: Path, sqlite_url: str) -> None:
+def test_a_tracker_names_the_runs_of_its_job_until_it_ends(tmp_path: Path) -> None:
+    """The registry's Hydra callback calls name_runs(f"attempt-{id}") for its job."""
     cfg = compose_config([*BASE, "algorithm.inner_lr=0.1", f"paths.log_dir={tmp_path}",
                           "ckpt_path=/a/b.ckpt", "registry.url=sqlite:///x.db"], tmp_path / "out")
-    session = AttemptSession.open(Store(sqlite_url), {"name": "n"})
-    activate(session)
+    name_runs("attempt-1")
     try:
         assert cfg.logger.tensorboard.version == "attempt-1_algorithm.inner_lr=0.1_debug=fast"
     finally:
-        activate(None)
-        session.finish("completed")
+        name_runs(None)
+    assert cfg.logger.tensorboard.version == "out_algorithm.inner_lr=0.1_debug=fast"
 
 
 def test_without_hydra_or_an_attempt_the_loggers_number_their_runs(

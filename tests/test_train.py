@@ -17,7 +17,7 @@ from tensorboard.plugins.hparams import metadata as hp_metadata
 from metalearn.cli import main as cli_main
 from metalearn.registry import Store
 from metalearn.train import train
-from tests.conftest import ROOT, run_py, scalars
+from tests.conftest import ROOT, run_py, scalars, train_job
 
 
 def losses(out_dir: Path) -> dict[int, float]:
@@ -257,8 +257,8 @@ def test_a_failed_launch_is_recorded_in_the_registry_its_paths_name(tmp_path, wh
 
 def test_every_logger_names_the_run_by_its_attempt_and_tensorboard_has_the_hparams(
         make_cfg, tmp_path, capsys, monkeypatch):
-    metrics = train(make_cfg("logger=many_loggers", "seed=3", "trainer.max_steps=2",
-                             "trainer.limit_val_batches=2", "data.test_episodes=1"))
+    metrics = train_job(make_cfg("logger=many_loggers", "seed=3", "trainer.max_steps=2",
+                                 "trainer.limit_val_batches=2", "data.test_episodes=1"))  # attempt 1
     assert {"val/acc", "test/acc"} <= set(metrics)  # meta-training's metrics too (run.py's return)
     version = "attempt-1_data.test_episodes=1_debug=fast_seed=3_trainer.limit_val_batches=2_trainer.max_steps=2"
     run = tmp_path / "logs" / "tensorboard" / "reptile_amazon" / version

@@ -240,9 +240,10 @@ def _fmt(value: Any) -> Text:
 
 def cmd_train(hydra_args: Sequence[str]) -> int:
     """`metalearn train ...`: the Hydra main of `python run.py ...`; Hydra exits on errors."""
+    from metalearn.registry.launch_failure import record_launch_failure
     from metalearn.run import launch  # torch and Lightning load only for this command
 
-    launch(hydra_args, prog="metalearn train")
+    launch(hydra_args, prog="metalearn train", on_launch_failure=record_launch_failure)
     return 0
 
 

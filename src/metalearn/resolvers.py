@@ -9,6 +9,7 @@ from omegaconf import OmegaConf
 
 MAX_OVERRIDES_CHARS = 150  # of a run name's overrides part (a folder name holds 255 bytes)
 CONFIG_DIR_ENV = "METALEARN_CONFIG_DIR"
+_run_head: str | None = None  # what name_runs set: the head of every logger's version
 
 
 def data_dir(root: str) -> str:
@@ -34,23 +35,29 @@ def config_searchpath() -> list[str]:
     return entries
 
 
+def name_runs(head: str | None) -> None:
+    """File the runs of the job now running under head in every logger (`${metalearn.log_version:}`),
+    until called with None: a tracker's name for the job, such as the run registry's
+    `attempt-12`, which its Hydra callback sets when it opens the attempt."""
+    global _run_head
+    _run_head = head
+
+
 def log_version() -> str | None:
     """The version every logger files this run under (TensorBoard shows `<name>/<version>`).
 
-    `attempt-<id>` of the registry attempt being recorded, else (registry=off) the Hydra output
-    folder's name, with its sweep folder's for a sweep job; then `_` and the job's own overrides
-    as `hydra.job.override_dirname` lists them (the config hydra/default.yaml leaves out paths and
-    the like), so the runs of a sweep tell apart at a glance: `attempt-12_seed=1_data.shots=8`.
-    None (each logger numbers its runs itself) with neither an attempt nor Hydra.
+    The head `name_runs` set (the registry's `attempt-<id>`), else (registry=off) the Hydra
+    output folder's name, with its sweep folder's for a sweep job; then `_` and the job's own
+    overrides as `hydra.job.override_dirname` lists them (the config hydra/default.yaml leaves out
+    paths and the like), so the runs of a sweep tell apart at a glance:
+    `attempt-12_seed=1_data.shots=8`. None (each logger numbers its runs itself) with neither a
+    head nor Hydra.
     """
     from hydra.core.hydra_config import HydraConfig
 
-    from metalearn.registry.session import active
-
     hydra = HydraConfig.get() if HydraConfig.initialized() else None
-    session = active()
-    if session is not None:
-        head = f"attempt-{session.attempt_id}"
+    if _run_head is not None:
+        head = _run_head
     elif hydra is not None and OmegaConf.select(hydra, "runtime.output_dir", default=None):
         out = Path(hydra.runtime.output_dir)
         head = f"{out.parent.name}-{out.name}" if str(hydra.mode) == "RunMode.MULTIRUN" else out.name

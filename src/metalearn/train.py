@@ -21,7 +21,6 @@ from metalearn.flat_config import flatten
 from metalearn.instantiate import build, instantiate_dict
 from metalearn.noise import quiet_known_noise
 from metalearn.objectives import require_served
-from metalearn.registry.record import record_attempt
 from metalearn.threads import limited_threads
 
 log = logging.getLogger(__name__)
@@ -34,12 +33,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
     `cfg.test`); returns the final metrics.
 
     On `cfg.threads` torch threads (metalearn.threads: `auto` is one, or `$OMP_NUM_THREADS`);
-    the known messages a user cannot act on are left out (metalearn.noise).
+    the known messages a user cannot act on are left out (metalearn.noise). Records nothing
+    itself: the config's loggers and callbacks do, and under run.py the run registry's Hydra
+    callback opens and ends the attempt around this call (conf/registry/).
     """
     quiet_known_noise()
-    with record_attempt(cfg):  # an attempt row in the registry; a failure keeps its traceback
-        with limited_threads(cfg.get("threads", "auto")):
-            return _train(cfg)
+    with limited_threads(cfg.get("threads", "auto")):
+        return _train(cfg)
 
 
 def _train(cfg: DictConfig) -> dict[str, float]:

@@ -22,18 +22,16 @@ from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from metalearn.registry.engine import normalize_url
-from metalearn.registry.store import Store
-
 # Optuna comes with the `sweep` extra. Hydra imports every installed plugin at each run, so
 # without Optuna this module must still import (else every run warns that the plugin is
-# broken); the sweeper then says what is missing when a sweep asks for it.
+# broken); the sweeper then says what is missing when a sweep asks for it. For the same
+# reason the run registry (SQLAlchemy) loads only in the methods a sweep calls: a run with
+# `registry=off` never loads it.
 MISSING: ModuleNotFoundError | None = None
 try:
     import optuna
     from optuna.trial import TrialState
 
-    from metalearn.sweep import past
     from metalearn.sweep.space import SearchSpaceError, as_override, parse_space
 except ModuleNotFoundError as err:
     if err.name != "optuna":
@@ -147,12 +145,17 @@ class OptunaSweeper(Sweeper):
             log.warning("hydra.sweeper.storage is empty: the study lives in memory and cannot "
                         "resume")
             return None
+        from metalearn.registry.engine import normalize_url
+        from metalearn.registry.store import Store
+
         Store(str(self.storage)).close()  # the registry's folder and tables, made if missing
         return normalize_url(str(self.storage)).render_as_string(hide_password=False)
 
     def _shown_storage(self) -> str:
         if not self.storage:
             return "memory"
+        from metalearn.registry.engine import normalize_url
+
         return normalize_url(str(self.storage)).render_as_string(hide_password=True)
 
     def _resume(self, study: optuna.Study) -> None:
@@ -170,6 +173,9 @@ class OptunaSweeper(Sweeper):
             return []
         experiment = OmegaConf.select(self.config, "hydra.runtime.choices.experiment",
                                       default=None)
+        from metalearn.registry.store import Store
+        from metalearn.sweep import past
+
         store = Store(str(url))
         try:
             return past.finished(store, experiment, metric, mode)
@@ -178,6 +184,8 @@ class OptunaSweeper(Sweeper):
 
     def _enqueue_best(self, study: optuna.Study, space: dict, known: Sequence) -> None:
         """The best `warm_start` finished attempts' parameters as the first trials."""
+        from metalearn.sweep import past
+
         queued = 0
         for attempt, value in known:
             params = past.params_of(attempt, space)
@@ -203,6 +211,8 @@ class OptunaSweeper(Sweeper):
         cfg = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
         with open_dict(cfg):
             del cfg["hydra"]
+        from metalearn.sweep import past
+
         return past.same_config(past.comparable_trial(cfg), known)
 
     def _launch(self, study: optuna.Study, to_run: list) -> None:

@@ -1,15 +1,15 @@
 """The run registry: every attempt, its metrics and test results, in SQLite or PostgreSQL.
 
-The Lightning pieces load lazily so the CLI and the API stay quick to start.
+Its names load on first use: importing the package (or the light modules in it, such as
+launch_failure) loads neither SQLAlchemy nor Lightning, so the CLI and the API start quickly
+and an entry point can hold the registry's hooks while a `registry=off` run never loads it.
 """
+import importlib
 from typing import Any
-
-from metalearn.registry.engine import default_url
-from metalearn.registry.errors import NotFound, RegistryError, SchemaError
-from metalearn.registry.store import Store
 
 __all__ = [
     "NotFound",
+    "RecordAttempt",
     "RegistryCallback",
     "RegistryError",
     "RegistryLogger",
@@ -19,16 +19,20 @@ __all__ = [
     "record_attempt",
 ]
 _LAZY = {
+    "NotFound": "metalearn.registry.errors",
+    "RecordAttempt": "metalearn.registry.hydra_callback",
     "RegistryCallback": "metalearn.registry.lightning",
+    "RegistryError": "metalearn.registry.errors",
     "RegistryLogger": "metalearn.registry.lightning",
+    "SchemaError": "metalearn.registry.errors",
+    "Store": "metalearn.registry.store",
+    "default_url": "metalearn.registry.engine",
     "record_attempt": "metalearn.registry.record",
 }
 
 
 def __getattr__(name: str) -> Any:
-    """Import the Lightning logger, callback and record_attempt on first use."""
+    """Import the module that defines name on first use."""
     if name not in _LAZY:
         raise AttributeError(f"module 'metalearn.registry' has no attribute {name!r}")
-    import importlib
-
     return getattr(importlib.import_module(_LAZY[name]), name)

@@ -25,8 +25,9 @@ log = logging.getLogger(__name__)
 class RegistryLogger(Logger):
     """Sends every logged metric to the attempt being recorded.
 
-    Under run.py the attempt is the one train() opened; used on its own (say in a notebook)
-    the logger opens an attempt of its own in the registry at url on first use.
+    Under run.py the attempt is the one the registry's Hydra callback opened for the job; used
+    on its own (say in a notebook) the logger opens an attempt of its own in the registry at
+    url on first use.
     """
 
     def __init__(
@@ -174,9 +175,11 @@ class RegistryCallback(Callback):
     def on_exception(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
     ) -> None:
-        """Write the metrics logged before the failure (the status is set by the attempt owner)."""
+        """Write the metrics logged before the failure, and keep the exception for the attempt's
+        owner (the Hydra callback, record_attempt), which sets the status."""
         session = _session(trainer)
         if session is not None and not session.closed:
+            session.stopped_by = exception
             session.flush()
 
 

@@ -1,5 +1,5 @@
-"""Record an attempt (`metalearn train`, `python run.py`): describe it from its Hydra config
-and wrap it in a session."""
+"""Record an attempt (`metalearn train`, `python run.py`): describe it from its Hydra config,
+open it as a session and end it with the job's outcome."""
 from __future__ import annotations
 
 import logging
@@ -7,7 +7,7 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -15,126 +15,99 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError
 
 from metalearn.registry import schema
-from metalearn.registry.engine import URL_ENV, default_url, log_dir_url
+from metalearn.registry.engine import default_url
 from metalearn.registry.environment import describe_environment
-from metalearn.registry.errors import RegistryError
 from metalearn.registry.session import AttemptSession, activate
-from metalearn.registry.store import Store, utcnow
+from metalearn.registry.store import Store
+from metalearn.resolvers import name_runs
 
 log = logging.getLogger(__name__)
 
 ATTEMPT_ENV = "METALEARN_ATTEMPT_ID"  # set by the API server: record into this queued row
 WRITER_KEYS = ("flush_s", "heartbeat_s", "lease_s", "batch_size")
-_entered = False  # whether record_attempt ran in this process (then it records any failure)
 
 
-@contextmanager
-def recorded_launch(argv: Sequence[str], root: str | os.PathLike[str] | None = None) -> Iterator[None]:
-    """Around the Hydra main (metalearn.run): a failure before `train()` (an unknown
-    experiment or key, a config that does not compose) becomes a `failed` attempt with its
-    message, as every later failure does, and a one-line error instead of a traceback."""
-    os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # let composition errors reach us
-    try:
-        yield
-    except Exception as exc:
-        if _entered:
-            raise
-        message = _describe(exc)
-        try:
-            _record_launch_failure(list(argv), message, root)
-        except (RegistryError, SQLAlchemyError, OSError) as err:
-            log.warning("the failure could not be recorded: %s", err)
-        log.error("%s", message)
-        raise SystemExit(1) from exc
+def open_attempt(cfg: DictConfig) -> AttemptSession | None:
+    """Open the attempt cfg (a job's config) describes and make it the one this process's
+    Lightning logger and callback write to; None with `registry=off` and off rank zero.
 
-
-def _describe(exc: BaseException) -> str:
-    """`<type>: <message>` of the first exception in the cause chain that has a message (Hydra's
-    `--cfg` path wraps a missing config in a ConfigCompositionException with none)."""
-    seen: BaseException | None = exc
-    while seen is not None and not str(seen).strip():
-        seen = seen.__cause__ or seen.__context__
-    found = seen if seen is not None else exc
-    return f"{type(found).__name__}: {found}"
-
-
-def _launch_registry_url(values: dict[str, str], root: str | os.PathLike[str] | None) -> str:
-    """The registry a command line names, as conf/registry/default.yaml resolves it:
-    registry.url, else $METALEARN_REGISTRY_URL, else paths.log_dir (paths.root_dir/logs) on
-    the command line, else the project root's logs/."""
-    if values.get("registry.url"):
-        return values["registry.url"]
-    log_dir = values.get("paths.log_dir") or (
-        f"{values['paths.root_dir']}/logs" if values.get("paths.root_dir") else None)
-    if os.environ.get(URL_ENV) or not log_dir:
-        return default_url(root)
-    return log_dir_url(Path(log_dir).expanduser())
-
-
-def _record_launch_failure(argv: list[str], message: str, root: str | os.PathLike[str] | None) -> None:
-    """A failed attempt for a command line that never reached train()."""
-    overrides = [a for a in argv if not a.startswith("-")]
-    values = dict(a.split("=", 1) for a in overrides if "=" in a)
-    if values.get("registry") == "off":
-        return
-    store = Store(_launch_registry_url(values, root))
-    try:
-        adopt = os.environ.pop(ATTEMPT_ENV, None)
-        if adopt:
-            store.set_status(int(adopt), schema.FAILED, error=message,
-                             only_status=[*schema.ACTIVE, schema.QUEUED])
-            return
-        experiment = values.get("experiment")
-        store.create_attempt(
-            status=schema.FAILED, kind="train", name=experiment or "train", experiment=experiment,
-            overrides=[_redact_arg(a) for a in overrides],
-            command=[_redact_arg(a) for a in sys.argv], host=socket.gethostname(),
-            pid=os.getpid(), git_commit=git_commit(root), error=message, ended_at=utcnow())
-    finally:
-        store.close()
-
-
-@contextmanager
-def record_attempt(cfg: DictConfig) -> Iterator[AttemptSession | None]:
-    """Record the attempt run inside this block; failures are stored with their traceback."""
-    global _entered
-    _entered = True
+    A queued attempt named by $METALEARN_ATTEMPT_ID (the API server's) is taken over instead,
+    by the first job only: later jobs of a sweep get attempts of their own.
+    """
     rcfg = cfg.get("registry")
     if rcfg is None or not _is_rank_zero():  # registry=off sets it to null
-        yield None
-        return
+        return None
     store = Store(rcfg.get("url") or default_url(OmegaConf.select(cfg, "paths.root_dir")))
-    adopt = os.environ.pop(ATTEMPT_ENV, None)  # one job adopts it, later sweep jobs do not
+    adopt = os.environ.pop(ATTEMPT_ENV, None)
     options = {k: rcfg[k] for k in WRITER_KEYS if rcfg.get(k) is not None}
-    session = AttemptSession.open(
-        store, describe(cfg), adopt_id=int(adopt) if adopt else None, writer_options=options
-    )
+    try:
+        session = AttemptSession.open(
+            store, describe(cfg), adopt_id=int(adopt) if adopt else None, writer_options=options
+        )
+    except BaseException:
+        store.close()
+        raise
     activate(session)
+    name_runs(f"attempt-{session.attempt_id}")
     try:
         # Again now that the attempt has an id: the loggers' version (${metalearn.log_version:})
         # names the attempt, so the stored config shows the run name they use.
         session.update(config=_redact_config(_container(cfg)))
-        yield session
-    except SystemExit as exc:  # includes Lightning's SIGTERMException and its Ctrl-C exit
-        # SIGTERMException carries no exit code, so it is told apart by its name (this
-        # module does not import Lightning, which comes as pytorch_lightning or lightning).
-        clean = exc.code in (0, None) and type(exc).__name__ != "SIGTERMException"
-        session.finish(schema.COMPLETED if clean else schema.INTERRUPTED, None if clean else exc)
-        raise
-    except KeyboardInterrupt as exc:
-        session.finish(schema.INTERRUPTED, exc)
-        raise
     except BaseException as exc:
-        session.finish(schema.FAILED, exc)
+        close_attempt(session, exc)
         raise
-    else:
-        session.finish(schema.COMPLETED)
+    return session
+
+
+def close_attempt(session: AttemptSession, error: BaseException | str | None = None, *,
+                  status: str | None = None) -> None:
+    """Write what is queued and end the attempt: with status if given, else as `outcome` reads
+    error; error (an exception's traceback, or a message) is kept with it."""
+    if status is None:
+        status, error = outcome(error)
+    try:
+        session.finish(status, error)
     finally:
         activate(None)
-        store.close()
+        name_runs(None)
+        session.store.close()
+
+
+def outcome(error: BaseException | None) -> tuple[str, BaseException | None]:
+    """The final status an attempt ends with, and the exception it keeps: `completed` without
+    one (or on a clean `sys.exit`), `interrupted` on Ctrl-C, SIGTERM or another exit, `failed`
+    on any other exception."""
+    if error is None:
+        return schema.COMPLETED, None
+    if isinstance(error, SystemExit):  # includes Lightning's SIGTERMException and its Ctrl-C exit
+        # SIGTERMException carries no exit code, so it is told apart by its name (this
+        # module does not import Lightning, which comes as pytorch_lightning or lightning).
+        if error.code in (0, None) and type(error).__name__ != "SIGTERMException":
+            return schema.COMPLETED, None
+        return schema.INTERRUPTED, error
+    if isinstance(error, KeyboardInterrupt):
+        return schema.INTERRUPTED, error
+    return schema.FAILED, error
+
+
+@contextmanager
+def record_attempt(cfg: DictConfig) -> Iterator[AttemptSession | None]:
+    """Record the block as one attempt (for code that runs outside a Hydra job: a notebook, a
+    script); failures are stored with their traceback. A Hydra job gets the same from
+    `hydra_callback.RecordAttempt`."""
+    session = open_attempt(cfg)
+    if session is None:
+        yield None
+        return
+    try:
+        yield session
+    except BaseException as exc:
+        close_attempt(session, exc)
+        raise
+    close_attempt(session)
 
 
 def kind_of(cfg: DictConfig) -> str:
@@ -162,8 +135,8 @@ def describe(cfg: DictConfig) -> dict[str, Any]:
         "experiment": choices.get("experiment"),
         "algorithm": trained_by(cfg, choices),
         "config": _redact_config(_container(cfg)),
-        "overrides": [_redact_arg(a) for a in overrides],
-        "command": [_redact_arg(a) for a in sys.argv],
+        "overrides": [redact_arg(a) for a in overrides],
+        "command": [redact_arg(a) for a in sys.argv],
         "tags": _plain(cfg.get("tags")),
         "host": socket.gethostname(),
         "pid": os.getpid(),
@@ -217,7 +190,7 @@ def redact_url(url: str) -> str:
         return url
 
 
-def _redact_arg(arg: str) -> str:
+def redact_arg(arg: str) -> str:
     """A command-line argument with the password of a registry.url override hidden."""
     key, sep, value = arg.partition("=")
     return f"{key}{sep}{redact_url(value)}" if key.lstrip("+~").endswith("registry.url") and sep else arg

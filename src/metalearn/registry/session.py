@@ -31,6 +31,9 @@ class AttemptSession:
         self.store, self.attempt_id, self.writer = store, attempt_id, writer
         self.writer_options = dict(writer_options or {})
         self.closed = False
+        # What stopped the trainer (RegistryCallback.on_exception): the attempt's owner ends it
+        # with this when an interrupt leaves the job before the owner hears of the outcome.
+        self.stopped_by: BaseException | None = None
 
     @classmethod
     def open(
