@@ -18,8 +18,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from metalearn.algorithms.stats import seeds_ci95
 from metalearn.conf import CONFIG_DIR
+from metalearn.intervals import seeds_ci95
 from metalearn.registry import records as rec
 from metalearn.registry.drift import ABSENT, HOW_NOT_WHAT, Call, composed, describe, drift, is_derived, leaves
 from metalearn.registry.drift import SECTIONS as DRIFT_SECTIONS

@@ -26,7 +26,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from tables import from_registry, steps_table  # noqa: E402  (experiments/, beside this file)
 
-from metalearn.algorithms.stats import mean_ci95  # noqa: E402
+from metalearn.intervals import mean_ci95  # noqa: E402
 from metalearn.registry.engine import default_url  # noqa: E402
 from metalearn.registry.store import Store  # noqa: E402
 

@@ -12,7 +12,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from metalearn.algorithms.stats import binomial_ci95, mean_ci95
+from metalearn.intervals import binomial_ci95, mean_ci95
 
 
 class Objective:

@@ -11,7 +11,6 @@ from torch.utils.data import DataLoader
 
 from metalearn.algorithms.evaluation import episode_record
 from metalearn.algorithms.reptile import Reptile
-from metalearn.algorithms.stats import seeds_ci95, t975
 from metalearn.data.episode import Episode
 from metalearn.models.split import SplitModel
 from metalearn.objectives import Classification
@@ -103,22 +102,3 @@ def test_one_episode_task_gets_a_binomial_interval_over_its_queries():
     assert ci["b"] == pytest.approx(1.96 * 0.1)  # two episodes: s = 0.1414, s / sqrt(2) = 0.1
     assert {(r["group"], r["metric"], r["value_pre"]) for r in m.test_results} == {
         ("a", "acc", 1.0), ("b", "acc", 1.0)}
-
-
-def test_interval_over_a_few_seeds_uses_student_t():
-    mean, half = seeds_ci95([0.7, 0.8, 0.9])  # s = 0.1, n = 3, t(0.975, 2) = 4.303
-    assert mean == pytest.approx(0.8)
-    assert half == pytest.approx(4.303 * 0.1 / 3 ** 0.5, rel=1e-4)
-    assert seeds_ci95([0.5]) == (0.5, 0.0)
-
-
-def test_interval_over_many_seeds_keeps_student_t_past_the_table():
-    # Quantiles from statistical tables: t(0.975, 20) = 2.0860, t(0.975, 30) = 2.0423.
-    assert t975(20) == pytest.approx(2.0860, abs=2e-4)
-    assert t975(30) == pytest.approx(2.0423, abs=2e-4)
-    values = [0.0, 1.0] * 10 + [0.5]  # 21 runs: df = 20
-    mean, half = seeds_ci95(values)
-    s = (sum((v - 0.5) ** 2 for v in values) / 20) ** 0.5
-    assert half == pytest.approx(2.0860 * s / 21 ** 0.5, rel=1e-4)
-    with pytest.raises(ValueError, match="degree of freedom"):
-        t975(0)

@@ -18,8 +18,8 @@ from metalearn.algorithms.anil import ANIL
 from metalearn.algorithms.finetune import FineTune
 from metalearn.algorithms.maml import MAML
 from metalearn.algorithms.reptile import Reptile
-from metalearn.algorithms.stats import mean_ci95
 from metalearn.data.episode import Episode
+from metalearn.intervals import mean_ci95
 from metalearn.models.split import SplitModel
 from metalearn.models.top import Top
 from metalearn.objectives import Regression

@@ -11,7 +11,7 @@ from collections import defaultdict
 
 import torch.distributed as dist
 
-from metalearn.algorithms.stats import mean_ci95
+from metalearn.intervals import mean_ci95
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""Summaries of per-episode scores: mean and 95% confidence interval."""
+"""Means and their 95% confidence intervals: over episodes, over a few seeds, and of an accuracy
+over n examples (meta-test scores, the objectives, the results tables)."""
 from __future__ import annotations
 
 import math
