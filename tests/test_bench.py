@@ -20,10 +20,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
 
 from bench.floor import FloorMAML, FloorReptile  # noqa: E402
+from bench.handloop import PRE_SCORES, WrittenSteps  # noqa: E402
 from bench.libraries import HigherMAML, TorchOptFunctionalMAML, TorchOptMAML  # noqa: E402
 from bench.memory import MemoryProbe, mark_tasks, replay  # noqa: E402
 from bench.metalearn_fit import MetalearnFit, initial_state  # noqa: E402
-from bench.same_math import MathMismatch, Trace, assert_same_math  # noqa: E402
+from bench.same_math import MathMismatch, Trace, WorkMismatch, assert_same_math  # noqa: E402
 from bench.timing import run_contest  # noqa: E402
 
 from metalearn.algorithms.maml import MAML  # noqa: E402
@@ -48,12 +49,12 @@ class ToySource:
         return DataLoader([self.meta_batch_at(s) for s in range(steps)], batch_size=None)
 
 
-def trainer_cfg():
+def trainer_cfg(log_every_n_steps: int = 1):
     from omegaconf import OmegaConf
 
     return OmegaConf.create({"trainer": {"_target_": "pytorch_lightning.Trainer",
-                                         "accelerator": "cpu", "devices": 1,
-                                         "inference_mode": False, "log_every_n_steps": 1}})
+                                         "accelerator": "cpu", "devices": 1, "inference_mode": False,
+                                         "log_every_n_steps": log_every_n_steps}})
 
 
 def toy_learner(cls, **kw):
@@ -63,15 +64,16 @@ def toy_learner(cls, **kw):
                inner_steps=2, **kw)
 
 
-def contest(cls, floor_cls, steps=2, floor_kw=None, **kw):
+def contest(cls, floor_cls, steps=2, floor_kw=None, log_every_n_steps=1, **kw):
     learner = toy_learner(cls, **kw)
     source, init = ToySource(), initial_state(learner.model)
+    cfg = trainer_cfg(log_every_n_steps)
     loop = dict(inner_lr=learner.inner_lr, inner_steps=learner.inner_steps,
-                optimizer=learner.optimizer_factory, scheduler=None)
+                optimizer=learner.optimizer_factory, scheduler=None, written=WrittenSteps.of(cfg.trainer))
     loop.update(floor_kw or {})
     import copy
 
-    impls = [MetalearnFit(trainer_cfg(), learner, source, init),
+    impls = [MetalearnFit(cfg, learner, source, init),
              floor_cls(copy.deepcopy(learner.model), source, init, **loop)]
     return run_contest("toy", impls, steps=steps, timed_from=1, rounds=1, rtol=1e-4, atol=1e-6)
 
@@ -87,6 +89,57 @@ def test_reptile_floor_matches_metalearn_and_a_different_inner_lr_is_caught():
 def test_maml_implementations_match_metalearn(first_order):
     for impl in (FloorMAML, HigherMAML, TorchOptMAML, TorchOptFunctionalMAML):
         contest(MAML, partial(impl, first_order=first_order), first_order=first_order)
+
+
+HAND_WRITTEN = {"floor": FloorMAML, "higher": HigherMAML, "TorchOpt (MetaSGD)": TorchOptMAML,
+                "TorchOpt (functional)": TorchOptFunctionalMAML}
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+@pytest.mark.parametrize("side", HAND_WRITTEN)
+def test_every_side_scores_before_adapting_on_the_steps_metalearn_does(side, first_order):
+    """Equal work per timed step: with Lightning writing every 2nd step's scores, metalearn
+    forwards its 3 tasks' query sets with the meta-weights on steps 1 and 3 only, and so
+    does each hand-written side (counted while they run)."""
+    result = contest(MAML, partial(HAND_WRITTEN[side], first_order=first_order), steps=4,
+                     log_every_n_steps=2, first_order=first_order)
+    assert set(result.pre_forwards) == {"metalearn", HAND_WRITTEN[side].name}
+    for counts in result.pre_forwards.values():
+        assert counts == [0, 3, 0, 3]
+
+
+def test_reptile_floor_scores_before_adapting_on_the_steps_metalearn_does():
+    result = contest(Reptile, FloorReptile, steps=3, log_every_n_steps=3)
+    assert result.pre_forwards == {"metalearn": [0, 0, 3], "hand-written": [0, 0, 3]}
+
+
+class EveryStepFloor(FloorMAML):
+    """Scores before adapting on every step yet claims metalearn's work: what the check catches."""
+
+    def scores_before_adapting(self, step: int) -> bool:
+        return True
+
+
+def test_a_side_scoring_before_adapting_on_other_steps_is_caught_and_the_priced_variants_are_not():
+    with pytest.raises(WorkMismatch, match=r"\[3, 3, 3\] against metalearn's \[0, 3, 0\]"):
+        contest(MAML, partial(EveryStepFloor, first_order=True), steps=3, log_every_n_steps=2,
+                first_order=True)
+    for variant, counts in (("every step", [3, 3, 3]), ("never", [0, 0, 0])):
+        result = contest(MAML, partial(FloorMAML, first_order=True, pre_scores=variant), steps=3,
+                         log_every_n_steps=2, first_order=True)
+        assert result.pre_forwards[f"hand-written{PRE_SCORES[variant]}"] == counts
+    with pytest.raises(ValueError, match="pre_scores='sometimes'"):
+        contest(MAML, partial(FloorMAML, first_order=True, pre_scores="sometimes"), first_order=True)
+
+
+def test_written_steps_follow_lightnings_rule():
+    from omegaconf import OmegaConf
+
+    assert [s for s in range(25) if WrittenSteps.of(OmegaConf.create({"log_every_n_steps": 10}))(s)] == [9, 19]
+    assert not any(WrittenSteps(0)(s) for s in range(5))
+    assert WrittenSteps.of(OmegaConf.create({})) == WrittenSteps(50)  # Lightning's default
+    with pytest.raises(ValueError, match="log_every_n_steps must be >= 0"):
+        WrittenSteps(-1)
 
 
 def test_second_order_against_first_order_is_caught():
@@ -173,6 +226,15 @@ def test_quick_bench_runs_with_its_math_checks(tmp_path):
             # metalearn's task loop does the floor's tensor work
             gflop = contest["settings"]["task_loop_gflop"]
             assert gflop["metalearn"] == pytest.approx(gflop["hand-written"], rel=1e-9)
+        # rows 1 and 3: every contestant scored before adapting on metalearn's steps
+        pre = contest["pre_forwards_per_step"]
+        for side in ("hand-written", "higher", "TorchOpt (MetaSGD)", "TorchOpt (functional)"):
+            if side in pre:
+                assert pre[side] == pre["metalearn"], (name, side)
+        if name in ("maml-conv4", "fomaml-conv4"):  # row i: that forward on every step, on none
+            tasks = contest["settings"]["meta_batch"]
+            assert pre["hand-written, pre-adaptation scores every step"] == [tasks] * 3
+            assert pre["hand-written, no pre-adaptation scores"] == [0] * 3
     vmap = {n for n in record["contests"] if n.startswith("vmap-")}
     assert vmap == {f"vmap-{a}-{m}" for a in ("maml", "fomaml") for m in ("conv4", "sinusoid")}
     assert record["contests"]["reptile-text"]["checked_scores"]["the write-up's way"] == [

@@ -2,9 +2,10 @@
 
 Fast weights through `torch.func.functional_call`, gradients with `torch.autograd.grad`,
 scoring forwards under `no_grad`, scores kept as tensors. It computes everything metalearn's
-step computes and logs (query loss and accuracy before and after adapting, the first
-support loss), so a ratio against it is the cost of the framework, not of different work;
-`pre_scores=False` drops the before-adapting forward, to show what that logging costs.
+step computes and logs (query loss and accuracy after adapting, the first support loss, and
+before adapting on the steps whose scores Lightning writes, as metalearn), so a ratio against
+it is the cost of the framework, not of different work; `pre_scores="every step"` and
+`"never"` score before adapting on every step or none, to show what that forward costs.
 """
 from __future__ import annotations
 
@@ -21,12 +22,6 @@ class FloorReptile(HandLoop):
     """Reptile: meta-gradient = meta-weights - adapted weights, averaged over the tasks."""
 
     name = "hand-written"
-
-    def __init__(self, *args, pre_scores: bool = True, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.pre_scores = pre_scores
-        if not pre_scores:
-            self.name = "hand-written, no pre-adaptation scores"
 
     def meta_gradient(self, episodes: list[Episode], params: Params):
         top = self.model.top
@@ -45,9 +40,9 @@ class FloorReptile(HandLoop):
                             for (n, w), gi in zip(fast.items(), g, strict=False)}
             with torch.no_grad():
                 logits = query_logits(top, fast, xs, xq)
-                pre = query_logits(top, params, xs, xq) if self.pre_scores else None
                 for n, p in params.items():
                     grads[n] += (p.detach() - fast[n]) / len(episodes)
+            pre = self.outputs_before_adapting(top, params, xs, xq) if self.score_before_adapting else None
             per_task.append(task_scores(logits, pre, ep.query_y, first))
         return grads, mean_over_tasks(per_task)
 
@@ -57,11 +52,9 @@ class FloorMAML(HandLoop):
 
     name = "hand-written"
 
-    def __init__(self, *args, first_order: bool, pre_scores: bool = True, **kwargs) -> None:
+    def __init__(self, *args, first_order: bool, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.first_order, self.pre_scores = first_order, pre_scores
-        if not pre_scores:
-            self.name = "hand-written, no pre-adaptation scores"
+        self.first_order = first_order
 
     def meta_gradient(self, episodes: list[Episode], params: Params):
         top, fo = self.model.top, self.first_order
@@ -69,10 +62,7 @@ class FloorMAML(HandLoop):
         per_task = []
         for ep in episodes:
             xs, xq = self.model.features(ep.support_x), self.model.features(ep.query_x)
-            pre = None
-            if self.pre_scores:
-                with torch.no_grad():
-                    pre = query_logits(top, params, xs, xq)
+            pre = self.outputs_before_adapting(top, params, xs, xq) if self.score_before_adapting else None
             fast = {n: p.detach().requires_grad_(True) for n, p in params.items()} if fo else dict(params)
             first = None
             for _ in range(self.inner_steps):

@@ -6,8 +6,9 @@ object-oriented `MetaSGD` with `extract_state_dict` / `recover_state_dict` betwe
 MAML Omniglot example; `stop_gradient` after each inner step for first order), and its
 functional `sgd` transformation with `apply_updates` over a parameter tuple.
 
-Each computes what metalearn's step computes (the before-adapting query forward included)
-on the same model; only the differentiable inner loop is the library's.
+Each computes what metalearn's step computes on the same model (the before-adapting query
+forward on the steps whose scores Lightning writes, as metalearn); only the differentiable
+inner loop is the library's.
 """
 from __future__ import annotations
 
@@ -50,8 +51,7 @@ class HigherMAML(_LibraryMAML):
         per_task = []
         for ep in episodes:
             xs, xq, ys = ep.support_x, ep.query_x, ep.support_y
-            with torch.no_grad():
-                pre = query_logits(top, params, xs, xq)
+            pre = self.outputs_before_adapting(top, params, xs, xq) if self.score_before_adapting else None
             with higher.innerloop_ctx(top, inner, copy_initial_weights=False,
                                       track_higher_grads=not fo) as (fnet, diffopt):
                 first = None
@@ -87,8 +87,7 @@ class TorchOptMAML(_LibraryMAML):
         per_task = []
         for ep in episodes:
             xs, xq, ys = ep.support_x, ep.query_x, ep.support_y
-            with torch.no_grad():
-                pre = query_logits(top, params, xs, xq)
+            pre = self.outputs_before_adapting(top, params, xs, xq) if self.score_before_adapting else None
             first = None
             for _ in range(self.inner_steps):
                 loss = F.cross_entropy(top(xs), ys)
@@ -125,8 +124,7 @@ class TorchOptFunctionalMAML(_LibraryMAML):
         per_task = []
         for ep in episodes:
             xs, xq, ys = ep.support_x, ep.query_x, ep.support_y
-            with torch.no_grad():
-                pre = query_logits(top, params, xs, xq)
+            pre = self.outputs_before_adapting(top, params, xs, xq) if self.score_before_adapting else None
             fast = tuple(p.detach().requires_grad_(True) if fo else p for p in params.values())
             state = opt.init(fast)
             first = None

@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import hydra
@@ -48,10 +49,38 @@ class StepClock(Callback):
 
 
 class Recorder(Callback):
-    """Each step's meta-gradient (seen by an optimizer pre-step hook) and logged scores."""
+    """Each step's meta-gradient (seen by an optimizer pre-step hook), logged scores, and
+    before-adapting query forwards (within `counting`)."""
 
     def __init__(self, params: Callable[[], Params]) -> None:
         self.params, self.grads, self.scores = params, [], []
+        self.pre_forwards: list[int] = []
+        self._tasks = 0  # the meta-batch of the step running
+
+    @contextmanager
+    def counting(self, learner: EpisodicModule) -> Iterator[None]:
+        """Within: each task whose query set `learner` forwards with the meta-weights
+        (`outputs_before_adapting`; under vmap_tasks one call covers the meta-batch) counts
+        to the step running."""
+        forward = getattr(learner, "outputs_before_adapting", None)
+        if forward is None:  # a learner without that forward (ProtoNet): nothing to count
+            yield
+            return
+        batched = getattr(learner, "vmap_tasks", False)
+
+        def counted(*args: Any, **kwargs: Any) -> torch.Tensor:
+            self.pre_forwards[-1] += self._tasks if batched else 1
+            return forward(*args, **kwargs)
+
+        learner.outputs_before_adapting = counted
+        try:
+            yield
+        finally:
+            del learner.outputs_before_adapting
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.pre_forwards.append(0)
+        self._tasks = len(batch)
 
     def on_train_start(self, trainer, pl_module) -> None:
         def grab(optimizer, args, kwargs) -> None:
@@ -81,6 +110,7 @@ class MetalearnFit:
     """An implementation (bench.timing.Implementation) running metalearn through Lightning."""
 
     name = "metalearn"
+    equal_pre_forwards = True
 
     def __init__(self, cfg: DictConfig, learner: EpisodicModule, source: Any, init: dict,
                  name: str = "metalearn") -> None:
@@ -102,9 +132,11 @@ class MetalearnFit:
         recorder = Recorder(self.learner.outer_parameters)
         self.learner.model.load_state_dict(self.init)
         start = snapshot(self.learner.outer_parameters())
-        self.fit(steps, [clock, recorder])
+        with recorder.counting(self.learner):
+            self.fit(steps, [clock, recorder])
         final = snapshot(self.learner.outer_parameters())
-        return Trace(recorder.grads, recorder.float_scores(), start, final), clock.watch.timed
+        return (Trace(recorder.grads, recorder.float_scores(), start, final, recorder.pre_forwards),
+                clock.watch.timed)
 
 
 def initial_state(model: torch.nn.Module) -> dict:

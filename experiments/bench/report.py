@@ -65,8 +65,10 @@ def speed_ratios(contests: dict[str, ContestResult]) -> list[Ratio]:
                           "FOMAML on a 16-feature linear model (fixed cost only): metalearn / floor"))
     for c, alg in (("maml-conv4", "MAML"), ("fomaml-conv4", "FOMAML")):
         if c in contests:
-            rows.append(Ratio("i", c, "hand-written", "hand-written, no pre-adaptation scores",
-                              f"{alg}, Conv4: floor / floor without the before-adapting scores"))
+            rows.append(Ratio("i", c, "hand-written, pre-adaptation scores every step",
+                              "hand-written, no pre-adaptation scores",
+                              f"{alg}, Conv4: floor / floor without the before-adapting scores "
+                              "(on every step / on none)"))
     return rows
 
 
@@ -152,6 +154,7 @@ def flops_table(fl: dict[str, dict], clock: str = "cpu") -> Table:
 def contest_records(contests: dict[str, ContestResult], infos: dict[str, dict]) -> dict:
     return {name: {"settings": infos.get(name, {}), "reference": c.reference,
                    "checked_scores": c.checked,
+                   "pre_forwards_per_step": c.pre_forwards,
                    "cpu_ms_per_step": {i: [1e3 * t.per_step("cpu") for t in ts]
                                        for i, ts in c.rounds.items()},
                    "wall_ms_per_step": {i: [1e3 * t.per_step("wall") for t in ts]

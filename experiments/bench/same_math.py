@@ -3,7 +3,10 @@
 A ratio of two timings only means something if both did the same math, so every timed run
 returns a `Trace` (every step's meta-gradient and logged scores, the meta-parameters
 before and after) and `assert_same_math` compares it with metalearn's
-before any ratio is kept.
+before any ratio is kept, and the number of before-adapting query forwards each step ran
+(`assert_same_pre_forwards`): that forward is work metalearn's gradient learners do only on the
+steps whose training scores Lightning writes, so a contestant running it on other steps would
+be timed for other work.
 
 Tolerances. Step 0, where every implementation starts from the same weights, is compared
 tightly: gradients elementwise (`rtol`, plus an absolute tolerance of `NULL_FRACTION` of the
@@ -22,7 +25,7 @@ step-0 gradient is all rounding noise (`null_gradient`) are left out of the fina
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -36,16 +39,24 @@ class MathMismatch(AssertionError):
     """Two implementations that should compute the same numbers did not."""
 
 
+class WorkMismatch(MathMismatch):
+    """Two implementations that should do the same work per step did not (the before-adapting
+    query forwards)."""
+
+
 @dataclass
 class Trace:
     """grads: the meta-gradient written into `.grad` at each step, by parameter name.
     scores: each step's means over the meta-batch (support_loss, query_loss, ...).
-    start, final: the meta-parameters before the first step and after the last."""
+    start, final: the meta-parameters before the first step and after the last.
+    pre_forwards: per step, how many tasks' query sets were forwarded with the meta-weights
+    (the before-adapting scores' forward), as counted while the step ran."""
 
     grads: list[Params]
     scores: list[dict[str, float]]
     start: Params
     final: Params
+    pre_forwards: list[int] = field(default_factory=list)
 
     def cpu(self) -> Trace:
         """The same trace on the CPU, where traces from any device are compared."""
@@ -53,7 +64,7 @@ class Trace:
             return {n: t.cpu() for n, t in p.items()}
 
         return Trace([move(g) for g in self.grads], self.scores, move(self.start),
-                     move(self.final))
+                     move(self.final), self.pre_forwards)
 
 
 def snapshot(params: Params) -> Params:
@@ -143,3 +154,14 @@ def assert_same_math(name: str, ref: Trace, other: Trace, rtol: float, atol: flo
     for step, (a, b) in enumerate(zip(ref.scores, other.scores, strict=False)):
         shared = _compare_scores(name, step, a, b, rtol if step == 0 else drift, atol)
     return shared
+
+
+def assert_same_pre_forwards(name: str, ref: Trace, other: Trace) -> None:
+    """Raise WorkMismatch unless `other` forwarded as many tasks' query sets with the
+    meta-weights as `ref` (metalearn) on every step: the same before-adapting work per step."""
+    if len(other.pre_forwards) != len(ref.grads) or len(ref.pre_forwards) != len(ref.grads):
+        raise WorkMismatch(f"{name}: before-adapting forwards counted on {len(other.pre_forwards)} "
+                           f"steps against metalearn's {len(ref.pre_forwards)} (of {len(ref.grads)})")
+    if other.pre_forwards != ref.pre_forwards:
+        raise WorkMismatch(f"{name}: before-adapting query forwards per step "
+                           f"{other.pre_forwards} against metalearn's {ref.pre_forwards}")

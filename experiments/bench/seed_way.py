@@ -30,6 +30,7 @@ class SeedWayReptile(HandLoop):
     """The seed's loop structure with metalearn's Reptile math (see the module docstring)."""
 
     name = "the write-up's way"
+    equal_pre_forwards = False  # the write-up does not score the query set before adapting
 
     def __init__(self, *args, tokenizer, pad_to: int = 256, score_every_epoch: bool = False,
                  **kwargs) -> None:

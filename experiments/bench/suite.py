@@ -4,7 +4,8 @@ Contests (same model, episodes, seeds and gradient steps for every implementatio
   reptile-text   Reptile on the text model (experiment=reptile_amazon): metalearn, the
                  hand-written floor, the write-up's way.
   maml-conv4     second-order MAML on Conv4 (experiment=maml_omniglot): metalearn, the floor
-                 (with and without the before-adapting scores), higher, TorchOpt x2.
+                 (and its variants scoring before adapting on every step and on none), higher,
+                 TorchOpt x2.
   fomaml-conv4   the same for FOMAML (experiment=fomaml_omniglot).
   vmap-*         MAML and FOMAML on Conv4 and on the sinusoid MLP at 16 tasks per meta-batch:
                  metalearn's task loop against algorithm.vmap_tasks=true.
@@ -23,6 +24,7 @@ from bench import config
 from bench.device import to
 from bench.floor import FloorMAML, FloorReptile
 from bench.flops import count_flops, inner_step_gflops, matmul_gflops
+from bench.handloop import WrittenSteps
 from bench.libraries import HigherMAML, TorchOptFunctionalMAML, TorchOptMAML
 from bench.memory import MemoryProbe, StepMemory, mark_tasks
 from bench.metalearn_fit import MetalearnFit, initial_state
@@ -131,7 +133,8 @@ def learner_for(cfg):
 
 
 def task_loop_flops(learner, floor, init: dict, episodes: list) -> dict[str, float]:
-    """GFLOP of one meta-batch's task loop: metalearn's `task_gradient` per task, and the
+    """GFLOP of one meta-batch's task loop on a step whose scores are written (both sides
+    score the query set before adapting): metalearn's `task_gradient` per task, and the
     floor's `meta_gradient`, from the same weights. Equal counts mean metalearn does no
     extra tensor work (its fixed cost is measured by the overhead contest), whatever the
     load does to the timings."""
@@ -140,18 +143,23 @@ def task_loop_flops(learner, floor, init: dict, episodes: list) -> dict[str, flo
     episodes = to(episodes, floor.device)
 
     def metalearn_loop():
-        with learner.step_rng():
+        with learner.step_rng(), learner.scoring_before_adapting(True):
             for ep in episodes:
                 learner.task_gradient(ep, learner.meta_parameters())
 
+    def floor_loop():
+        floor.score_before_adapting, floor.pre_forwards = True, [0]
+        floor.meta_gradient(episodes, floor.meta_parameters())
+
     return {"metalearn": count_flops(metalearn_loop) / 1e9,
-            "hand-written": count_flops(
-                lambda: floor.meta_gradient(episodes, floor.meta_parameters())) / 1e9}
+            "hand-written": count_flops(floor_loop) / 1e9}
 
 
-def loop_args(learner) -> dict:
+def loop_args(learner, cfg) -> dict:
+    """What a hand-written loop takes from the learner and its run's config."""
     return dict(inner_lr=learner.inner_lr, inner_steps=learner.inner_steps,
-                optimizer=learner.optimizer_factory, scheduler=learner.scheduler_factory)
+                optimizer=learner.optimizer_factory, scheduler=learner.scheduler_factory,
+                written=WrittenSteps.of(cfg.trainer))
 
 
 def reptile_text(plan: Plan, sources: Sources) -> tuple[ContestResult, dict]:
@@ -165,7 +173,7 @@ def reptile_text(plan: Plan, sources: Sources) -> tuple[ContestResult, dict]:
     source = sources.reviews(cfg, tokenizer, plan.text_steps)
     learner = learner_for(cfg)
     init = initial_state(learner.model)
-    args, kw = (source, init), dict(loop_args(learner), device=plan.device)
+    args, kw = (source, init), dict(loop_args(learner, cfg), device=plan.device)
     seed_way = SeedWayReptile(copy.deepcopy(learner.model), *args, **kw,
                               tokenizer=tokenizer, pad_to=plan.pad_to)
     # metalearn with its reviews padded to the longest of each batch: what the length groups save.
@@ -199,17 +207,21 @@ def maml_conv4(plan: Plan, sources: Sources, first_order: bool) -> tuple[Contest
     source = sources.omniglot(cfg)
     learner = learner_for(cfg)
     init = initial_state(learner.model)
-    args, kw = (source, init), dict(loop_args(learner), first_order=first_order, device=plan.device)
+    args, kw = (source, init), dict(loop_args(learner, cfg), first_order=first_order, device=plan.device)
+    # The floor scores before adapting on metalearn's steps (those written); its two variants
+    # on every step and on none price that forward (row i).
     impls = [MetalearnFit(cfg, learner, source, init),
              FloorMAML(copy.deepcopy(learner.model), *args, **kw),
-             FloorMAML(copy.deepcopy(learner.model), *args, **kw, pre_scores=False),
+             FloorMAML(copy.deepcopy(learner.model), *args, **kw, pre_scores="every step"),
+             FloorMAML(copy.deepcopy(learner.model), *args, **kw, pre_scores="never"),
              HigherMAML(copy.deepcopy(learner.model), *args, **kw),
              TorchOptMAML(copy.deepcopy(learner.model), *args, **kw),
              TorchOptFunctionalMAML(copy.deepcopy(learner.model), *args, **kw)]
     info = {"experiment": f"{name}_omniglot", "overrides": list(plan.conv_overrides),
             "hidden": cfg.model.hidden, "ways": cfg.data.ways, "shots": cfg.data.shots,
             "queries": cfg.data.queries, "meta_batch": source.meta_batch,
-            "inner_steps": learner.inner_steps}
+            "inner_steps": learner.inner_steps, "steps": plan.conv_steps,
+            "timed_from": plan.conv_timed_from, "log_every_n_steps": cfg.trainer.log_every_n_steps}
     log.info("%s-conv4: %s", name, info)
     result = run_contest(f"{name}-conv4", impls, plan.conv_steps, plan.conv_timed_from,
                          plan.conv_rounds, rtol=1e-4, atol=1e-5, drift=DRIFT_CONV,
@@ -265,7 +277,7 @@ def overhead(plan: Plan) -> tuple[ContestResult, dict]:
                           cfg.data.meta_batch_size)
     init = initial_state(learner.model)
     impls = [MetalearnFit(cfg, learner, source, init),
-             FloorMAML(copy.deepcopy(learner.model), source, init, **loop_args(learner),
+             FloorMAML(copy.deepcopy(learner.model), source, init, **loop_args(learner, cfg),
                        first_order=True, device=plan.device)]
     info = {"experiment": "fomaml_omniglot", "model": "Linear(16, ways)",
             "meta_batch": source.meta_batch, "inner_steps": learner.inner_steps}

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from bench.device import synchronize
-from bench.same_math import Trace, assert_same_math
+from bench.same_math import Trace, assert_same_math, assert_same_pre_forwards
 
 
 @dataclass
@@ -51,9 +51,15 @@ class Stopwatch:
 
 
 class Implementation(Protocol):
-    """One way of doing the meta-steps; every run starts from the same initial weights."""
+    """One way of doing the meta-steps; every run starts from the same initial weights.
+
+    equal_pre_forwards: whether it must run the before-adapting query forward on the steps
+    and tasks metalearn does (checked each round); False only for variants that differ there
+    by design, as their names say (the floor scoring every step or never, the write-up's way).
+    """
 
     name: str
+    equal_pre_forwards: bool
 
     def run(self, steps: int, timed_from: int) -> tuple[Trace, Timed]:
         """`steps` meta-steps on the shared episodes; times steps timed_from .. steps-1."""
@@ -62,12 +68,14 @@ class Implementation(Protocol):
 
 @dataclass
 class ContestResult:
-    """Per implementation, the per-round timings; the score names checked against metalearn."""
+    """Per implementation, the per-round timings; the score names checked against metalearn;
+    the before-adapting query forwards of each step (the last round's)."""
 
     name: str
     reference: str
     rounds: dict[str, list[Timed]] = field(default_factory=dict)
     checked: dict[str, list[str]] = field(default_factory=dict)
+    pre_forwards: dict[str, list[int]] = field(default_factory=dict)
 
     def median_step(self, impl: str, clock: str = "cpu") -> float:
         return statistics.median(t.per_step(clock) for t in self.rounds[impl])
@@ -85,7 +93,9 @@ def run_contest(name: str, impls: list[Implementation], steps: int, timed_from: 
                 rounds: int, rtol: float, atol: float, drift: float | None = None,
                 log=None) -> ContestResult:
     """Run every implementation `rounds` times; the first is the reference (metalearn) whose
-    trace every other one must match in every round (`assert_same_math`, with its tolerances)."""
+    trace every other one must match in every round (`assert_same_math`, with its tolerances),
+    and whose before-adapting forwards per step those with `equal_pre_forwards` must match
+    (`assert_same_pre_forwards`)."""
     if not 0 <= timed_from < steps:
         raise ValueError(f"timed_from={timed_from} must lie in [0, steps={steps})")
     reference = impls[0].name
@@ -97,6 +107,7 @@ def run_contest(name: str, impls: list[Implementation], steps: int, timed_from: 
             trace, timed = impl.run(steps, timed_from)
             traces[impl.name] = trace.cpu()
             result.rounds[impl.name].append(timed)
+            result.pre_forwards[impl.name] = trace.pre_forwards
             if log is not None:
                 log(f"{name} round {r + 1}/{rounds}: {impl.name} "
                     f"{1e3 * timed.per_step('cpu'):.1f} ms CPU / "
@@ -104,4 +115,6 @@ def run_contest(name: str, impls: list[Implementation], steps: int, timed_from: 
         for impl in impls[1:]:
             result.checked[impl.name] = assert_same_math(
                 f"{name}: {impl.name}", traces[reference], traces[impl.name], rtol, atol, drift)
+            if getattr(impl, "equal_pre_forwards", True):
+                assert_same_pre_forwards(f"{name}: {impl.name}", traces[reference], traces[impl.name])
     return result
