@@ -2,7 +2,9 @@
 
 Everything that can be checked without the model is checked first (the keys, the checkpoint
 file and its run config, the support and query files), then the model is loaded; a bad
-request ends with one line naming the key and the file, and status 1.
+request ends with one line naming the key and the file, and status 1. torch, datasets and
+transformers load after the known noise is filtered (their progress bars off where stderr is
+no terminal), so the imports of those modules sit inside the functions.
 """
 from __future__ import annotations
 
@@ -11,19 +13,18 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from metalearn.inference.examples import ExamplesError, read_examples
-from metalearn.inference.inputs import ImageInputs, Inputs, NumberInputs, TextInputs, inputs_of
-from metalearn.inference.run_checkpoint import CheckpointError, RunCheckpoint, find_checkpoint
-from metalearn.inference.settings import EXPORT_KEYS, PREDICT_KEYS, SettingsError, listed, parse_settings
+from metalearn.inference.errors import USER_ERRORS, CheckpointError, SettingsError
+from metalearn.inference.settings import EXPORT_KEYS, PREDICT_KEYS, listed, parse_settings
 from metalearn.registry.errors import RegistryError
 
-COLUMN_KEYS = {"text_column": TextInputs, "label_column": (TextInputs, NumberInputs),
-               "input_columns": NumberInputs}
-USER_ERRORS = (SettingsError, CheckpointError, ExamplesError)
+if TYPE_CHECKING:
+    from metalearn.inference.inputs import Inputs
+    from metalearn.inference.run_checkpoint import RunCheckpoint
 
 OpenStore = Callable[[], Any]  # the run registry (a metalearn.registry.Store); may raise RegistryError
+COLUMN_KEYS = {"text_column": ("text",), "label_column": ("text", "numbers"), "input_columns": ("numbers",)}
 
 
 def run_predict(args: Sequence[str], open_store: OpenStore, stdout: TextIO | None = None,
@@ -41,6 +42,8 @@ def run_predict(args: Sequence[str], open_store: OpenStore, stdout: TextIO | Non
 
 
 def _predict(settings: dict[str, str], open_store: OpenStore, stdout: TextIO, stderr: TextIO) -> int:
+    from metalearn.inference.examples import read_examples
+    from metalearn.inference.inputs import inputs_of
     from metalearn.inference.loading import describe, load_checkpoint
     from metalearn.inference.output import prediction_rows, write_csv
     from metalearn.inference.predict import adaptation_summary, predict
@@ -84,12 +87,14 @@ def run_export(args: Sequence[str], open_store: OpenStore, stdout: TextIO | None
                                   command="metalearn export")
         with _quiet_threads(settings.get("threads", "auto")):
             from metalearn.inference.export import export_model
+            from metalearn.inference.inputs import inputs_of
             from metalearn.inference.loading import describe, load_checkpoint
 
             run = _checkpoint(settings["ckpt"], open_store)
-            if not isinstance(inputs_of(run.config), TextInputs):
-                raise CheckpointError(f"{describe(run, inputs_of(run.config))}: export writes a "
-                                      f"Hugging Face text encoder; this is not a text model")
+            inputs = inputs_of(run.config)
+            if inputs.kind != "text":  # said before the model loads
+                raise CheckpointError(f"{describe(run, inputs)}: export writes a Hugging Face text "
+                                      f"encoder; this is not a text model")
             files = export_model(load_checkpoint(run), Path(settings["out"]))
     except USER_ERRORS as exc:
         stderr.write(f"{exc}\n")
@@ -109,6 +114,8 @@ def check_out_file(path: Path) -> None:
 
 def _checkpoint(reference: str, open_store: OpenStore) -> RunCheckpoint:
     """The checkpoint; an attempt id needs the registry, a file uses it where there is one."""
+    from metalearn.inference.run_checkpoint import find_checkpoint
+
     if reference.strip().isdigit():
         return find_checkpoint(reference, open_store())
     try:
@@ -125,9 +132,9 @@ def with_columns(inputs: Inputs, settings: dict[str, str], model: str) -> Inputs
     for key, kinds in COLUMN_KEYS.items():
         if not settings.get(key):
             continue
-        if not isinstance(inputs, kinds):
-            why = "its support set is a folder of <class>/<image>" if isinstance(inputs, ImageInputs) else \
-                f"it reads no {key}"
+        if inputs.kind not in kinds:
+            why = ("its support set is a folder of <class>/<image>" if inputs.kind == "image"
+                   else f"it reads no {key}")
             raise SettingsError(f"{key}={settings[key]}: {model} is a {inputs.kind} model ({why})")
         changes[key] = tuple(listed(settings[key])) if key == "input_columns" else settings[key]
     return dataclasses.replace(inputs, **changes) if changes else inputs

@@ -13,11 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from metalearn.data.image_files import IMAGE_SUFFIXES
+from metalearn.inference.errors import ExamplesError
 from metalearn.inference.inputs import ImageInputs, Inputs, NumberInputs, TextInputs
-
-
-class ExamplesError(ValueError):
-    """A support or query file that cannot be used; the message names key and file."""
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,10 @@ from torch import nn
 from transformers import AutoModel, AutoTokenizer
 
 from metalearn.data.review_datamodule import CLASSES as REVIEW_CLASSES
+from metalearn.inference.errors import CheckpointError
 from metalearn.inference.inputs import TextInputs
 from metalearn.inference.loading import LoadedCheckpoint
 from metalearn.inference.model_card import model_card
-from metalearn.inference.run_checkpoint import CheckpointError
 from metalearn.models.pretrained import resolve_pretrained
 from metalearn.models.text import LowerLayers, TextClassifier, UpperLayers, WholeEncoder
 

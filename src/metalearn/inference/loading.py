@@ -15,8 +15,9 @@ from torch import nn
 
 from metalearn.algorithms.episodic import EpisodicModule
 from metalearn.algorithms.protonet import ProtoNet
+from metalearn.inference.errors import CheckpointError
 from metalearn.inference.inputs import Inputs, inputs_of
-from metalearn.inference.run_checkpoint import CheckpointError, RunCheckpoint
+from metalearn.inference.run_checkpoint import RunCheckpoint
 from metalearn.instantiate import build
 from metalearn.models.top import Top
 from metalearn.objectives import Objective, require_served

@@ -58,11 +58,16 @@ def data_lines(config: dict[str, Any]) -> list[str]:
     elif source == "HFTextEpisodes":
         out.append(f"Task families: one per value of `{data.get('task_column')}`, classes from "
                    f"`{data.get('label_column')}`; held out for meta-test: "
-                   f"{data.get('heldout') or 'a seeded share of the groups'}.")
-    settings = [f"`{k}`: {data[k]}" for k in FAMILY_KEYS if data.get(k) is not None]
+                   f"{_listed(data.get('heldout')) or 'a seeded share of the groups'}.")
+    settings = [f"`{k}`: {_listed(data[k])}" for k in FAMILY_KEYS if data.get(k) is not None]
     if settings:
         out += ["", "Data settings: " + "; ".join(settings) + "."]
     return out
+
+
+def _listed(value: Any) -> str:
+    """A config value as text: a list comma-separated."""
+    return ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
 def results_lines(rows: list[dict[str, Any]]) -> list[str]:
@@ -71,11 +76,13 @@ def results_lines(rows: list[dict[str, Any]]) -> list[str]:
         return ["No meta-test results are recorded for this checkpoint (exported from a file the "
                 "run registry does not know): `metalearn train train=false ckpt_path=...` "
                 "meta-tests it."]
-    out = ["| group | metric | mean | 95% interval | before adapting | episodes | K | L |",
-           "|---|---|---|---|---|---|---|---|"]
+    pre = any(r.get("value_pre") is not None for r in rows)  # where the registry keeps it
+    out = ["| group | metric | mean | 95% interval | " + ("before adapting | " if pre else "")
+           + "episodes | K | L |", "|---" * (7 + pre) + "|"]
     for r in rows:
-        pre = "—" if r.get("value_pre") is None else f"{r['value_pre']:.4f}"
-        out.append(f"| {r['group']} | {r['metric']} | {r['value']:.4f} | ± {r['ci95']:.4f} | {pre} | "
+        before = ("" if not pre else "— | " if r.get("value_pre") is None
+                  else f"{r['value_pre']:.4f} | ")
+        out.append(f"| {r['group']} | {r['metric']} | {r['value']:.4f} | ± {r['ci95']:.4f} | {before}"
                    f"{r['episodes']} | {r['shots']} | {r['queries']} |")
     return out
 

@@ -27,7 +27,8 @@ from torch import nn
 
 from metalearn.algorithms.episodic import EpisodicModule
 from metalearn.data.episode import Episode
-from metalearn.inference.examples import Examples, ExamplesError
+from metalearn.inference.errors import ExamplesError
+from metalearn.inference.examples import Examples
 from metalearn.inference.inputs import NumberInputs
 from metalearn.inference.loading import LoadedCheckpoint
 from metalearn.objectives import Objective

@@ -18,13 +18,10 @@ from omegaconf.errors import OmegaConfBaseException
 
 import metalearn.resolvers  # noqa: F401  (the configs' ${metalearn.data_dir:...})
 from metalearn.checkpoint_file import check_checkpoint
+from metalearn.inference.errors import CheckpointError
 from metalearn.registry.errors import NotFound
 
 SECTIONS = ("task_name", "seed", "tags", "data", "model", "objective", "algorithm")
-
-
-class CheckpointError(ValueError):
-    """A `ckpt=` that names no usable checkpoint; the message names it."""
 
 
 class AttemptReader(Protocol):

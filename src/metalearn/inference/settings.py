@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from metalearn.inference.errors import SettingsError
+
 CKPT_HELP = "an attempt id (metalearn runs list) or a checkpoint file"
 THREADS_HELP = "torch CPU threads: auto ($OMP_NUM_THREADS, else 1) or a number"
 PREDICT_KEYS = {
@@ -18,10 +20,6 @@ PREDICT_KEYS = {
     "threads": THREADS_HELP,
 }
 EXPORT_KEYS = {"ckpt": CKPT_HELP, "out": "the folder to write the model into", "threads": THREADS_HELP}
-
-
-class SettingsError(ValueError):
-    """A command line that cannot be run; the message names the key."""
 
 
 def parse_settings(args: Sequence[str], *, allowed: Mapping[str, str], required: Sequence[str],
