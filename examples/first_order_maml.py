@@ -15,7 +15,8 @@ class FirstOrderMAML(GradientLearner):
             params, xs, ep.support_y, xq, self.inner_steps)
         loss = self.objective.loss(out, ep.query_y)  # cross-entropy, MSE, ...: the config's
         grads = torch.autograd.grad(loss, list(fast.values()))
-        with torch.no_grad():  # for the logs: the query score before adapting
-            out_pre = self.predict(params, xs, xq)
+        out_pre = None  # the query outputs before adapting, for the steps whose logs are written
+        if self.score_before_adapting:
+            out_pre = self.outputs_before_adapting(params, xs, xq)
         scores = self.task_scores(ep, out_pre, out.detach(), support_losses)
         return dict(zip(fast, grads, strict=True)), scores

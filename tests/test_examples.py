@@ -51,6 +51,21 @@ def test_its_meta_step_is_first_order_maml_on_every_objective(objective, out, ep
         torch.testing.assert_close(steps["example"][n], step)
 
 
+def test_it_scores_before_adapting_only_on_the_steps_the_learner_does():
+    """The query forward with the meta-weights, read only by the `_pre` scores, runs where the
+    learner scores before adapting (the steps whose scores Lightning writes) and nowhere else."""
+    torch.manual_seed(0)
+    learner = FirstOrderMAML(model=SplitModel(top=nn.Linear(3, 2)), objective=Classification(),
+                             optimizer=partial(torch.optim.SGD, lr=0.5), inner_lr=0.3, inner_steps=1)
+    forward, calls = learner.outputs_before_adapting, []
+    learner.outputs_before_adapting = lambda *args: calls.append(1) or forward(*args)
+    for on in (False, True):
+        with learner.scoring_before_adapting(on):
+            _, scores = learner.task_gradient(toy_episode(1), learner.meta_parameters())
+        assert len(calls) == int(on)
+        assert ({"query_loss_pre", "query_acc_pre"} <= set(scores)) == on
+
+
 def page_commands() -> list[list[str]]:
     """The `python run.py ...` commands of the page, as argument lists after run.py."""
     text = re.search(r"```bash\n(.*?)```", DOC.read_text(), re.S).group(1).replace("\\\n", " ")
