@@ -6,7 +6,7 @@
 
 Prints ratios (never asserts timings) and writes a JSON record under experiments/bench/results/.
 Before a ratio is kept, the two implementations must have computed the same meta-gradient,
-scores and final weights; if not, that contest prints no ratio (the difference is printed and
+scores and final weights, and run the before-adapting query forward on the same steps; if not, that contest prints no ratio (the difference is printed and
 recorded, the other contests still run, and the exit status is 2).
 """
 from __future__ import annotations
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 contests[name], infos[name] = contest()
             except MathMismatch as err:  # that contest prints no ratio; the others go on
-                log.error("%s: different math, no ratio printed: %s", name, err)
+                log.error("%s: different math or work, no ratio printed: %s", name, err)
                 mismatches[name] = str(err)
             except Exception as err:  # noqa: BLE001  (one contest that cannot run here, on a
                 # device or without a library, is reported with its traceback; the rest run)
