@@ -6,8 +6,9 @@
 
 Prints ratios (never asserts timings) and writes a JSON record under experiments/bench/results/.
 Before a ratio is kept, the two implementations must have computed the same meta-gradient,
-scores and final weights, and run the before-adapting query forward on the same steps; if not, that contest prints no ratio (the difference is printed and
-recorded, the other contests still run, and the exit status is 2).
+scores and final weights, and run the before-adapting query forward on the same steps; if
+not, that contest prints no ratio (the difference is printed and recorded, the other contests
+still run, and the exit status is 2).
 """
 from __future__ import annotations
 
