@@ -45,7 +45,7 @@ def test_changed_defaults_are_named_with_the_values_that_ran():
     assert "algorithm.inner_steps" not in drift(config, "fomaml_amazon", ("algorithm.inner_steps=3",))
 
 
-def test_tables_never_pool_an_attempt_of_earlier_defaults_with_todays():
+def test_tables_never_pool_an_attempt_of_other_defaults_with_the_experiments_own():
     tables = _tables_module()
     today, earlier = fomaml_record(), fomaml_record()
     earlier["id"] = "e" * 8 + earlier["id"][8:]
@@ -53,9 +53,10 @@ def test_tables_never_pool_an_attempt_of_earlier_defaults_with_todays():
     for r, value in ((today, 0.8), (earlier, 0.6)):
         for t in r["test_results"]:
             t["value"] = value
-    rows = [line for line in tables.tables([today, earlier]).splitlines()
-            if line.startswith("| `experiment=fomaml_amazon`")]
-    assert len(rows) == 2
-    old = [row for row in rows if "60.0" in row]
-    assert len(old) == 1 and "(earlier defaults: algorithm.optimizer=Adam(lr=0.01))" in old[0]
-    assert "earlier defaults" not in [row for row in rows if "80.0" in row][0]
+    text = tables.tables([today, earlier])
+    lines = text.splitlines()
+    main = [line for line in lines if "`metalearn train experiment=fomaml_amazon`" in line]
+    assert len(main) == 1 and today["id"][:8] in main[0] and "eeeeeeee" not in main[0]
+    other = [line for line in lines if line.startswith("| `fomaml_amazon` |")]
+    assert len(other) == 1 and "eeeeeeee" in other[0] and today["id"][:8] not in other[0]
+    assert "`algorithm.optimizer=Adam(lr=0.01)`" in other[0] and "60.0" in other[0]
