@@ -36,17 +36,19 @@ class Trained:
     ckpts: dict[int, Path]
 
 
-def train_runs(folder: Path, *experiments: str) -> Trained:
-    """`run.py experiment=E debug=fast` for each experiment, into one registry under folder."""
+def train_runs(folder: Path, *commands: str) -> Trained:
+    """`run.py experiment=E [overrides] debug=fast` for each command (`E [overrides]`), into one
+    registry under folder: attempts 1, 2, ... in order."""
     url = f"sqlite:///{folder / 'registry.db'}"
-    for experiment in experiments:
-        run_py(folder, f"experiment={experiment}", "debug=fast", f"registry.url={url}")
+    for command in commands:
+        experiment, *overrides = command.split()
+        run_py(folder, f"experiment={experiment}", *overrides, "debug=fast", f"registry.url={url}")
     store = Store(url)
     try:
         ckpts = {a["id"]: Path(a["ckpt_path"]) for a in store.list_attempts(debug=None)}
     finally:
         store.close()
-    assert len(ckpts) == len(experiments)
+    assert len(ckpts) == len(commands)
     return Trained(folder, url, ckpts)
 
 
@@ -376,7 +378,7 @@ def test_predict_scores_the_held_out_intents_as_the_meta_test_did(intents: Train
                                              for r in out)
 
 
-@pytest.mark.slow  # about a minute: a reptile_amazon debug=fast run on the ARSC reviews
+@pytest.mark.slow  # about 35 s: a reptile_amazon debug=fast run on the ARSC reviews
 def test_predict_scores_the_held_out_amazon_domains_as_the_meta_test_did(
         tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
     from metalearn.data.review_datamodule import CLASSES
@@ -390,3 +392,67 @@ def test_predict_scores_the_held_out_amazon_domains_as_the_meta_test_did(
     tested = meta_test_scores(amazon, 1)
     assert set(tested) == {"automotive", "computer_video_games", "office_products"}
     assert predicted_group_scores(amazon, 1, files) == pytest.approx(tested, abs=1e-6)
+
+
+ALGORITHMS = ["reptile_intents algorithm=anil", "reptile_intents algorithm=metasgd",
+              "reptile_intents algorithm=protonet", "reptile_intents algorithm=finetune",
+              "protonet_image_folder algorithm=finetune"]
+
+
+@pytest.fixture(scope="module")
+def algorithms(tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    """A debug=fast checkpoint of each of ALGORITHMS (attempts 1, 2, ... in that order)."""
+    return train_runs(tmp_path_factory.mktemp("algorithms"), *ALGORITHMS)
+
+
+def image_episodes_as_folders(trained: Trained, attempt: int, folder: Path) -> list[tuple[str, Path, Path]]:
+    """The image meta-test episodes as support and labelled query folders: class folders named
+    by episode label (0, 1, ...: the label order), files numbered in episode order."""
+    from omegaconf import OmegaConf
+
+    from metalearn.data.image_files import list_images
+    from metalearn.instantiate import build
+
+    run = find_checkpoint(str(trained.ckpts[attempt]))
+    data = build(OmegaConf.create(run.config["data"]))
+    data.prepare_data()
+    data.setup("test")
+    files = list_images(Path(run.config["data"]["path"])).files
+    out = []
+    for i, spec in enumerate(data.test_specs):
+        parts = []
+        for part, rows, labels in (("support", spec.support, spec.support_labels),
+                                   ("query", spec.query, spec.query_labels)):
+            root = folder / f"{i}-{part}"
+            for j, (row, label) in enumerate(zip(rows, labels, strict=True)):
+                (root / str(label)).mkdir(parents=True, exist_ok=True)
+                shutil.copy(files[row], root / str(label) / f"{j:03d}{files[row].suffix}")
+            parts.append(root)
+        out.append((data.build(spec).group, *parts))
+    return out
+
+
+@pytest.mark.slow  # about a minute: five debug=fast runs
+@pytest.mark.parametrize("attempt", range(1, len(ALGORITHMS) + 1), ids=ALGORITHMS)
+def test_every_algorithm_predicts_its_meta_test_episodes_as_its_meta_test_did(
+        algorithms: Trained, tmp_path: Path, attempt: int) -> None:
+    """ANIL (its own predict), Meta-SGD (learned step sizes), ProtoNets (prototypes, any number
+    of classes), fine-tuning with the model's head (intents) and with a pooled classifier and a
+    fresh N-way head per task (glyphs)."""
+    if "image_folder" in ALGORITHMS[attempt - 1]:
+        files = image_episodes_as_folders(algorithms, attempt, tmp_path)
+        loaded = load_checkpoint(find_checkpoint(str(algorithms.ckpts[attempt])))
+        assert loaded.head_outputs is None and loaded.learner.pooled_head is not None
+        scores: dict[str, list[float]] = {}
+        for group, support, query in files:
+            s = read_examples(str(support), key="support", inputs=loaded.inputs, labelled=True, model="m")
+            q = read_examples(str(query), key="query", inputs=loaded.inputs, labelled=False, model="m")
+            scores.setdefault(group, []).append(predict(loaded, s, q).score)
+        predicted = {g: sum(v) / len(v) for g, v in scores.items()}
+    else:
+        with INTENTS.open(encoding="utf-8", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        files = episodes_as_files(algorithms, attempt, [r["text"] for r in rows],
+                                  [r["intent"] for r in rows], tmp_path)
+        predicted = predicted_group_scores(algorithms, attempt, files)
+    assert predicted == pytest.approx(meta_test_scores(algorithms, attempt), abs=1e-6)
