@@ -7,6 +7,7 @@ import csv
 import io
 import re
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -456,3 +457,28 @@ def test_every_algorithm_predicts_its_meta_test_episodes_as_its_meta_test_did(
                                   [r["intent"] for r in rows], tmp_path)
         predicted = predicted_group_scores(algorithms, attempt, files)
     assert predicted == pytest.approx(meta_test_scores(algorithms, attempt), abs=1e-6)
+
+
+def test_a_run_config_naming_a_class_outside_metalearn_is_refused_before_anything_is_built(
+        intents: Trained, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The config beside a checkpoint is data: a `_target_` it names would run code."""
+    from omegaconf import OmegaConf
+
+    from metalearn.inference.errors import CheckpointError
+    from metalearn.inference.loading import check_targets
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(intents.ckpts[1].parent.parent, run_dir)
+    config = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    config.algorithm.optimizer._target_ = "evil_module_xyz.run"
+    OmegaConf.save(config, run_dir / ".hydra" / "config.yaml")
+    ckpt = run_dir / "checkpoints" / intents.ckpts[1].name
+    support, query, _ = hotel_files(tmp_path)
+    assert cli(intents.url, f"ckpt={ckpt}", f"support={support}", f"query={query}") == 1
+    assert (f"ckpt={ckpt}: its run config names algorithm.optimizer._target_=evil_module_xyz.run; "
+            f"a checkpoint's config may name metalearn.*, torch.optim.* only") in capsys.readouterr().err
+    assert "evil_module_xyz" not in sys.modules
+    run = find_checkpoint(str(ckpt))
+    with pytest.raises(CheckpointError):
+        check_targets(run)
+    check_targets(run, trusted=("evil_module_xyz.",))  # trust=evil_module_xyz. allows it

@@ -57,7 +57,7 @@ def _predict(settings: dict[str, str], open_store: OpenStore, stdout: TextIO, st
     out = settings.get("out")
     if out:
         check_out_file(Path(out).expanduser())
-    loaded = dataclasses.replace(load_checkpoint(run), inputs=inputs)
+    loaded = dataclasses.replace(load_checkpoint(run, _trusted(settings)), inputs=inputs)
     result = predict(loaded, support, query, labels=listed(settings.get("labels")))
     rows = prediction_rows(query, result, getattr(inputs, "label_column", "label"))
     notes = stderr if not out else stdout
@@ -95,7 +95,7 @@ def run_export(args: Sequence[str], open_store: OpenStore, stdout: TextIO | None
             if inputs.kind != "text":  # said before the model loads
                 raise CheckpointError(f"{describe(run, inputs)}: export writes a Hugging Face text "
                                       f"encoder; this is not a text model")
-            files = export_model(load_checkpoint(run), Path(settings["out"]))
+            files = export_model(load_checkpoint(run, _trusted(settings)), Path(settings["out"]))
     except USER_ERRORS as exc:
         stderr.write(f"{exc}\n")
         return 1
@@ -138,6 +138,10 @@ def with_columns(inputs: Inputs, settings: dict[str, str], model: str) -> Inputs
             raise SettingsError(f"{key}={settings[key]}: {model} is a {inputs.kind} model ({why})")
         changes[key] = tuple(listed(settings[key])) if key == "input_columns" else settings[key]
     return dataclasses.replace(inputs, **changes) if changes else inputs
+
+
+def _trusted(settings: dict[str, str]) -> tuple[str, ...]:
+    return tuple(listed(settings.get("trust")) or ())
 
 
 def _threads(value: str) -> int | str:

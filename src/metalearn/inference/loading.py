@@ -23,6 +23,10 @@ from metalearn.models.top import Top
 from metalearn.objectives import Objective, require_served
 
 POOLED_HEAD = "pooled_head.weight"  # algorithm=finetune's classifier over the meta-train classes
+# What a run config read from a file or the registry may instantiate: a config beside a
+# checkpoint is data, and building a `_target_` runs code (an import, a call).
+TRUSTED_TARGETS = ("metalearn.", "torch.optim.")
+BUILT = ("objective", "model", "algorithm")
 
 
 @dataclass
@@ -56,8 +60,10 @@ def describe(run: RunCheckpoint, inputs: Inputs) -> str:
     return f"ckpt={run.reference} ({kind} model, data {run.data_target})"
 
 
-def load_checkpoint(run: RunCheckpoint) -> LoadedCheckpoint:
-    """The module `run`'s checkpoint holds, in eval mode on the CPU."""
+def load_checkpoint(run: RunCheckpoint, trusted: tuple[str, ...] = ()) -> LoadedCheckpoint:
+    """The module `run`'s checkpoint holds, in eval mode on the CPU. Every class its config
+    names is checked first (`check_targets`; `trusted`: more module prefixes allowed)."""
+    check_targets(run, trusted)
     cfg = OmegaConf.create(run.config)
     objective = build(cfg.objective)
     require_served(objective, get_class(cfg.algorithm._target_), "algorithm")
@@ -80,6 +86,29 @@ def load_checkpoint(run: RunCheckpoint) -> LoadedCheckpoint:
     free = pooled or isinstance(learner, ProtoNet)
     return LoadedCheckpoint(run=run, learner=learner, inputs=inputs_of(run.config),
                             head_outputs=None if free else head_width(learner.model.top))
+
+
+def check_targets(run: RunCheckpoint, trusted: tuple[str, ...] = ()) -> None:
+    """Refuse a run config whose objective, model or algorithm names a class outside
+    TRUSTED_TARGETS (and `trusted`), naming the key."""
+    allowed = TRUSTED_TARGETS + tuple(trusted)
+
+    def walk(node: object, key: str) -> None:
+        if isinstance(node, dict):
+            target = node.get("_target_")
+            if target is not None and not str(target).startswith(allowed):
+                raise CheckpointError(
+                    f"ckpt={run.reference}: its run config names {key}._target_={target}; a "
+                    f"checkpoint's config may name {', '.join(p + '*' for p in TRUSTED_TARGETS)} "
+                    f"only (trust=<module prefix> allows a module of your own)")
+            for k, v in node.items():
+                walk(v, f"{key}.{k}")
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, f"{key}[{i}]")
+
+    for section in BUILT:
+        walk(run.config.get(section), section)
 
 
 def head_width(top: nn.Module) -> int | None:

@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 from metalearn.inference.errors import SettingsError
 
 CKPT_HELP = "an attempt id (metalearn runs list) or a checkpoint file"
+TRUST_HELP = ("module prefixes, comma-separated, whose classes the run's config may name besides "
+              "metalearn.* and torch.optim.* (an algorithm of your own)")
 THREADS_HELP = "torch CPU threads: auto ($OMP_NUM_THREADS, else 1) or a number"
 PREDICT_KEYS = {
     "ckpt": CKPT_HELP,
@@ -18,8 +20,10 @@ PREDICT_KEYS = {
     "input_columns": "number models: the input columns, comma-separated (default: x)",
     "labels": "the class order, comma-separated (default: integers numerically, else sorted)",
     "threads": THREADS_HELP,
+    "trust": TRUST_HELP,
 }
-EXPORT_KEYS = {"ckpt": CKPT_HELP, "out": "the folder to write the model into", "threads": THREADS_HELP}
+EXPORT_KEYS = {"ckpt": CKPT_HELP, "out": "the folder to write the model into", "threads": THREADS_HELP,
+               "trust": TRUST_HELP}
 
 
 def parse_settings(args: Sequence[str], *, allowed: Mapping[str, str], required: Sequence[str],
