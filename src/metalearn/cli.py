@@ -152,6 +152,9 @@ def parser() -> argparse.ArgumentParser:
                        help="attempts waiting at most; more submissions get 429 (default 16)")
     serve.add_argument("--root", help="the project folder attempts run in (logs/ below it; default: "
                                       "the clone around the current folder, else the current folder)")
+    serve.add_argument("--predict-cache", type=_positive, default=2,
+                       help="meta-trained checkpoints POST /runs/{id}/predict keeps loaded, least "
+                            "recently used out (default 2)")
     serve.set_defaults(func=cmd_serve)
     return top
 
@@ -441,7 +444,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     logging.getLogger("metalearn").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     return serve(url=args.url or default_url(args.root), host=args.host, port=args.port,
-                 max_parallel=args.max_parallel, max_queued=args.max_queued, root=args.root)
+                 max_parallel=args.max_parallel, max_queued=args.max_queued, root=args.root,
+                 predict_cache=args.predict_cache)
 
 
 _COLOURS = {"completed": "green", "failed": "red", "interrupted": "yellow", "running": "cyan",

@@ -24,6 +24,7 @@ EXPECTED = {
     ("post", "/runs"): {"202", "422", "429"} | WRITE,
     ("post", "/runs/{attempt_id}/test"): {"202", "404", "409", "422", "429"} | WRITE,
     ("post", "/runs/{attempt_id}/cancel"): {"202", "404", "409", "422"} | WRITE,
+    ("post", "/runs/{attempt_id}/predict"): {"200", "404", "409", "422"} | WRITE,
     ("get", "/runs"): {"200", "422"},
     ("get", "/runs/{attempt_id}"): {"200", "404", "422"},
     ("get", "/runs/{attempt_id}/metrics"): {"200", "404", "422"},
@@ -116,7 +117,9 @@ def test_each_body_has_an_example_the_server_accepts(client: TestClient, store: 
     spec = client.get("/openapi.json").json()
     bodies = [(p, op["requestBody"]["content"]["application/json"]["schema"]["$ref"].split("/")[-1])
               for p, ops in spec["paths"].items() for m, op in ops.items() if "requestBody" in op]
-    assert sorted(bodies) == [("/runs", "RunRequest"), ("/runs/{attempt_id}/test", "TestRequest")]
+    # PredictRequest's example is sent to a trained checkpoint in test_predict.py
+    assert sorted(bodies) == [("/runs", "RunRequest"), ("/runs/{attempt_id}/predict", "PredictRequest"),
+                              ("/runs/{attempt_id}/test", "TestRequest")]
     (run_example,) = spec["components"]["schemas"]["RunRequest"]["examples"]
     (test_example,) = spec["components"]["schemas"]["TestRequest"]["examples"]
     assert RunRequest.model_validate(run_example) and TestRequest.model_validate(test_example)

@@ -1,4 +1,5 @@
-"""The HTTP API over the registry: start, meta-test, cancel and follow attempts.
+"""The HTTP API over the registry: start, meta-test, cancel and follow attempts, and predict
+with their checkpoints.
 
 This module wires the app: its state, the request gate, the validation-error answer, the docs
 pages and the routers (api/routes/), each with the token check it needs."""
@@ -15,8 +16,9 @@ from metalearn.api.auth import TokenCheck, no_check
 from metalearn.api.docs import DESCRIPTION, TAGS, add_docs
 from metalearn.api.gate import MAX_BODY, RequestGate
 from metalearn.api.overrides import OverrideValidator
-from metalearn.api.routes import run_actions, run_reads, server
+from metalearn.api.routes import predict, run_actions, run_reads, server
 from metalearn.api.runner import Runner
+from metalearn.inference.cache import CheckpointCache
 from metalearn.registry.store import Store
 
 log = logging.getLogger(__name__)
@@ -29,13 +31,16 @@ def create_app(
     *,
     token: str | None,
     token_for_reads: bool = False,
+    predict_cache: int = 2,
 ) -> FastAPI:
-    """The FastAPI app; writes always need the bearer token, reads too when token_for_reads."""
+    """The FastAPI app; writes always need the bearer token, reads too when token_for_reads.
+    predict_cache: how many loaded checkpoints POST /runs/{id}/predict keeps (least recently used out)."""
     tokens = TokenCheck(token)
     app = FastAPI(title="metalearn", description=DESCRIPTION, openapi_tags=TAGS,
                   docs_url=None, redoc_url=None)
     add_docs(app)
     app.state.store, app.state.runner, app.state.validator = store, runner, validator
+    app.state.predict_cache = CheckpointCache(predict_cache)
 
     # A write's token before its body, and every body counted as it is read (gate.py).
     app.add_middleware(RequestGate, check=tokens, max_body=MAX_BODY)
@@ -43,6 +48,7 @@ def create_app(
 
     app.include_router(server.router)
     app.include_router(run_actions.router, dependencies=[Depends(tokens)])
+    app.include_router(predict.router, dependencies=[Depends(tokens)])
     app.include_router(run_reads.router, dependencies=[Depends(tokens if token_for_reads else no_check)],
                        responses=r.guarded(token_for_reads))
     return app

@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 OverrideStr = Annotated[str, Field(min_length=1, max_length=8192)]
 Domain = Annotated[str, Field(pattern=r"^[A-Za-z0-9_&.-]+$", max_length=64)]
@@ -51,6 +60,65 @@ class TestRequest(BaseModel):
         description="held-out groups to test on (review domains, text-family groups, image-folder "
                     "groups: data.heldout), of those the experiment's data knows; omitted: the "
                     "experiment's own test groups")
+
+
+MAX_ROWS = 1000  # support rows, and query rows, of one prediction request
+MAX_TEXT = 4096  # characters of one text
+MAX_INPUTS = 64  # numbers of one row of a numbers model
+MAX_CLASSES = 100  # distinct labels of one support set
+LabelText = Annotated[str, Field(min_length=1, max_length=128)]
+Label = LabelText | StrictInt | Annotated[StrictFloat, Field(allow_inf_nan=False)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class _Row(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str | None = Field(default=None, min_length=1, max_length=MAX_TEXT,
+                             description="a text model's input")
+    x: list[Finite] | Finite | None = Field(default=None, description=(
+        f"a numbers model's inputs, as many as it takes (at most {MAX_INPUTS}); one may be bare"))
+
+    @field_validator("x")
+    @classmethod
+    def _few_inputs(cls, x: list[float] | float | None) -> list[float] | float | None:
+        if isinstance(x, list) and not 1 <= len(x) <= MAX_INPUTS:
+            raise ValueError(f"1 to {MAX_INPUTS} numbers")
+        return x
+
+
+class SupportRow(_Row):
+    """A labelled example of the new task: `text` (a text model) or `x` (a numbers model)."""
+
+    label: Label = Field(description="its class (a regression model: its target value)")
+
+
+class QueryRow(_Row):
+    """An example to predict: `text` or `x`; with a label it is scored."""
+
+    label: Label | None = Field(default=None, description="optional: its known class or value")
+
+
+class PredictRequest(BaseModel):
+    """POST /runs/{id}/predict: a new task's support set and the queries to predict."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"support": [{"text": "Broke after two days.", "label": "negative"},
+                     {"text": "Does exactly what it says.", "label": "positive"}],
+         "query": [{"text": "Arrived late and scratched."}]},
+    ]})
+    support: list[SupportRow] = Field(min_length=2, max_length=MAX_ROWS,
+                                      description=f"labelled rows of 2 to {MAX_CLASSES} classes")
+    query: list[QueryRow] = Field(min_length=1, max_length=MAX_ROWS, description="rows to predict")
+    labels: list[LabelText] | None = Field(
+        default=None, min_length=2, max_length=MAX_CLASSES,
+        description="the class order (default: integers numerically, else sorted)")
+
+    @model_validator(mode="after")
+    def _few_classes(self) -> PredictRequest:
+        classes = {str(row.label) for row in self.support}
+        if len(classes) > MAX_CLASSES:
+            raise ValueError(f"support: {len(classes)} classes, at most {MAX_CLASSES}")
+        return self
 
 
 # ---- responses --------------------------------------------------------------------------------
@@ -173,6 +241,29 @@ class MetricsPage(_Open):
     status: str | None = Field(default=None, description="the attempt's status now")
     metrics: list[MetricRow] | None = None
     last_step: int | None = Field(default=None, description="pass it back as after_step for the next page")
+
+
+class Prediction(BaseModel):
+    """One query row's prediction."""
+
+    predicted: str | float | list[float] = Field(description="its class (regression: its value)")
+    probabilities: dict[str, float] | None = Field(
+        default=None, description="each class's probability, in class order (regression: absent)")
+    label: str | None = Field(default=None, description="the label the query row gave (absent: none)")
+
+
+class Predictions(BaseModel):
+    """The queries predicted, in the request's order, by the checkpoint adapted to the support set."""
+
+    id: int = Field(description="the attempt whose checkpoint predicted")
+    classes: list[str] | None = Field(description="the support set's classes in class order "
+                                                  "(regression: null)")
+    predictions: list[Prediction]
+    adapted: bool | None = Field(description="whether test-time adaptation ran, where the "
+                                             "algorithm may decline it (its adapt check), else null")
+    metric: str = Field(description="the objective's metric (acc, mse, ...)")
+    score: float | None = Field(description="the metric over the query rows, where every one "
+                                            "has a label, else null")
 
 
 # ---- errors -----------------------------------------------------------------------------------

@@ -21,8 +21,9 @@ log = logging.getLogger(__name__)
 
 
 def build(url: str, host: str, *, max_parallel: int = 1, max_queued: int = 16,
-          root: str | Path | None = None) -> FastAPI:
-    """The app, its store and its (not yet started) runner for the project at root."""
+          root: str | Path | None = None, predict_cache: int = 2) -> FastAPI:
+    """The app, its store and its (not yet started) runner for the project at root;
+    predict_cache: loaded checkpoints kept for POST /runs/{id}/predict."""
     project = Path(root).resolve() if root else find_project_root()
     if not project.is_dir():
         raise RegistryError(f"--root {project}: no such folder")
@@ -39,15 +40,17 @@ def build(url: str, host: str, *, max_parallel: int = 1, max_queued: int = 16,
     validator = OverrideValidator(CONFIG_DIR, root=project)  # the configs `metalearn train` composes
     check = LaunchCheck(validator, store, project / "logs")
     runner = Runner(store, project, check, max_parallel=max_parallel, max_queued=max_queued)
-    return create_app(store, runner, validator, token=token, token_for_reads=not open_reads)
+    return create_app(store, runner, validator, token=token, token_for_reads=not open_reads,
+                      predict_cache=predict_cache)
 
 
 def serve(url: str, host: str = "127.0.0.1", port: int = 8000, *, max_parallel: int = 1,
-          max_queued: int = 16, root: str | Path | None = None) -> int:
+          max_queued: int = 16, root: str | Path | None = None, predict_cache: int = 2) -> int:
     """Run the API until interrupted; children still running keep recording themselves."""
     import uvicorn
 
-    app = build(url, host, max_parallel=max_parallel, max_queued=max_queued, root=root)
+    app = build(url, host, max_parallel=max_parallel, max_queued=max_queued, root=root,
+                predict_cache=predict_cache)
     runner: Runner = app.state.runner
     runner.start()
     log.info("metalearn API on http://%s:%d (registry %r)", host, port, app.state.store)
