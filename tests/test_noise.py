@@ -20,15 +20,25 @@ from metalearn.noise import DropMessages, quiet_known_noise
 
 @pytest.fixture
 def no_filters():
-    """Lightning's loggers without our filter, before and after the test."""
+    """Lightning's loggers without our filter, before and after the test, and reaching caplog:
+    an earlier test in this process may have run a Hydra job whose logging config disabled the
+    loggers that existed (dictConfig's disable_existing_loggers) or Lightning may have stopped
+    its loggers' propagation (it does where the root logger had no handler at its import)."""
     def strip() -> None:
         for name in noise.LIGHTNING_LOGGERS:
             logger = logging.getLogger(name)
             for f in [f for f in logger.filters if isinstance(f, DropMessages)]:
                 logger.removeFilter(f)
+    names = {part for name in noise.LIGHTNING_LOGGERS
+             for part in (".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 2))}
+    saved = {n: (logging.getLogger(n).disabled, logging.getLogger(n).propagate) for n in names}
+    for n in names:
+        logging.getLogger(n).disabled, logging.getLogger(n).propagate = False, True
     strip()
     yield
     strip()
+    for n, (disabled, propagate) in saved.items():
+        logging.getLogger(n).disabled, logging.getLogger(n).propagate = disabled, propagate
 
 
 def messages_of_a_new_trainer(tmp_path, caplog) -> list[str]:
