@@ -47,10 +47,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except NotFound as exc:
-        _console(stderr=True).print(Text(_visible(str(exc)), style="red"))
+        _console(stderr=True).print(Text(_visible(str(exc)), style="red"), soft_wrap=True)
         return 1
     except RegistryError as exc:
-        _console(stderr=True).print(Text.assemble(("registry error:", "red"), " ", _visible(str(exc))))
+        _console(stderr=True).print(Text.assemble(("registry error:", "red"), " ", _visible(str(exc))),
+                                    soft_wrap=True)  # an error is one line whole, at any width
         return 1
 
 
