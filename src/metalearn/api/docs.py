@@ -18,7 +18,8 @@ ASSETS_URL = "/docs-assets"
 DOCS_URL, REDOC_URL = "/docs", "/redoc"
 
 DESCRIPTION = f"""\
-Start, meta-test, cancel and follow training attempts of the metalearn run registry.
+Start, meta-test, cancel and follow training attempts of the metalearn run registry, and adapt a
+finished one to your own few examples (predict).
 
 **Authorization.** Requests that change something (every `POST`) need the bearer token the
 server was started with (`{TOKEN_ENV}`); reads need it too when the server listens off
