@@ -19,11 +19,17 @@ from metalearn.noise import DropMessages, quiet_known_noise
 
 
 @pytest.fixture
-def no_filters():
-    """Lightning's loggers without our filter, before and after the test, and reaching caplog:
-    an earlier test in this process may have run a Hydra job whose logging config disabled the
-    loggers that existed (dictConfig's disable_existing_loggers) or Lightning may have stopped
-    its loggers' propagation (it does where the root logger had no handler at its import)."""
+def no_filters(monkeypatch):
+    """Lightning's loggers without our filter, before and after the test, and reaching caplog
+    whatever ran before in this process: a Hydra job's logging config may have disabled the
+    loggers that existed (dictConfig's disable_existing_loggers) or set their level, Lightning
+    stops its loggers' propagation where the root logger had no handler at its import, and its
+    rank_zero_info says nothing off rank 0."""
+    from lightning_fabric.utilities.rank_zero import rank_zero_only as fabric_rank_zero_only
+    from pytorch_lightning.utilities.rank_zero import rank_zero_only
+
+    for fn in (rank_zero_only, fabric_rank_zero_only):
+        monkeypatch.setattr(fn, "rank", 0, raising=False)
     def strip() -> None:
         for name in noise.LIGHTNING_LOGGERS:
             logger = logging.getLogger(name)
@@ -31,14 +37,17 @@ def no_filters():
                 logger.removeFilter(f)
     names = {part for name in noise.LIGHTNING_LOGGERS
              for part in (".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 2))}
-    saved = {n: (logging.getLogger(n).disabled, logging.getLogger(n).propagate) for n in names}
+    saved = {n: (logging.getLogger(n).disabled, logging.getLogger(n).propagate, logging.getLogger(n).level)
+             for n in names}
     for n in names:
-        logging.getLogger(n).disabled, logging.getLogger(n).propagate = False, True
+        logger = logging.getLogger(n)
+        logger.disabled, logger.propagate, logger.level = False, True, logging.NOTSET
     strip()
     yield
     strip()
-    for n, (disabled, propagate) in saved.items():
-        logging.getLogger(n).disabled, logging.getLogger(n).propagate = disabled, propagate
+    for n, (disabled, propagate, level) in saved.items():
+        logger = logging.getLogger(n)
+        logger.disabled, logger.propagate, logger.level = disabled, propagate, level
 
 
 def messages_of_a_new_trainer(tmp_path, caplog) -> list[str]:
