@@ -16,7 +16,7 @@ from omegaconf.errors import OmegaConfBaseException
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from metalearn.registry import schema
-from metalearn.registry.store import Store, is_debug
+from metalearn.registry.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +37,8 @@ def attempt_value(store: Store, attempt_id: int, metric: str, mode: str) -> floa
 def finished(store: Store, experiment: str | None, metric: str, mode: str) -> list[tuple[dict, float]]:
     """Completed training attempts of the experiment with their value, best first; debug runs
     (`debug=fast` and the like) are no starting points, however they scored."""
-    attempts = [a for a in store.list_attempts(status=schema.COMPLETED, experiment=experiment,
-                                               kind="train", with_config=True)
-                if not is_debug(a.get("overrides"))]
+    attempts = store.list_attempts(status=schema.COMPLETED, experiment=experiment, kind="train",
+                                   with_config=True, debug=False)
     valued = [(a, attempt_value(store, a["id"], metric, mode)) for a in attempts]
     ranked = [(a, v) for a, v in valued if v is not None]
     ranked.sort(key=lambda pair: pair[1], reverse=(mode == "max"))
