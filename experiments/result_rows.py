@@ -24,6 +24,7 @@ from metalearn.registry import records as rec
 from metalearn.registry.drift import ABSENT, HOW_NOT_WHAT, Call, composed, describe, drift, is_derived, leaves
 from metalearn.registry.drift import SECTIONS as DRIFT_SECTIONS
 from metalearn.registry.report import BENCHMARKS, benchmark, objective_of
+from metalearn.registry.store import is_debug as debug_overrides
 
 RAN_WITH = "ran with: "  # a cell key's last item: values its command composes otherwise
 IGNORED = re.compile(r"^(seed|logger|tags|paths\..*|registry.*|callbacks\..*|hydra\..*|extras\..*)=")
@@ -63,8 +64,9 @@ def cell_key(record: dict) -> tuple[str, tuple[str, ...]]:
 
 
 def is_debug(record: dict) -> bool:
-    """Whether the attempt was a debug run (`debug=...`), left out of the tables."""
-    return any(o.startswith("debug=") for o in record.get("overrides") or [])
+    """Whether the attempt was a debug run, left out of the tables: the registry's rule, which
+    `metalearn runs best` and `runs list` follow too."""
+    return debug_overrides(record.get("overrides"))
 
 
 Cells = dict[tuple[str, tuple[str, ...]], list[dict]]
