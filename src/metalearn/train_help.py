@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from importlib.util import find_spec
 from pathlib import Path
 
+from metalearn.resolvers import CONFIG_DIR_ENV
+
 # The configs' folder, found without importing metalearn.conf (which loads the resolvers).
 CONF = Path(next(iter(find_spec("metalearn.conf").submodule_search_locations)))
-CONFIG_DIR_ENV = "METALEARN_CONFIG_DIR"  # as metalearn.resolvers reads it
 HELP_FLAGS = ("--help", "-h")
 
 
