@@ -13,7 +13,6 @@ import argparse
 import json
 import logging
 import os
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +31,7 @@ from metalearn.registry.engine import URL_ENV, default_url
 from metalearn.registry.errors import NotFound, RegistryError
 from metalearn.registry.schema import STATUSES
 from metalearn.registry.store import Store
+from metalearn.visible import visible as _visible
 
 log = logging.getLogger("metalearn.cli")
 
@@ -145,7 +145,7 @@ def parser() -> argparse.ArgumentParser:
         sub_parser.add_argument("settings", nargs="*", metavar="KEY=VALUE")
         sub_parser.set_defaults(func=func)
 
-    serve = commands.add_parser("serve", help="the HTTP API over the registry")
+    serve = commands.add_parser("serve", help="the HTTP API and the web pages over the registry")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--max-parallel", type=_positive, default=1, help="training processes at once")
@@ -175,16 +175,6 @@ def _console(stderr: bool = False) -> Console:
     if not console.is_terminal and not os.environ.get("COLUMNS"):
         console.width = UNBOUNDED_WIDTH
     return console
-
-
-# C0 controls but tab and newline, DEL and C1 controls (\x9b is a one-byte CSI to some terminals)
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def _visible(text: str) -> str:
-    """text with each control character written out (ESC as `\\x1b`), so a stored value shows
-    what it holds instead of moving the cursor, clearing the screen or restyling the terminal."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def _visible_data(value: Any) -> Any:
@@ -429,7 +419,8 @@ def cmd_retract(args: argparse.Namespace) -> int:
 
 
 # What `pip install 'metalearn-lightning[serve]'` adds; the API imports nothing else optional.
-SERVE_MODULES = {"fastapi", "fastapi_offline", "uvicorn", "pydantic", "pydantic_core", "starlette"}
+SERVE_MODULES = {"fastapi", "fastapi_offline", "uvicorn", "pydantic", "pydantic_core", "starlette",
+                 "jinja2", "markupsafe"}
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

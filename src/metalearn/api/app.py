@@ -2,7 +2,7 @@
 with their checkpoints.
 
 This module wires the app: its state, the request gate, the validation-error answer, the docs
-pages and the routers (api/routes/), each with the token check it needs."""
+pages, the routers (api/routes/), each with the token check it needs, and the web pages (web/)."""
 from __future__ import annotations
 
 import logging
@@ -20,6 +20,7 @@ from metalearn.api.routes import predict, run_actions, run_reads, server
 from metalearn.api.runner import Runner
 from metalearn.inference.cache import CheckpointCache
 from metalearn.registry.store import Store
+from metalearn.web.mount import add_pages
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +43,11 @@ def create_app(
     app.state.store, app.state.runner, app.state.validator = store, runner, validator
     app.state.predict_cache = CheckpointCache(predict_cache)
 
-    # A write's token before its body, and every body counted as it is read (gate.py).
-    app.add_middleware(RequestGate, check=tokens, max_body=MAX_BODY)
+    # The pages under / (web/): sign-in sessions, whose cookie the gate checks on a page write.
+    pages = add_pages(app, tokens=tokens, reads_need_session=token_for_reads)
+    # A write's token (a page write's session) before its body, and every body counted as it
+    # is read (gate.py).
+    app.add_middleware(RequestGate, check=tokens, max_body=MAX_BODY, pages=pages)
     app.add_exception_handler(RequestValidationError, invalid_request)
 
     app.include_router(server.router)

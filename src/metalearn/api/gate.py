@@ -6,8 +6,12 @@ were read whole before the answer was 401. This ASGI middleware checks the token
 request that may change state from its headers alone, then reads the body itself with a
 running count, answering 413 as soon as it passes the limit, and hands the route the bytes
 it read. The routes keep their own token dependency (and the OpenAPI document its scheme).
+A page write (the web pages' forms) is checked the same way against a signed-in session's
+cookie instead of the token (web/page_writes.py).
 """
 from __future__ import annotations
+
+from typing import Protocol
 
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
@@ -16,6 +20,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from metalearn.api.auth import TokenCheck
 
+
+class PageRule(Protocol):
+    """Which writes are the pages' and how their sender is checked (web/page_writes.py)."""
+
+    def claims(self, path: str) -> bool: ...
+
+    def verify(self, path: str, headers: Headers) -> None: ...
+
+
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # every other method is a write
 MAX_BODY = 256 * 1024  # bytes: a request is a few overrides, never megabytes
 
@@ -23,8 +36,8 @@ MAX_BODY = 256 * 1024  # bytes: a request is a few overrides, never megabytes
 class RequestGate:
     """Refuses a write without the token before its body is read, and any body over max_body."""
 
-    def __init__(self, app: ASGIApp, *, check: TokenCheck, max_body: int) -> None:
-        self.app, self.check, self.max_body = app, check, max_body
+    def __init__(self, app: ASGIApp, *, check: TokenCheck, max_body: int, pages: PageRule | None = None) -> None:
+        self.app, self.check, self.max_body, self.pages = app, check, max_body, pages
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -33,7 +46,10 @@ class RequestGate:
         headers = Headers(scope=scope)
         if scope["method"] not in READ_METHODS:
             try:
-                self.check.verify_header(headers.get("authorization"))
+                if self.pages is not None and self.pages.claims(scope["path"]):
+                    self.pages.verify(scope["path"], headers)
+                else:
+                    self.check.verify_header(headers.get("authorization"))
             except HTTPException as exc:
                 await JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)(scope, receive, send)
                 return

@@ -1,0 +1,1 @@
+"""One router per page (or pair of a page and its form)."""
