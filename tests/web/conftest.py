@@ -1,0 +1,151 @@
+"""Fixtures of the web pages' tests: the API fixtures they share (an app over a temp registry),
+one real `metalearn serve` per test module, and one headless Chromium per module driven by
+Debian's chromedriver (selenium never looks for or downloads a driver)."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from metalearn.resolvers import data_dir
+from tests.api.conftest import (  # noqa: F401 (fixtures the web tests share)
+    LIVE_TOKEN,
+    ROOT,
+    TOKEN,
+    log_root,
+    runner,
+    served_project,
+    store,
+    validator,
+    wait_for_health,
+)
+from tests.conftest import _free_port
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+APT_HINT = "apt-get install -y chromium chromium-driver (Debian); `bash scripts/setup.sh test` does it as root"
+SCREENSHOTS_ENV = "METALEARN_SCREENSHOTS"  # a folder: the browser tests save each page's screenshot there
+WIDTH = 1280
+CSRF_INPUT = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+def browser_missing() -> str | None:
+    """Why the browser tests cannot run here (which binary or package is missing), else None."""
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.is_file()]
+    if missing:
+        return f"{' and '.join(missing)} not installed: {APT_HINT}"
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium is not installed: pip install -e '.[dev]'"
+    return None
+
+
+def csrf_of(html: str) -> str:
+    """The CSRF token a signed-in page's forms carry."""
+    found = CSRF_INPUT.search(html)
+    assert found, "no CSRF field on the page: is the viewer signed in?"
+    return found.group(1)
+
+
+@dataclass(frozen=True)
+class WebServer:
+    """A running `metalearn serve`: its base URL, registry URL, log file and log folder."""
+
+    base: str
+    registry: str
+    log: Path
+    log_dir: Path
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log.read_text(errors="replace")[-chars:] if self.log.is_file() else "(no log)"
+
+
+@pytest.fixture(scope="module")
+def web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
+    """`metalearn serve` (token LIVE_TOKEN, loopback, one training process at a time) over a temp
+    registry, started in a project folder outside the clone, shared by a module's tests: a
+    browser test signs in once and the runs it starts stay for the next test."""
+    home = tmp_path_factory.mktemp("web-server")
+    project = home / "project"
+    project.mkdir()
+    (ROOT / ".cache").mkdir(exist_ok=True)
+    (project / ".cache").symlink_to(ROOT / ".cache")
+    registry = f"sqlite:///{home / 'registry.db'}"
+    port = _free_port()
+    env = {**os.environ, "METALEARN_API_TOKEN": LIVE_TOKEN, "METALEARN_DATA": data_dir(str(ROOT)),
+           "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
+    env.pop("PROJECT_ROOT", None)
+    log_path = home / "server.log"
+    log = open(log_path, "wb")  # noqa: SIM115 (closed below)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "metalearn.cli", "--url", registry, "serve", "--port", str(port),
+         "--max-parallel", "1"],
+        cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_health(proc, base, log_path)
+        yield WebServer(base, registry, log_path, project / "logs")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Chromium (Debian's) under Debian's chromedriver, 1280 wide, resolving no host
+    but 127.0.0.1 (a page that needs another host fails visibly), shared by a module's tests."""
+    why = browser_missing()
+    if why:
+        pytest.skip(why)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = Path(tempfile.mkdtemp(prefix="metalearn-chromium-"))
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     f"--user-data-dir={profile}", f"--window-size={WIDTH},1000", "--no-first-run",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     "--disable-quic", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"):
+        options.add_argument(argument)
+    # A path for the driver and the browser: selenium-manager is never asked (it would download).
+    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(120)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def screenshot(driver: Any, name: str) -> Path | None:
+    """A full-height screenshot of the page as $METALEARN_SCREENSHOTS/web-<name>.png (at most
+    2400 pixels high) when that variable names a folder; nothing otherwise."""
+    folder = os.environ.get(SCREENSHOTS_ENV)
+    if not folder:
+        return None
+    path = Path(folder) / f"web-{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(WIDTH, min(max(int(height), 600), 2400))
+    try:
+        driver.save_screenshot(str(path))
+    finally:
+        driver.set_window_size(WIDTH, 1000)
+    return path
