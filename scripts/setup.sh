@@ -20,17 +20,18 @@ if ! "$py" -c "import torch" 2>/dev/null; then
 fi
 if [ "${1:-}" = "test" ]; then
   "$py" -m pip install -q -e ".[dev]"
-  # The browser test of the API docs needs Debian's chromium; best effort (root, apt, Debian
-  # only; about a minute): if it cannot be installed, that one test skips and says why.
-  if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null \
-     && grep -qs '^ID=debian' /etc/os-release; then
+  # The browser tests (the API docs, the web pages) need Debian's chromium and chromium-driver;
+  # best effort (root, apt, Debian only; about a minute): where they cannot be installed, those
+  # tests skip and say why.
+  if { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; } && [ "$(id -u)" = 0 ] \
+     && command -v apt-get >/dev/null && grep -qs '^ID=debian' /etc/os-release; then
     apt_log="${TMPDIR:-/tmp}/metalearn-chromium-apt.log"
     if DEBIAN_FRONTEND=noninteractive timeout 900 sh -c \
-         'apt-get update -qq && apt-get install -y -qq chromium' >"$apt_log" 2>&1; then
-      echo "chromium installed for the browser test"
+         'apt-get update -qq && apt-get install -y -qq chromium chromium-driver' >"$apt_log" 2>&1; then
+      echo "chromium and chromium-driver installed for the browser tests"
       rm -f "$apt_log"
     else
-      echo "chromium could not be installed (apt log: $apt_log); the browser test will skip"
+      echo "chromium or chromium-driver could not be installed (apt log: $apt_log); the browser tests will skip"
     fi
   fi
 else
