@@ -19,6 +19,9 @@ from pydantic import (
     model_validator,
 )
 
+from metalearn.api.settable import SETTINGS
+
+_STEPS = SETTINGS["algorithm.eval_inner_steps"]  # the meta-test's steps: bounded as the key they set
 OverrideStr = Annotated[str, Field(min_length=1, max_length=8192)]
 Domain = Annotated[str, Field(pattern=r"^[A-Za-z0-9_&.-]+$", max_length=64)]
 UtcTime = Annotated[str | None, Field(description="UTC, ISO 8601 with a trailing Z")]
@@ -46,15 +49,20 @@ class RunRequest(BaseModel):
 
 
 class TestRequest(BaseModel):
-    """POST /runs/{id}/test: meta-test the attempt's checkpoint with K, L, episodes, domains."""
+    """POST /runs/{id}/test: meta-test the attempt's checkpoint with K, L, episodes, adaptation
+    steps, domains."""
 
     __test__ = False  # not a pytest class
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"shots": 5, "queries": 5, "episodes": 50, "domains": ["automotive"]},
+        {"shots": 5, "queries": 5, "episodes": 50, "steps": 20, "domains": ["automotive"]},
     ]})
     shots: int | None = Field(default=None, ge=1, le=1000, description="K support examples per class")
     queries: int | None = Field(default=None, ge=1, le=1000, description="L query examples per class")
     episodes: int | None = Field(default=None, ge=1, le=1000, description="episodes per test family")
+    steps: int | None = Field(
+        default=None, ge=int(_STEPS.low), le=int(_STEPS.high),
+        description="test-time adaptation steps on each support set (algorithm.eval_inner_steps); "
+                    "omitted: the attempt's own")
     domains: list[Domain] | None = Field(
         default=None, min_length=1, max_length=64,
         description="held-out groups to test on (review domains, text-family groups, image-folder "

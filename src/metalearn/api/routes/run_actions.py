@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, status
 
 from metalearn.api import responses as r
+from metalearn.api.meta_test import meta_test_overrides, untestable
 from metalearn.api.models import Cancelled, Queued, RunRequest, TestQueued, TestRequest
 from metalearn.api.overrides import OverrideError
 from metalearn.api.routes.app_state import RunnerDep, StoreDep, ValidatorDep
@@ -34,19 +35,17 @@ def start_run(body: RunRequest, runner: RunnerDep, validator: ValidatorDep) -> d
 @router.post("/runs/{attempt_id}/test", status_code=status.HTTP_202_ACCEPTED,
              tags=["runs"], response_model=TestQueued, summary="Meta-test an attempt's checkpoint",
              description="Queues a test attempt that loads the completed attempt's checkpoint and "
-                         "meta-tests it with the given shots, queries, episodes and domains (the "
-                         "attempt's own settings for those not given).",
+                         "meta-tests it with the given shots, queries, episodes, adaptation steps and "
+                         "domains (the attempt's own settings for those not given).",
              responses={202: {"description": "Queued"}, **r.AUTH, **r.NOT_FOUND,
                         **r.conflict("The attempt has not completed, or has no checkpoint."),
                         **r.INVALID, **r.QUEUE_FULL})
 def test_run(attempt_id: AttemptId, body: TestRequest, store: StoreDep, runner: RunnerDep) -> dict[str, Any]:
     parent = found(store.get_attempt, attempt_id)
-    if parent["status"] != schema.COMPLETED or not parent["ckpt_path"]:
-        raise HTTPException(status.HTTP_409_CONFLICT,
-                            f"attempt {attempt_id} is {parent['status']} with "
-                            f"{'a' if parent['ckpt_path'] else 'no'} checkpoint; "
-                            "only a completed attempt with a checkpoint can be meta-tested")
-    overrides = _refuse(runner.check.test_overrides, attempt_id, _test_overrides(body))
+    why = untestable(parent)
+    if why:
+        raise HTTPException(status.HTTP_409_CONFLICT, why)
+    overrides = _refuse(runner.check.test_overrides, attempt_id, meta_test_overrides(body))
     attempt = _submit(runner, parent["experiment"], overrides, kind="test", parent_id=attempt_id)
     return {"id": attempt, "status": schema.QUEUED, "parent_id": attempt_id}
 
@@ -82,15 +81,3 @@ def _submit(runner: Runner, experiment: str | None, overrides: list[str], **kwar
     except QueueFull as exc:
         raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, str(exc),
                             headers={"Retry-After": str(RETRY_AFTER_S)}) from exc
-
-
-def _test_overrides(body: TestRequest) -> list[str]:
-    """data.* overrides for the meta-test settings that were given."""
-    out = []
-    for key, value in (("data.shots", body.shots), ("data.queries", body.queries),
-                       ("data.test_episodes", body.episodes)):
-        if value is not None:
-            out.append(f"{key}={value}")
-    if body.domains:
-        out.append(f"data.heldout=[{','.join(body.domains)}]")
-    return out
