@@ -78,15 +78,19 @@ def configs() -> dict[str, dict[str, Any]]:
 
     out = {}
     logs = Path(tempfile.gettempdir()) / "web-bench-logs"
-    for name in EXPERIMENTS:
-        cfg = compose_train([f"experiment={name}", f"paths.log_dir={logs}"], return_hydra_config=True)
-        with open_dict(cfg):
-            cfg.hydra.runtime.output_dir = str(logs / name)
-            cfg.hydra.job.num = 0
-        HydraConfig.instance().set_config(cfg)
-        resolved = OmegaConf.to_container(cfg, resolve=True)
-        resolved.pop("hydra")
-        out[name] = resolved
+    before = HydraConfig.instance().cfg  # put back after: a process-wide singleton
+    try:
+        for name in EXPERIMENTS:
+            cfg = compose_train([f"experiment={name}", f"paths.log_dir={logs}"], return_hydra_config=True)
+            with open_dict(cfg):
+                cfg.hydra.runtime.output_dir = str(logs / name)
+                cfg.hydra.job.num = 0
+            HydraConfig.instance().set_config(cfg)
+            resolved = OmegaConf.to_container(cfg, resolve=True)
+            resolved.pop("hydra")
+            out[name] = resolved
+    finally:
+        HydraConfig.instance().cfg = before
     return out
 
 
