@@ -171,8 +171,8 @@ def _category(value: Any) -> str:
 
 def axis_for(name: str, values: Sequence[Any]) -> Axis:
     """An axis fitting values: numbers on a linear scale, or a log one where all are positive
-    and span more than two decades; anything else as evenly spaced categories (in the order of
-    their first appearance, numbers sorted)."""
+    and span more than two decades; anything else as evenly spaced categories, in the order they
+    first appear."""
     if values and all(_numeric(v) for v in values):
         lo, hi = min(values), max(values)
         if lo > 0 and hi / lo > LOG_SPAN:
