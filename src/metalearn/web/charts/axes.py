@@ -140,7 +140,7 @@ def grid_lines(values: Iterable[float], scale: Scale, *, x0: float, x1: float, s
     out = []
     for v in values:
         y = fmt(scale(v))
-        out.append(f'<line class="grid" x1="{fmt(x0)}" x2="{fmt(x1)}" y1="{y}" y2="{y}" stroke="{GRID}"/>'
+        out.append(f'<line class="gridline" x1="{fmt(x0)}" x2="{fmt(x1)}" y1="{y}" y2="{y}" stroke="{GRID}"/>'
                    f'<text class="tick" x="{fmt(x0 - 6)}" y="{y}" text-anchor="end" '
                    f'dominant-baseline="middle">{text(tick_label(v, step))}</text>')
     return "".join(out)
