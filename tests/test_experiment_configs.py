@@ -50,6 +50,8 @@ DELIBERATE: dict[tuple[str, str], str] = {
     ("*", "config.threads"): "new setting (another change): torch threads per training process",
     ("*", "config.callbacks.rich_progress_bar.*"): "a rich bar on a terminal, plain log lines every "
                                                    "every_seconds elsewhere (metalearn.progress)",
+    ("*", "config.algorithm.eval_score_steps"): "new setting, null (off): the meta-test's scores after "
+                                                "several step counts (metalearn.algorithms.step_scores)",
 }
 
 

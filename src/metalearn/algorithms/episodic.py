@@ -212,8 +212,13 @@ class EpisodicModule(pl.LightningModule):
     def on_test_epoch_start(self) -> None:
         self._scores = []
 
+    def test_episode(self, ep: Episode) -> dict[str, Any]:
+        """One meta-test episode's record: `evaluate_episode`'s (a learner that adapts adds the
+        scores after each of `algorithm.eval_score_steps`: `algorithms.step_scores`)."""
+        return self.evaluate_episode(ep)
+
     def test_step(self, ep: Episode, batch_idx: int) -> None:
-        self._scores.append(self.evaluate_episode(ep))
+        self._scores.append(self.test_episode(ep))
 
     def on_test_epoch_end(self) -> None:
         """Per group: mean and 95% interval over its episodes, as `test_results` rows (what the

@@ -13,6 +13,7 @@ from zero, a fresh classifier for every episode, together with the body below it
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -21,19 +22,23 @@ from torch import nn
 from metalearn.algorithms.episodic import EpisodicModule
 from metalearn.algorithms.evaluation import adapted_predictions
 from metalearn.algorithms.inner_loop import Params, adapt
+from metalearn.algorithms.step_scores import score_steps, step_record
 from metalearn.data.episode import Episode
 from metalearn.models.top import require_top
 
 
 class FineTune(EpisodicModule):
     """Supervised training of the adapted part (automatic optimization); evaluation fine-tunes
-    on each support set with `eval_inner_steps` SGD steps of size `inner_lr` (keyword-only;
-    the model, objective, optimizer and episodic keys pass through to `EpisodicModule`)."""
+    on each support set with `eval_inner_steps` SGD steps of size `inner_lr`, the meta-test
+    scoring after each of `eval_score_steps` too (`metalearn.algorithms.step_scores`)
+    (keyword-only; the model, objective, optimizer and episodic keys pass through to
+    `EpisodicModule`)."""
 
     def __init__(self, *args: Any, inner_lr: float = 0.05, eval_inner_steps: int = 10,
-                 **kwargs: Any) -> None:
+                 eval_score_steps: Sequence[int] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.inner_lr, self.eval_inner_steps = inner_lr, eval_inner_steps
+        self.eval_score_steps = score_steps(eval_score_steps)
         self.pooled_head: nn.Linear | None = None
 
     def setup(self, stage: str) -> None:
@@ -93,6 +98,12 @@ class FineTune(EpisodicModule):
 
     def query_predictions(self, ep: Episode) -> tuple[torch.Tensor, torch.Tensor]:
         return adapted_predictions(self, ep, self.adapt_support, self.eval_inner_steps)
+
+    def test_episode(self, ep: Episode) -> dict[str, Any]:
+        """The record; with eval_score_steps, the scores after each count too (one adaptation)."""
+        if self.eval_score_steps is None:
+            return super().test_episode(ep)
+        return step_record(self, ep, self.adapt_support, self.eval_inner_steps, self.eval_score_steps)
 
     def outputs_and_targets(self, ep: Episode, x: Any, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The trained network's outputs for a batch of an episode, and its targets there."""

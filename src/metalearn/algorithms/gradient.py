@@ -14,7 +14,7 @@ the meta-weights, read only by the before-adapting training scores (`train/query
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
@@ -23,8 +23,9 @@ import torch.distributed as dist
 
 from metalearn.algorithms.adapt_check import checked
 from metalearn.algorithms.episodic import EpisodicModule
-from metalearn.algorithms.evaluation import adapted_predictions
+from metalearn.algorithms.evaluation import Adapt, adapted_predictions
 from metalearn.algorithms.inner_loop import Params, adapt
+from metalearn.algorithms.step_scores import score_steps, step_record
 from metalearn.algorithms.task_batch import batched_task_gradient, require_batchable_model
 from metalearn.data.episode import Episode
 
@@ -51,6 +52,9 @@ class GradientLearner(EpisodicModule):
     eval_adapt_check_strict: where the check has nothing to hold out (one example per
     class), keep the meta-weights (true) rather than adapt unchecked (false).
 
+    eval_score_steps: step counts (e.g. [0, 1, 10]) the meta-test also scores the query after,
+    along one adaptation, as `<metric>@<steps>` results (`metalearn.algorithms.step_scores`).
+
     vmap_tasks: adapt all tasks of a meta-batch at once (`torch.func.vmap` over stacked
     support and query tensors) instead of one after the other: same math, for models and
     data that allow it (equal episode sizes, tensor inputs, no running statistics or dropout;
@@ -63,8 +67,11 @@ class GradientLearner(EpisodicModule):
     def __init__(self, *args: Any, inner_lr: float = 0.05, inner_steps: int = 5,
                  eval_inner_steps: int = 10, eval_inner_lr: float | None = None,
                  vmap_tasks: bool = False, eval_adapt_check: bool = False,
-                 eval_adapt_check_strict: bool = False, **kwargs: Any) -> None:
+                 eval_adapt_check_strict: bool = False, eval_score_steps: Sequence[int] | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # Meta-test scores after each of these step counts too (metalearn.algorithms.step_scores).
+        self.eval_score_steps = score_steps(eval_score_steps, adapt_check=eval_adapt_check)
         self.automatic_optimization = False
         self.inner_lr, self.inner_steps, self.eval_inner_steps = inner_lr, inner_steps, eval_inner_steps
         # Test-time adaptation may take another step size than meta-training's (Reptile's
@@ -111,11 +118,21 @@ class GradientLearner(EpisodicModule):
         fast, losses = self.adapt_support(params, xs, ys, steps, first_order, functional)
         return fast, losses, self.predict(fast, xs, xq)
 
-    def query_predictions(self, ep: Episode) -> tuple[torch.Tensor, torch.Tensor]:
+    def eval_adapt(self) -> Adapt:
+        """Test-time adaptation: `eval_inner_lr` steps where set, checked where configured."""
         adapt = self.adapt_support if self.eval_inner_lr is None else self.adapt_at_eval_rate
         if self.eval_adapt_check:
             adapt = checked(self, adapt, self._adapt_decisions, self.eval_adapt_check_strict)
-        return adapted_predictions(self, ep, adapt, self.eval_inner_steps)
+        return adapt
+
+    def query_predictions(self, ep: Episode) -> tuple[torch.Tensor, torch.Tensor]:
+        return adapted_predictions(self, ep, self.eval_adapt(), self.eval_inner_steps)
+
+    def test_episode(self, ep: Episode) -> dict[str, Any]:
+        """The record; with eval_score_steps, the scores after each count too (one adaptation)."""
+        if self.eval_score_steps is None:
+            return super().test_episode(ep)
+        return step_record(self, ep, self.eval_adapt(), self.eval_inner_steps, self.eval_score_steps)
 
     def evaluate_episode(self, ep: Episode) -> dict[str, Any]:
         """The episode's record; with eval_adapt_check, also whether it adapted (`adapted`)."""

@@ -2,7 +2,8 @@
 
 Each evaluation episode's record (`algorithms.evaluation.episode_record`) holds its score,
 before adapting too where that exists; here they become means with 95% intervals, logged as
-`val/<metric>` and `test/<group>/<metric>`, and the meta-test rows the registry keeps.
+`val/<metric>` and `test/<group>/<metric>`, and the meta-test rows the registry keeps (with
+`<metric>@<steps>` rows where the meta-test scored several step counts: `algorithms.step_scores`).
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections import defaultdict
 
 import torch.distributed as dist
 
+from metalearn.algorithms.step_scores import step_results
 from metalearn.intervals import mean_ci95
 
 log = logging.getLogger(__name__)
@@ -65,13 +67,18 @@ def group_results(records: list[dict], metric: str) -> tuple[list[dict], dict[st
     if records:
         value, ci = mean_ci95([s["value"] for s in records])
         metrics.update({f"test/{metric}": value, f"test/{metric}_ci95": ci})
+    if records and "steps" in records[0]:  # algorithm.eval_score_steps: `<metric>@<steps>` too
+        more, step_metrics = step_results(records, metric)
+        results += more
+        metrics.update(step_metrics)
     return results, metrics
 
 
 def log_group_results(results: list[dict], metric: str) -> None:
-    """One meta-test line per group: score, interval, before adapting, episodes, adapted."""
+    """One meta-test line per result row (a group's `metric`, and its `<metric>@<steps>`
+    where scored): score, interval, before adapting, episodes, adapted."""
     for r in results:
         pre = "" if r["value_pre"] is None else f" (before adapting {r['value_pre']:.4f})"
         adapted = f", adapted in {r['adapted']}" if "adapted" in r else ""
         log.info("meta-test %-22s %s %.4f ± %.4f%s, %d episodes%s",
-                 r["group"], metric, r["value"], r["ci95"], pre, r["episodes"], adapted)
+                 r["group"], r.get("metric", metric), r["value"], r["ci95"], pre, r["episodes"], adapted)

@@ -12,6 +12,7 @@ import torch
 
 from metalearn.algorithms.episodic import EpisodicModule
 from metalearn.algorithms.inner_loop import embed_with
+from metalearn.algorithms.step_scores import refuse_score_steps
 from metalearn.data.episode import Episode
 from metalearn.models.top import require_top
 
@@ -28,7 +29,8 @@ class ProtoNet(EpisodicModule):
     objectives = ("classification",)
     objectives_note = "prototypes are the class means of support embeddings"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, eval_score_steps: None = None, **kwargs: Any) -> None:
+        refuse_score_steps(eval_score_steps, "algorithm=protonet")  # it adapts nothing
         super().__init__(*args, **kwargs)
         top = require_top(self.model.top, "algorithm=protonet (prototypes are means of top.embed)")
         # Never used, so never trained or adapted: frozen, the head is out of meta_parameters()
