@@ -3,6 +3,7 @@ one real `metalearn serve` per test module, and one headless Chromium per module
 Debian's chromedriver (selenium never looks for or downloads a driver)."""
 from __future__ import annotations
 
+import base64
 import os
 import re
 import shutil
@@ -36,6 +37,7 @@ CHROMEDRIVER = Path("/usr/bin/chromedriver")
 APT_HINT = "apt-get install -y chromium chromium-driver (Debian); `bash scripts/setup.sh test` does it as root"
 SCREENSHOTS_ENV = "METALEARN_SCREENSHOTS"  # a folder: the browser tests save each page's screenshot there
 WIDTH = 1280
+MAX_SHOT_HEIGHT = 2400
 CSRF_INPUT = re.compile(r'name="csrf" value="([^"]+)"')
 
 
@@ -124,6 +126,10 @@ def browser() -> Iterator[Any]:
                      "--disable-background-networking", "--disable-component-update", "--disable-sync",
                      "--disable-quic", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"):
         options.add_argument(argument)
+    # An alert a page opens stays open (not dismissed by the next command) for a test to find.
+    options.set_capability("unhandledPromptBehavior", "ignore")
+    # The console's messages, for the tests to see what the page's policy refused.
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     # A path for the driver and the browser: selenium-manager is never asked (it would download).
     driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
     driver.set_page_load_timeout(120)
@@ -135,17 +141,16 @@ def browser() -> Iterator[Any]:
 
 
 def screenshot(driver: Any, name: str) -> Path | None:
-    """A full-height screenshot of the page as $METALEARN_SCREENSHOTS/web-<name>.png (at most
-    2400 pixels high) when that variable names a folder; nothing otherwise."""
+    """The whole page from its top, 1280 wide and at most MAX_SHOT_HEIGHT high, as
+    $METALEARN_SCREENSHOTS/web-<name>.png when that variable names a folder; nothing otherwise."""
     folder = os.environ.get(SCREENSHOTS_ENV)
     if not folder:
         return None
     path = Path(folder) / f"web-{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
-    height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(WIDTH, min(max(int(height), 600), 2400))
-    try:
-        driver.save_screenshot(str(path))
-    finally:
-        driver.set_window_size(WIDTH, 1000)
+    height = int(driver.execute_script("return document.documentElement.scrollHeight"))
+    clip = {"x": 0, "y": 0, "width": WIDTH, "height": min(max(height, 400), MAX_SHOT_HEIGHT), "scale": 1}
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "clip": clip,
+                                                             "captureBeyondViewport": True})
+    path.write_bytes(base64.b64decode(shot["data"]))
     return path
