@@ -128,6 +128,8 @@ def test_curves_pair_a_metric_with_its_before_adapting_twin(app: TestClient, sto
     assert curves.count('stroke-dasharray="6 4" stroke-linejoin') == 1  # train/query_acc_pre; val/acc_pre is a dot
     assert curves.count('class="point"') == 3  # val/acc, val/acc_pre, test/.../acc: one step each
     assert "_ci95" not in curves
+    folded = curves[curves.index('id="test-curves"'):]  # meta-test charts (one step each) folded away
+    assert re.findall(r'data-metric="([^"]*)"', folded) == [f"test/{ESCAPED}/acc"]
 
 
 def test_the_meta_test_table_and_chart(app: TestClient, store: Store, runner: Runner) -> None:
@@ -252,3 +254,24 @@ def test_curve_groups_and_scores() -> None:
                                             ("x_pre", None), ("test/g/acc", None)]
     assert run_view.score(0.5, "acc") == "50.00" and run_view.score(0.5, "acc@1") == "50.00"
     assert run_view.score(0.123456, "mse") == "0.1235" and run_view.score(None, "acc") == ""
+    assert run_view.is_acc("val/acc_pre") and run_view.is_acc("acc_ci95") and not run_view.is_acc("acc_rank")
+
+
+def test_the_job_log_comes_before_the_printed_config(store: Store, runner: Runner) -> None:
+    out = runner.check.log_root / "exp" / "runs" / "b"
+    out.mkdir(parents=True)
+    (out / "exp.log").write_text("training\r  step 1\rstep 2   \n")
+    (out / "config_tree.log").write_text("config\n")  # written last, still not the log
+    attempt = store.create_attempt(status=schema.RUNNING, output_dir=str(out))
+    tail = run_view.log_tail(store.get_attempt(attempt), runner)
+    assert tail.path == out / "exp.log" and tail.text == "step 2"
+
+
+def test_long_curves_are_thinned_in_sql_keeping_the_ends(store: Store) -> None:
+    attempt = store.create_attempt(status=schema.RUNNING)
+    store.add_metrics(attempt, [{"name": "a", "step": s, "value": s / 2, "time": 1.0} for s in range(1501)]
+                      + [{"name": "b", "step": s, "value": None, "time": 1.0} for s in range(3)])
+    series = run_view.thinned_metrics(store, attempt)
+    steps = [step for step, _ in series["a"]]
+    assert steps[:3] == [0, 3, 6] and steps[-2:] == [1497, 1500] and len(steps) == 501  # stride ceil(1501/600)
+    assert series["a"][-1] == (1500, 750.0) and series["b"] == [(0, None), (1, None), (2, None)]

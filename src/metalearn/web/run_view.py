@@ -19,9 +19,11 @@ from typing import Any
 from urllib.parse import quote
 
 from markupsafe import Markup
+from sqlalchemy import case, func, or_, select
 
 from metalearn.api.runner import Runner
 from metalearn.registry import schema
+from metalearn.registry.engine import read_tx
 from metalearn.registry.store import Store
 from metalearn.web.charts import BarSeries, Series, interval_bars, line_chart
 
@@ -29,7 +31,9 @@ LIVE = (schema.QUEUED, *schema.ACTIVE)  # statuses whose page still changes
 MAX_POINTS = 600  # points a curve keeps (evenly spaced, the last always kept)
 LOG_LINES, LOG_BYTES = 200, 256 * 1024
 PRE, CI = "_pre", "_ci95"
+CONFIG_TREE_LOG = "config_tree.log"  # the composed config an attempt prints at its start, not a log
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")
+M = schema.metrics
 _SECTION = {"train": 0, "val": 1, "test": 3}  # curve order: train/, val/, the rest, test/
 
 
@@ -39,8 +43,12 @@ def is_live(status: str) -> bool:
 
 
 def is_acc(metric: str) -> bool:
-    """Accuracy metrics (shown in percent in tables): the name, before any `@steps`, ends with acc."""
-    return metric.split("@", 1)[0].endswith("acc")
+    """Accuracy metrics (shown in percent in tables): the name, before any `@steps` and without
+    a `_pre` or `_ci95` ending (the same accuracy before adapting, its interval), ends with acc."""
+    name = metric.split("@", 1)[0]
+    for ending in (PRE, CI):
+        name = name.removesuffix(ending)
+    return name.endswith("acc")
 
 
 def score(value: float | None, metric: str, digits: int = 4) -> str:
@@ -65,27 +73,45 @@ def curve_groups(names: Iterable[str]) -> list[tuple[str, str | None]]:
     return sorted(groups, key=lambda g: (_SECTION.get(g[0].split("/", 1)[0] if "/" in g[0] else "", 2), g[0]))
 
 
-def _thin(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """At most MAX_POINTS of points, evenly spaced, the last kept."""
-    if len(points) <= MAX_POINTS:
-        return points
-    stride = math.ceil(len(points) / MAX_POINTS)
-    return points[::stride] + ([points[-1]] if (len(points) - 1) % stride else [])
-
-
-def curve_charts(store: Store, attempt_id: int) -> list[Markup]:
-    """One line chart per metric (its before-adapting twin dashed on the same chart)."""
+def thinned_metrics(store: Store, attempt_id: int) -> dict[str, list[tuple[float, float]]]:
+    """Each metric's (step, value) rows, at most about MAX_POINTS of them: every k-th row of a
+    longer series and its last, chosen in SQL (a long run logs tens of thousands of rows, and
+    its live page asks for them every few seconds)."""
+    number = func.row_number().over(partition_by=M.c.name, order_by=M.c.step).label("number")
+    count = func.count().over(partition_by=M.c.name).label("count")
+    rows = select(M.c.name, M.c.step, M.c.value, number, count).where(M.c.attempt_id == attempt_id).subquery()
+    stride = case((rows.c.count > MAX_POINTS, (rows.c.count + MAX_POINTS - 1) / MAX_POINTS), else_=1)
+    stmt = (select(rows.c.name, rows.c.step, rows.c.value)
+            .where(or_((rows.c.number - 1) % stride == 0, rows.c.number == rows.c.count))
+            .order_by(rows.c.name, rows.c.step))
     series: dict[str, list[tuple[float, float]]] = {}
-    for row in store.metrics(attempt_id):
-        series.setdefault(row["name"], []).append((row["step"], row["value"]))
-    charts = []
+    with read_tx(store.engine) as conn:
+        for name, step, value in conn.execute(stmt):
+            series.setdefault(name, []).append((step, value))
+    return series
+
+
+@dataclass(frozen=True)
+class Curves:
+    """The charts of an attempt's metrics: training and validation (and others), and the
+    meta-test ones (test/..., usually one step each, also in the meta-test table)."""
+
+    main: list[Markup]
+    test: list[Markup]
+
+
+def curve_charts(store: Store, attempt_id: int) -> Curves:
+    """One line chart per metric (its before-adapting twin dashed on the same chart)."""
+    series = thinned_metrics(store, attempt_id)
+    curves = Curves([], [])
     for name, twin in curve_groups(series):
-        lines = [Series(name, _thin(series[name]))]
+        lines = [Series(name, series[name])]
         if twin:
-            lines.append(Series(f"{twin} (before adapting)", _thin(series[twin]), dashed=True))
-        charts.append(line_chart(lines, title=name, x_label="step", y_label=name.rsplit("/", 1)[-1],
-                                 metric=name, width=520, height=280))
-    return charts
+            lines.append(Series(f"{twin} (before adapting)", series[twin], dashed=True))
+        chart = line_chart(lines, title=name, x_label="step", y_label=name.rsplit("/", 1)[-1], metric=name,
+                           width=520, height=280)
+        (curves.test if name.startswith("test/") else curves.main).append(chart)
+    return curves
 
 
 def metric_rows(store: Store, attempt_id: int) -> list[dict[str, Any]]:
@@ -184,8 +210,17 @@ def log_files(row: dict[str, Any], runner: Runner) -> list[Path]:
         folder = Path(out_dir)
         folder = (folder if folder.is_absolute() else runner.check.log_root.parent / folder).resolve()
         if any(folder.is_relative_to(root) for root in roots) and folder.is_dir():
-            found += sorted(folder.glob("*.log"))
+            found += sorted(folder.glob("*.log"), key=_log_rank)
     return [p for p in found if not p.is_symlink() and any(p.resolve().is_relative_to(r) for r in roots)]
+
+
+def _log_rank(path: Path) -> tuple[bool, float]:
+    """Hydra's job log (written to as the run goes) before the printed config tree, newest first."""
+    try:
+        modified = path.lstat().st_mtime
+    except OSError:
+        modified = 0.0
+    return path.name == CONFIG_TREE_LOG, -modified
 
 
 def read_tail(path: Path, *, lines: int = LOG_LINES, limit: int = LOG_BYTES) -> str:
@@ -203,7 +238,7 @@ def read_tail(path: Path, *, lines: int = LOG_LINES, limit: int = LOG_BYTES) -> 
     kept = text.split("\n")
     if start:  # the first line was cut
         kept = kept[1:]
-    kept = [line.rstrip("\r").rsplit("\r", 1)[-1] for line in kept]
+    kept = [line.rstrip("\r").rsplit("\r", 1)[-1].rstrip() for line in kept]
     while kept and not kept[-1]:
         kept.pop()
     return "\n".join(kept[-lines:])
