@@ -16,6 +16,7 @@ from metalearn.api.app import create_app
 from metalearn.api.overrides import OverrideValidator
 from metalearn.api.runner import Runner
 from metalearn.registry import Store
+from metalearn.web.compare_view import MAX_POINTS, comparison
 from tests.api.conftest import TOKEN
 
 HOSTILE = "<img src=x onerror=alert(1)>"
@@ -89,6 +90,7 @@ def two(store: Store) -> tuple[int, int]:
         curve(store, attempt, "test/acc_ci95", [0.01])
         store.put_test_results(attempt, [result("omniglot_a", acc[-1] - 0.1, 0.02),
                                          result("omniglot_b", acc[-1], 0.03)])
+        curve(store, attempt, "train/e_pre", [1.0, 0.5])  # a before-adapting value alone: charted
     curve(store, a, "train/only_a", [1.0, 2.0])  # one attempt's: no chart
     return a, b
 
@@ -116,14 +118,14 @@ def test_compare_shows_differences_side_by_side(pages: TestClient, two: tuple[in
 
     curves = element(html, "div", "compare-curves")
     charts = {s.get("data-metric"): s for s in curves.iter(f"{{{NS['s']}}}svg")}
-    assert set(charts) == {"val/acc", "train/loss", "train/a", "train/b", "train/c", "train/d"}  # shared, no _pre/test/
+    assert set(charts) == {"val/acc", "train/loss", "train/a", "train/b", "train/c", "train/d", "train/e_pre"}
     for chart in charts.values():
         lines = chart.findall(".//s:polyline", NS)
         assert len(lines) == 2
         names = [line.get("data-series") for line in lines]
         assert names == [f"#{a} maml_omniglot (seed 1)", f"#{b} {HOSTILE} (seed 2)"]  # readable labels
     details = curves.find("details")
-    assert details is not None and len(details.findall(".//s:svg", NS)) == 2  # beyond the first four, folded
+    assert details is not None and len(details.findall(".//s:svg", NS)) == 3  # beyond the first four, folded
 
     bars = element(html, "svg", "compare-bars")
     labels = [t.find("s:title", NS).tail for t in bars.findall(".//s:text[@class='group-label']", NS)]
@@ -141,6 +143,18 @@ def test_compare_without_meta_test_draws_an_empty_bar_chart(pages: TestClient, s
     html = pages.get(f"/compare?ids={ids[0]}&ids={ids[1]}").text
     assert "no data yet" in ET.tostring(element(html, "svg", "compare-bars"), encoding="unicode")
     assert "share no logged curve" in html
+
+
+def test_long_curves_are_thinned_keeping_the_last_step(store: Store):
+    ids = [store.create_attempt(experiment="e", status="completed", config={"seed": s}) for s in (1, 2)]
+    for attempt, steps in zip(ids, (2_501, 50), strict=True):
+        store.add_metrics(attempt, [{"name": "val/acc", "step": s, "value": s / 10_000, "time": 0.0}
+                                    for s in range(steps)])
+    long, short = comparison(store, ids).curves["val/acc"]
+    assert len(short) == 50 and short[-1] == (49.0, 0.0049)
+    assert len(long) <= MAX_POINTS + 1 and long[-1] == (2500.0, 0.25) and long[0] == (0.0, 0.0)
+    gaps = {b[0] - a[0] for a, b in zip(long[:-2], long[1:-1], strict=True)}
+    assert gaps == {7.0}  # every 7th step (2,501 rows / 400), evenly
 
 
 def test_compare_asks_for_two_attempts(pages: TestClient, two: tuple[int, int]):

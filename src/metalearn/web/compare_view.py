@@ -8,13 +8,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import func, or_, select
+
 from metalearn.flat_config import flatten
-from metalearn.registry import report
+from metalearn.registry import report, schema
+from metalearn.registry.engine import read_tx
 from metalearn.registry.store import Store
 
+M = schema.metrics
 MIN_IDS, MAX_IDS = 2, 12
 CI, PRE = "_ci95", "_pre"
-MAX_POINTS = 600  # points a curve keeps per attempt (every k-th step, the last always)
+MAX_POINTS = 400  # points a curve keeps per attempt (every k-th step, the last always): a chart is ~500 px wide
 OPEN_CHARTS = 4  # curve charts shown open; the rest are folded
 
 
@@ -94,9 +98,9 @@ def comparison(store: Store, ids: Sequence[int]) -> Comparison:
     for n in names:
         values = [c.finals.get(n) for c in columns]
         metric_rows.append(MetricRow(n, values, [c.finals.get(n + CI) for c in columns], _best(n, values, objective)))
-    shared = [n for n in names if _charted(n) and sum(n in s for s in summaries) >= 2]
-    curves = {n: [_points(store, i, n) if n in s else [] for i, s in zip(ids, summaries, strict=True)]
-              for n in shared}
+    shared = [n for n in names if _charted(n, names) and sum(n in s for s in summaries) >= 2]
+    thinned = [_curves(store, i, [n for n in shared if n in s]) for i, s in zip(ids, summaries, strict=True)]
+    curves = {n: [c.get(n, []) for c in thinned] for n in shared}
     groups, values = _test_table(results)
     return Comparison(columns, {k: [shown(v) for v in vs] for k, vs in diff.items()}, len(keys) - len(diff),
                       metric_rows, curves, groups, values)
@@ -153,19 +157,33 @@ def _metric_order(name: str) -> tuple[int, str]:
     return ({"val": 0, "train": 1, "test": 2}.get(prefix, 3), name)
 
 
-def _charted(name: str) -> bool:
-    """Whether a metric gets a curve: not an interval (drawn as whiskers), not a before-adapting
-    twin (its value is in the table), not a meta-test score (one value: the bars draw those)."""
-    return not name.endswith((CI, PRE)) and not name.startswith("test/")
+def _charted(name: str, names: Sequence[str]) -> bool:
+    """Whether a metric gets a curve: not an interval (drawn as whiskers), not the before-adapting
+    twin of a metric that is logged too (its final value is in the table; the chart keeps one
+    curve per attempt), not a meta-test score (one value: the bars draw those)."""
+    twin = name.endswith(PRE) and name[: -len(PRE)] in names
+    return not name.endswith(CI) and not twin and not name.startswith("test/")
 
 
-def _points(store: Store, attempt_id: int, name: str) -> list[tuple[float, float]]:
-    """The metric's (step, value) points, thinned to at most MAX_POINTS (the last one kept)."""
-    rows = [(float(r["step"]), r["value"]) for r in store.metrics(attempt_id, name=name)]
-    if len(rows) > MAX_POINTS:
-        stride = -(-len(rows) // MAX_POINTS)
-        rows = rows[::stride] + ([rows[-1]] if (len(rows) - 1) % stride else [])
-    return [(s, float(v)) for s, v in rows if v is not None]
+def _curves(store: Store, attempt_id: int, names: Sequence[str]) -> dict[str, list[tuple[float, float]]]:
+    """The (step, value) points of the attempt's metrics in names, each thinned in SQL to at
+    most MAX_POINTS (every k-th step, the last always): one query however long the run."""
+    if not names:
+        return {}
+    ranked = select(M.c.name, M.c.step, M.c.value,
+                    func.row_number().over(partition_by=M.c.name, order_by=M.c.step).label("rank"),
+                    func.count().over(partition_by=M.c.name).label("total")
+                    ).where(M.c.attempt_id == attempt_id, M.c.name.in_(list(names))).subquery()
+    stride = (ranked.c.total + (MAX_POINTS - 1)) // MAX_POINTS
+    stmt = (select(ranked.c.name, ranked.c.step, ranked.c.value)
+            .where(or_((ranked.c.rank - 1) % stride == 0, ranked.c.rank == ranked.c.total))
+            .order_by(ranked.c.name, ranked.c.step))
+    out: dict[str, list[tuple[float, float]]] = {}
+    with read_tx(store.engine) as conn:
+        for name, step, value in conn.execute(stmt):
+            if value is not None:
+                out.setdefault(name, []).append((float(step), float(value)))
+    return out
 
 
 def _test_table(results: Sequence[list[dict[str, Any]]]

@@ -136,6 +136,7 @@ class Axis:
     lo: float = 0.0
     hi: float = 1.0
     categories: tuple[str, ...] = ()
+    integer: bool = False  # whole numbers only: whole ticks
 
     def position(self, value: Any) -> float:
         """Where value lies on the axis, 0 (bottom) to 1 (top)."""
@@ -153,7 +154,9 @@ class Axis:
             decades = range(math.ceil(self.lo - 1e-9), math.floor(self.hi + 1e-9) + 1)
             return [(self.position(10.0 ** d), f"1e{d}") for d in decades]
         values = nice_ticks(self.lo, self.hi, 4)
-        step = values[1] - values[0]
+        if self.integer and values[1] - values[0] < 1:
+            values = [float(v) for v in range(math.ceil(self.lo), math.floor(self.hi) + 1)]
+        step = values[1] - values[0] if len(values) > 1 else 1.0
         return [(self.position(v), tick_label(v, step)) for v in values if self.lo - 1e-12 <= v <= self.hi + 1e-12]
 
 
@@ -177,7 +180,7 @@ def axis_for(name: str, values: Sequence[Any]) -> Axis:
         lo, hi = min(values), max(values)
         if lo > 0 and hi / lo > LOG_SPAN:
             return Axis(name, "log", math.log10(lo), math.log10(hi))
-        return Axis(name, "linear", float(lo), float(hi))
+        return Axis(name, "linear", float(lo), float(hi), integer=all(isinstance(v, int) for v in values))
     return Axis(name, "category", categories=tuple(dict.fromkeys(_category(v) for v in values)))
 
 
@@ -220,8 +223,8 @@ def parallel_chart(trials: Sequence[TrialPoint], params: Sequence[str], *, metri
         for pos, label in a.ticks():
             ty = fmt(y(pos))
             parts.append(f'<line class="tick" x1="{fmt(x - 3)}" x2="{fmt(x)}" y1="{ty}" y2="{ty}" stroke="{INK}"/>'
-                         f'<text class="tick" x="{fmt(x - 5)}" y="{ty}" text-anchor="end" '
-                         f'dominant-baseline="middle">{text(short(label, 12))}</text>')
+                         f'<text class="tick" x="{fmt(x - 5)}" y="{ty}" text-anchor="end" dominant-baseline="middle" '
+                         f'paint-order="stroke" stroke="#fff" stroke-width="3">{text(short(label, 12))}</text>')
         name = a.name if i < len(axes) - 1 else f"{a.name} ({'max' if maximize else 'min'})"
         shown = short(name if len(name) <= label_chars else name.rsplit(".", 1)[-1], label_chars)
         scale = " · log" if a.kind == "log" else ""

@@ -23,7 +23,7 @@ router = APIRouter()
 Name = Annotated[str, Path(max_length=255)]
 
 
-@router.get("/studies/{name}")
+@router.get("/studies/{name:path}")
 def study_page(request: Request, viewer: ViewerDep, name: Name) -> Response:
     try:
         study = study_of(request.app.state.store, name)
@@ -32,7 +32,7 @@ def study_page(request: Request, viewer: ViewerDep, name: Name) -> Response:
     return render("study.html", viewer, study=study, name=name, missing=None, **_body(study))
 
 
-@router.get("/parts/studies/{name}")
+@router.get("/parts/studies/{name:path}")
 def study_body(request: Request, viewer: ViewerDep, name: Name) -> Response:
     """The trials table and charts alone: the page swaps them in every few seconds while a trial runs."""
     try:
@@ -47,6 +47,7 @@ def _body(study: Study) -> dict[str, Any]:
     points = [TrialPoint(t.number, t.value, t.params) for t in study.trials]
     maximize = study.direction == MAXIMIZE
     best = study.best
-    return {"history": history_chart(points, metric=study.metric, maximize=maximize),
-            "parallel": parallel_chart(points, study.params, metric=study.metric, maximize=maximize),
+    return {"history": history_chart(points, metric=study.metric, maximize=maximize, width=760),
+            "parallel": parallel_chart(points, study.params, metric=study.metric, maximize=maximize,
+                                       width=max(760, 150 * (len(study.params) + 1)), height=380),
             "best": best}
