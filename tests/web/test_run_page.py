@@ -217,6 +217,16 @@ def test_a_running_attempt_is_live_and_cancellable_when_signed_in(app: TestClien
     assert app.get(f"/attempts/{attempt}/parts/curves").headers["X-Live"] == "done"
 
 
+def test_a_queued_attempt_waits(app: TestClient, store: Store) -> None:
+    attempt = store.create_attempt(status=schema.QUEUED, experiment="reptile_exp", command=["metalearn train"])
+    html = app.get(f"/attempts/{attempt}").text
+    found = Elements(html).found
+    assert found["run-status"]["text"] == "queued" and "waiting in the queue" in found["status-history"]["text"]
+    assert found["curves"]["attrs"]["data-live"] == "active" and "No metrics logged yet." in found["curves"]["text"]
+    assert found["log-tail"]["text"] == "(no log file yet)" and "No config recorded yet." in html
+    assert " style=" not in html and "<script>" not in html
+
+
 def test_children_are_listed_with_scores(app: TestClient, store: Store, runner: Runner) -> None:
     parent = completed(store, runner)
     child = store.create_attempt(kind="test", parent_id=parent, status=schema.COMPLETED, experiment="reptile_exp")
