@@ -145,7 +145,9 @@ def test_compare_without_meta_test_draws_an_empty_bar_chart(pages: TestClient, s
     assert "share no logged curve" in html
 
 
-def test_long_curves_are_thinned_keeping_the_last_step(store: Store):
+def test_long_curves_are_thinned_keeping_the_last_step(registry_url: str):
+    """Thinned in SQL (window functions), on each backend."""
+    store = Store(registry_url)
     ids = [store.create_attempt(experiment="e", status="completed", config={"seed": s}) for s in (1, 2)]
     for attempt, steps in zip(ids, (2_501, 50), strict=True):
         store.add_metrics(attempt, [{"name": "val/acc", "step": s, "value": s / 10_000, "time": 0.0}
@@ -253,6 +255,30 @@ def test_study_page_reads_the_sweepers_storage(pages: TestClient, optuna_study: 
     assert all(len(points(line)) == 4 for line in lines)  # three parameters and the value
     assert lines[-1].get("data-trial") == "2"  # the best drawn last, on top
     assert any("· log" in (t.text or "") for t in parallel.findall(".//s:text/s:title", NS))  # inner_lr spans 3 decades
+
+
+def test_study_read_from_the_storage_on_each_backend(registry_url: str):
+    """The sweeper's storage is the registry's database (its driver URL, as the sweeper makes it)."""
+    optuna = pytest.importorskip("optuna")
+    from optuna.distributions import FloatDistribution
+
+    from metalearn.registry.engine import normalize_url
+    from metalearn.web.study_view import study_of
+
+    store = Store(registry_url)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    url = normalize_url(registry_url).render_as_string(hide_password=False)
+    study = optuna.create_study(study_name="s", storage=url, direction="maximize")
+    for number, lr in enumerate((0.1, 0.3)):
+        study.enqueue_trial({"lr": lr})
+        trial = study.ask({"lr": FloatDistribution(0.01, 1.0)})
+        study.tell(trial, lr * 2)
+        assert trial.number == number
+    seen = study_of(store, "s")
+    assert seen.source == "optuna" and seen.direction == "maximize" and seen.params == ["lr"]
+    assert [(t.number, t.state, t.params["lr"], t.value, t.attempt_id) for t in seen.trials] == [
+        (0, "complete", pytest.approx(0.1), pytest.approx(0.2), None),
+        (1, "complete", pytest.approx(0.3), pytest.approx(0.6), None)]
 
 
 def test_study_page_from_attempts_alone(pages: TestClient, store: Store):

@@ -26,7 +26,7 @@ def compare_page(request: Request, viewer: ViewerDep, ids: Ids = None) -> Respon
     except CompareError as exc:
         return render("compare.html", viewer, status_code=422, view=None, problem=str(exc), **limits)
     if len(wanted) < MIN_IDS:
-        return render("compare.html", viewer, view=None, problem=None, ids=wanted, **limits)
+        return render("compare.html", viewer, view=None, problem=None, **limits)
     try:
         view = comparison(request.app.state.store, wanted)
     except NotFound as exc:
