@@ -187,7 +187,12 @@ def test_reads_off_loopback_need_a_session(store: Store, runner: Runner, validat
             assert response.status_code == 303, f"GET {url} without a session: {response.status_code}"
             assert response.headers["location"].startswith("/signin"), response.headers["location"]
         assert c.get("/?sort=score", follow_redirects=False).headers["location"] == "/signin?next=%2F%3Fsort%3Dscore"
-        assert c.get("/signin").status_code == 200  # the way in is open
+        way_in = c.get("/signin?next=%2F%3Fsort%3Dscore", follow_redirects=False)  # open to all
+        assert way_in.status_code == 200 and 'id="sign-in-form"' in way_in.text
+        assert 'value="/?sort=score"' in way_in.text
+        back = c.post("/signin", data={"token": TOKEN, "next": "/?sort=score"}, follow_redirects=False)
+        assert back.headers["location"] == "/?sort=score"
+        c.cookies.clear()
         assert c.get("/runs").status_code == 401  # the JSON API as before
         sign_in(c)
         assert c.get("/", follow_redirects=False).status_code == 200

@@ -5,14 +5,18 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 
 from metalearn.web.forms import read_form, write_form
-from metalearn.web.pages import SECURITY_HEADERS, Viewer, ViewerDep, local_path, render, sessions_of
+from metalearn.web.pages import SECURITY_HEADERS, Viewer, local_path, render, sessions_of
 from metalearn.web.sessions import COOKIE
 
 router = APIRouter()
 
 
 @router.get("/signin")
-def sign_in_page(viewer: ViewerDep, next: str = "/") -> Response:  # noqa: A002 (the query's name)
+def sign_in_page(request: Request, next: str = "/") -> Response:  # noqa: A002 (the query's name)
+    # Open to everyone, also where reading pages needs a session (ViewerDep would send a visitor
+    # who has not signed in back here, round and round).
+    sessions = sessions_of(request)
+    viewer = Viewer(sessions.get(request.cookies.get(COOKIE)), sessions.enabled)
     return render("signin.html", viewer, next=local_path(next), error=None)
 
 
