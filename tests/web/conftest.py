@@ -148,7 +148,13 @@ def screenshot(driver: Any, name: str) -> Path | None:
         return None
     path = Path(folder) / f"web-{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
-    height = int(driver.execute_script("return document.documentElement.scrollHeight"))
+    # The page down to the end of its content (a short page leaves no empty window below), with
+    # no field focused (no caret or focus ring in the picture).
+    height = int(driver.execute_script(
+        "if (document.activeElement) { document.activeElement.blur(); }"
+        "var main = document.querySelector('main');"
+        "var bottom = main ? main.getBoundingClientRect().bottom + window.scrollY + 24 : 0;"
+        "return Math.ceil(Math.min(bottom || Infinity, document.documentElement.scrollHeight));"))
     clip = {"x": 0, "y": 0, "width": WIDTH, "height": min(max(height, 400), MAX_SHOT_HEIGHT), "scale": 1}
     shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "clip": clip,
                                                              "captureBeyondViewport": True})

@@ -22,7 +22,7 @@ from tests.web.conftest import LIVE_TOKEN, WebServer, browser_missing, screensho
 pytestmark = pytest.mark.skipif(browser_missing() is not None, reason=str(browser_missing()))
 
 if browser_missing() is None:
-    from selenium.common.exceptions import NoAlertPresentException
+    from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
@@ -42,7 +42,9 @@ ATTEMPT_URL = re.compile(r"/attempts/(\d+)$")
 
 def wait(driver: Any, what: str, condition: Any, timeout: float = PAGE_S) -> Any:
     """condition(driver)'s first truthy value, polled; a timeout names what was awaited."""
-    return WebDriverWait(driver, timeout, poll_frequency=0.25).until(
+    # A live part swapped in (static/live.js) replaces the elements a condition read: read again.
+    return WebDriverWait(driver, timeout, poll_frequency=0.25,
+                         ignored_exceptions=(StaleElementReferenceException,)).until(
         condition, message=f"waited {timeout:.0f} s for {what} on {driver.current_url}")
 
 
@@ -219,6 +221,10 @@ def test_a_run_from_the_start_form_to_its_meta_test_and_a_comparison(browser: An
     wait_until_finished(browser, web_server, trained)
     wait(browser, "a curve (svg polyline) in div#curves", lambda d: css(d, "#curves svg.chart polyline"))
     assert css(browser, "#curves svg.chart[data-metric]")
+    # Loaded again, the page shows what the run recorded at its end: its config and checkpoint.
+    go(browser, web_server, f"/attempts/{trained}")
+    assert browser.find_element(By.ID, "checkpoint").text.endswith(".ckpt")
+    assert css(browser, "#config-tree details") and css(browser, "#curves svg.chart polyline")
     screenshot(browser, "run")
 
     # Meta-test the checkpoint with another K.
