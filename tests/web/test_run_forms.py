@@ -208,6 +208,30 @@ def test_a_refused_value_is_shown_beside_its_field_and_nothing_is_queued(
             assert again[key] == value, key
 
 
+def test_an_unknown_experiment_is_refused_as_the_api_refuses_it(web: TestClient, store: Store) -> None:  # noqa: F811
+    page = web.get("/start?experiment=../secrets")
+    assert page.status_code == 422
+    assert message_of(page.text, "form-error") == "experiment: '../secrets' is not a valid config name"
+    fields = start_form(web, SINE)
+    response = web.post("/start", data={**fields, "experiment": "nope"}, follow_redirects=False)
+    assert response.status_code == 422
+    assert message_of(response.text, "form-error") == api_refusal(web, "nope", []) == "unknown experiment 'nope'"
+    assert queued(store) == []
+
+
+def test_a_group_is_sent_only_as_one_of_its_options(web: TestClient, store: Store) -> None:  # noqa: F811
+    fields = start_form(web, SINE)
+    response = web.post("/start", data={**fields, "debug": "fast"}, follow_redirects=False)
+    assert store.get_attempt(int(response.headers["location"].rsplit("/", 1)[1]))["overrides"][1:] == ["debug=fast"]
+    # a group the experiment chose cannot be unset (Hydra composes no algorithm=null): said, not sent
+    response = web.post("/start", data={**fields, "algorithm": ""}, follow_redirects=False)
+    assert response.status_code == 422
+    assert message_of(response.text, "error-algorithm").startswith("algorithm: the experiment chooses reptile")
+    response = web.post("/start", data={**fields, "algorithm": "nope"}, follow_redirects=False)
+    assert response.status_code == 422 and "algorithm/nope" in message_of(response.text, "error-algorithm")
+    assert len(queued(store)) == 1
+
+
 def test_a_field_the_page_has_is_named_even_when_not_shown(web: TestClient) -> None:
     fields = start_form(web, AMAZON)
     response = web.post("/start", data=with_changes(fields, model__layers="[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]",
@@ -279,6 +303,8 @@ def test_a_refusal_is_placed_by_the_key_it_names_first() -> None:
     assert field_of("model.layers: layer 0 (Bogus) ...", keys) == "model.layers"
     assert field_of("model: unexpected argument", keys) == "model"
     assert field_of("data: unknown domain(s) ['mars']", keys) is None
+    assert field_of("data: K + L = 10, but ...; lower data.shots / data.queries", keys) == "data.shots"
+    assert field_of("In 'train': Could not find 'algorithm/nope'", [*keys, "train"]) == "algorithm"
 
 
 def test_every_settable_kind_has_a_field() -> None:
@@ -349,6 +375,20 @@ def test_a_refused_meta_test_is_shown_beside_its_field(web: TestClient, store: S
     assert response.status_code == 422, response.text
     assert words in message_of(response.text, f"error-{field}")
     assert len(queued(store)) == before
+
+
+def test_meta_test_form_of_data_without_groups(web: TestClient, store: Store, log_root: Path) -> None:  # noqa: F811
+    parent = store.create_attempt(name="s", experiment=SINE, overrides=[f"experiment={SINE}", "debug=fast"])
+    (log_root / "s").mkdir(parents=True)
+    (log_root / "s" / "last.ckpt").write_bytes(b"weights")
+    store.set_status(parent, schema.COMPLETED, ckpt_path=str(log_root / "s" / "last.ckpt"))
+    page = web.get(f"/attempts/{parent}/test")
+    assert page.status_code == 200 and 'name="groups"' not in page.text
+    fields = form_of(page.text, "test-form")
+    response = web.post(f"/attempts/{parent}/test", data={**fields, "shots": "5"}, follow_redirects=False)
+    assert response.status_code == 303, response.text
+    assert store.get_attempt(int(response.headers["location"].rsplit("/", 1)[1]))["overrides"] == [
+        f"experiment={SINE}", "debug=fast", "data.shots=5"]
 
 
 def test_meta_test_of_an_unfinished_or_missing_attempt(web: TestClient, store: Store) -> None:  # noqa: F811

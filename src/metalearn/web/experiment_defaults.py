@@ -38,7 +38,7 @@ def experiments(validator: OverrideValidator) -> list[str]:
 def defaults_of(validator: OverrideValidator, experiment: str) -> Defaults:
     """The experiment's defaults (composed once per experiment, then reused); OverrideError
     for an experiment the validator would refuse or a config that does not compose."""
-    key = (id(validator), experiment)
+    key = (str(validator.conf_dir), validator.config_name, tuple(map(str, validator.config_folders())), experiment)
     with _cache_lock:
         if key in _cache:
             return _cache[key]
@@ -71,7 +71,7 @@ def defaults_of(validator: OverrideValidator, experiment: str) -> Defaults:
     return found
 
 
-_cache: dict[tuple[int, str], Defaults] = {}
+_cache: dict[tuple[str, str, tuple[str, ...], str], Defaults] = {}
 _cache_lock = threading.Lock()
 
 

@@ -179,9 +179,13 @@ def read_start(form: Form, defaults: Defaults, fields: list[FormField]) -> Submi
         known.add(f.key)
         raw = form.get(f.key, f.default_text) if f.key in form.fields else f.default_text
         out.values[f.key] = raw
-        if f.changed(raw):
-            value = (raw.strip() or None) if f.kind == GROUP else f.read(raw)
-            out.overrides.append(override(f.key, value))
+        if not f.changed(raw):
+            continue
+        if f.kind == GROUP and not raw.strip():  # Hydra composes no `group=null` (nor may a request delete one)
+            out.errors[f.key] = (f"{f.key}: the experiment chooses {f.default_text}; a run may choose another "
+                                 f"of {', '.join(f.options)}, not none")
+        else:
+            out.overrides.append(override(f.key, raw.strip() if f.kind == GROUP else f.read(raw)))
     model = out.values.get("model", defaults.choices.get("model"))
     raw_layers = form.get(LAYERS)
     out.values[LAYERS] = raw_layers
@@ -218,13 +222,17 @@ def layer_default(defaults: Defaults, model: str | None) -> list | None:
 
 
 def field_of(message: str, keys: list[str]) -> str | None:
-    """The key a refusal names first (the longest where several start there), else None."""
-    best: tuple[int, int, str] | None = None
-    for key in keys:
-        hit = re.search(r"(?<![\w.])" + re.escape(key) + r"(?!\w)", message)
-        if hit and (best is None or (hit.start(), -len(key)) < best[:2]):
-            best = (hit.start(), -len(key), key)
-    return best[2] if best else None
+    """The key a refusal is about: the first named as a subject (`key=`, `key:`, `key/option`),
+    else the first named at all (the longest where several start at one place); else None."""
+    for after in (r"[=:/]", r"(?!\w)"):
+        best: tuple[int, int, str] | None = None
+        for key in keys:
+            hit = re.search(r"(?<![\w.])" + re.escape(key) + after, message)
+            if hit and (best is None or (hit.start(), -len(key)) < best[:2]):
+                best = (hit.start(), -len(key), key)
+        if best:
+            return best[2]
+    return None
 
 
 def _number(raw: str, *, integer: bool) -> Any:
