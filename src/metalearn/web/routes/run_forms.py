@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -42,12 +42,13 @@ from metalearn.web.pages import SECURITY_HEADERS, SignedInDep, Viewer, render, s
 
 log = logging.getLogger(__name__)
 router = APIRouter()
+ExperimentName = Annotated[str | None, Query(max_length=128)]
 
 
 # ---- start a run ---------------------------------------------------------------------------------
 
 @router.get("/start")
-def start_page(request: Request, viewer: SignedInDep, experiment: str | None = None) -> Response:
+def start_page(request: Request, viewer: SignedInDep, experiment: ExperimentName = None) -> Response:
     validator: OverrideValidator = request.app.state.validator
     names = experiments(validator)
     chosen = experiment or (names[0] if names else "")
