@@ -135,6 +135,7 @@ def nan_if_none(value: float | None) -> float:
 KINDS = ("default", "variant", "meta-test", "other")
 LONG_FLOAT = re.compile(r"(?<![\w.])-?\d+\.\d{5,}(?:e-?\d+)?")
 PLAIN = re.compile(r"^[\w.\-/]+$")  # a string value that types as is on a command line
+CHECKPOINT_STEP = re.compile(r"(?:^|/)step0*(\d+)\.ckpt$")  # callbacks.model_checkpoint.filename's names
 
 
 @dataclass
@@ -146,6 +147,7 @@ class Row:
     attempts: list[dict]
     checkpoint: str = ""  # meta-test: the record that trained the checkpoint, or its path
     note: str = ""  # said after the label
+    tested: str = ""  # which weights the meta-test scored: best on meta-validation, or last
 
     @cached_property
     def summary(self) -> dict:
@@ -245,6 +247,48 @@ def settings_against(record: dict, trained: dict) -> str:
     return describe(changed)
 
 
+def checkpoint_rule(config: dict | None) -> str:
+    """Which checkpoint a run meta-tests after training, from its config, as train() picks it:
+    `best <monitor>` where its first checkpoint callback monitors a metric that validation logs
+    (the best on meta-validation), else `last` (that callback's latest save, or with no
+    checkpoint callback or no validation the weights at the end of training)."""
+    if config is None:
+        return "unknown"
+    callbacks = [c for c in (config.get("callbacks") or {}).values()
+                 if isinstance(c, dict) and str(c.get("_target_", "")).endswith(".ModelCheckpoint")]
+    validates = (config.get("trainer") or {}).get("limit_val_batches", 1.0) != 0
+    first = callbacks[0] if callbacks else {}
+    if first.get("monitor") and first.get("save_top_k", 1) != 0 and validates:
+        return f"best {first['monitor']}"
+    return "last"
+
+
+def saved_at(record: dict) -> int | None:
+    """The training step of the checkpoint a training attempt kept (`step000700.ckpt`: 700)."""
+    match = CHECKPOINT_STEP.search(record.get("ckpt_path") or "")
+    return int(match[1]) if match else None
+
+
+def tested_checkpoint(attempts: list[dict], records: list[dict]) -> str:
+    """What a row's meta-test scored: `best val/acc (step 700 of 1000)` (per attempt, several
+    steps where seeds kept different ones) or `last`; a meta-test of a checkpoint says it of the
+    run that trained the checkpoint (`given` where no record did)."""
+    trainers = [a if trains(a) else trained_by(a, records) for a in attempts]
+    if any(t is None for t in trainers):
+        return "given"
+    rules = sorted({checkpoint_rule(t.get("config")) for t in trainers})
+    if rules != [rules[0]] or not rules[0].startswith("best "):
+        return ", ".join(rules)
+    steps = [saved_at(t) for t in trainers]
+    ends = sorted({((t.get("config") or {}).get("trainer") or {}).get("max_steps") for t in trainers},
+                  key=str)
+    if None in steps or len(ends) != 1 or not isinstance(ends[0], int):
+        return rules[0]
+    if len(set(steps)) == 1:
+        return f"{rules[0]} (step {steps[0]} of {ends[0]}{', every seed' * (len(steps) > 1)})"
+    return f"{rules[0]} (steps {', '.join(str(n) for n in steps)} of {ends[0]})"
+
+
 def placed(record: dict, records: list[dict]) -> tuple[str, str, str]:
     """(kind, label, checkpoint) of one attempt: where its row goes and what the row says."""
     given = typed(record)
@@ -282,7 +326,8 @@ def rows_by_benchmark(records: list[dict], debug: bool = False) -> dict[str, lis
         for i, members in enumerate(group):
             rows.append(Row(experiment, kind if i == 0 else ("variant" if kind == "default" else kind),
                             short_values(label), members, checkpoint,
-                            "" if i == 0 else f" (seed {members[0]['config'].get('seed')} again)"))
+                            "" if i == 0 else f" (seed {members[0]['config'].get('seed')} again)",
+                            tested_checkpoint(members, records)))
     by_bench: dict[str, list[Row]] = defaultdict(list)
     for row in rows:
         by_bench[benchmark(row.experiment)].append(row)

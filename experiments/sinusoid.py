@@ -8,7 +8,7 @@ Takes the newest completed (non-debug) attempt of each sinusoid experiment from 
 registry, rebuilds its network from the recorded config and checkpoint, and scores it on the
 same 100 held-out tasks (`data.eval_seed + 1`, the meta-test's tasks) at K = 5, 10 and 20
 support points: the MSE over 100 query points per task after 0, 1 and 10 SGD steps on the
-support points with the run's own inner step size, as mean and 95% interval over the tasks.
+support points with the run's own test-time step size, as mean and 95% interval over the tasks.
 The scores become test results of that attempt (group `K=<shots>`, metric `mse@<steps>`), so
 its exported record carries them and the table is built from records; the figure is drawn
 from the checkpoints.
@@ -67,12 +67,14 @@ def held_out_tasks(attempt: dict, shots: int, tasks: int = TASKS) -> list:
 
 
 def adapted(learner, ep, steps: int) -> dict:
-    """Fast weights after `steps` SGD steps on the episode's support points."""
+    """Fast weights after `steps` SGD steps on the episode's support points, of the run's
+    test-time step size (`eval_inner_lr` where set, as its meta-test adapts)."""
     params = learner.meta_parameters()
     if steps == 0:
         return params
+    adapt = learner.adapt_support if getattr(learner, "eval_inner_lr", None) is None else learner.adapt_at_eval_rate
     with torch.enable_grad():
-        return learner.adapt_support(params, ep.support_x, ep.support_y, steps)[0]
+        return adapt(params, ep.support_x, ep.support_y, steps)[0]
 
 
 def scores(learners: dict, attempts: dict, tasks: int = TASKS) -> dict[str, list[dict]]:

@@ -11,9 +11,10 @@ with one seed, the mean of the objective's metric (accuracy in %, or mean square
 95% interval over episodes; with several, the mean over seeds and the Student t interval over the
 seeds' means. Debug runs (`debug=...`) are left out. The benchmark is the first known benchmark
 in the experiment's name (`reptile_omniglot_lake` -> omniglot), else its last part
-(`reptile_arsc` -> arsc). Test results named `<metric>@<steps>` (the MSE after so many
-adaptation steps, written by experiments/sinusoid.py) make the per-step table. Every row cites
-the records it comes from.
+(`reptile_arsc` -> arsc). Test results named `<metric>@<steps>` (the score after so many
+adaptation steps, written by experiments/sinusoid.py or by a run with
+`algorithm.eval_score_steps`) make the per-step table. Every row says which checkpoint its
+meta-test scored (the best on meta-validation, or the last) and cites the records it comes from.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from result_rows import (
     nan_if_none,
     rows_by_benchmark,
     short_values,
+    tested_checkpoint,
     utc_time,
 )
 
@@ -53,6 +55,11 @@ DESCRIBED = {"acc": "accuracy (%)", "mse": "mean squared error"}
 BETTER = {"max": "higher", "min": "lower"}
 LOWER = {"max": "", "min": ", lower is better"}  # accuracy needs no saying
 STEP_METRIC = re.compile(r"^(?P<metric>\w+)@(?P<steps>\d+)$")
+TESTED = ("Tested checkpoint: the weights each meta-test scored, as the run's config chose them "
+          "(result_rows.checkpoint_rule): `best val/...` is the checkpoint that scored best on "
+          "meta-validation (`callbacks.model_checkpoint.monitor`), at the training step it was saved "
+          "(one per seed where they differ); `last` is the weights at the end of training. A meta-test of a checkpoint "
+          "says it of the run that trained it.")
 # Published figures to stand beside each table (accuracy %, as the papers print them).
 PUBLISHED = {
     "amazon": "none: \"Meta Learning the Huggingface Way\" reports no accuracy for its protocol.",
@@ -130,14 +137,14 @@ def _best_first(rows: list[Row]) -> list[Row]:
 
 def main_table(by_bench: dict[str, list[Row]]) -> list[str]:
     """One row per benchmark and algorithm: the experiment as configured, best first."""
-    out = ["| benchmark | algorithm | command | score | metric | seeds | wall (min) | hardware | records |",
-           "|---" * 9 + "|"]
+    out = ["| benchmark | algorithm | command | score | metric | tested checkpoint | seeds | wall (min) "
+           "| hardware | records |", "|---" * 10 + "|"]
     for bench, rows in by_bench.items():
         for row in _best_first([r for r in rows if r.kind == "default"]):
             s = row.summary
             out.append(f"| {bench} | {algorithm_name(row.experiment)} | `metalearn train "
                        f"experiment={row.experiment}` | {fmt(s['mean'], s['metric'])} | "
-                       f"{DESCRIBED.get(s['metric'], s['metric'])}{LOWER[s['mode']]} | "
+                       f"{DESCRIBED.get(s['metric'], s['metric'])}{LOWER[s['mode']]} | {row.tested} | "
                        f"{s['seeds']} | {s['wall_min']:.1f} | {s['hardware']} | {', '.join(s['cites'])} |")
     return out
 
@@ -164,14 +171,16 @@ def kind_table(rows: list[Row], kind: str, *, scores_only: bool = False) -> list
     """Markdown rows of one kind of one benchmark: the leading columns, each group's score, the
     mean and (unless scores_only) seeds, wall time and hardware, then the records."""
     heads, cells = LEADING[kind]
+    heads = heads if scores_only else (*heads, "tested checkpoint")
     groups = groups_of(rows)
     tail = ("mean", "records") if scores_only else ("mean", "seeds", "wall (min)", "hardware", "records")
     out = ["| " + " | ".join([*heads, *groups, *tail]) + " |", "|---" * (len(heads) + len(groups) + len(tail)) + "|"]
     for row in rows:
         s, m = row.summary, row.summary["metric"]
+        lead = cells(row) if scores_only else (*cells(row), row.tested)
         values = [fmt(s["domains"][g], m) if g in s["domains"] else "—" for g in groups]
         more = [] if scores_only else [str(s["seeds"]), f"{s['wall_min']:.1f}", s["hardware"]]
-        out.append("| " + " | ".join([*cells(row), *values, fmt(s["mean"], m), *more,
+        out.append("| " + " | ".join([*lead, *values, fmt(s["mean"], m), *more,
                                       ", ".join(s["cites"])]) + " |")
     return out
 
@@ -200,7 +209,7 @@ def tables(records: list[dict], debug: bool = False) -> str:
     """Markdown: the main table (one row per benchmark and algorithm as configured), then per
     domain, variants, meta-tests of checkpoints and other configurations, each per benchmark."""
     by_bench = rows_by_benchmark(records, debug)
-    out = [*main_table(by_bench), ""]
+    out = [*main_table(by_bench), "", TESTED, ""]
     missing = [b for b in BENCHMARKS if not any(r.kind == "default" for r in by_bench.get(b, []))]
     if missing:
         out += [f"No record of an experiment as configured: {', '.join(missing)}.", ""]
@@ -220,19 +229,21 @@ def tables(records: list[dict], debug: bool = False) -> str:
     return "\n".join(out)
 
 
-def step_rows(record: dict) -> dict[tuple[str, int], dict[int, dict]]:
-    """The `<metric>@<steps>` test results of a record: (metric, shots) -> steps -> row."""
-    found: dict[tuple[str, int], dict[int, dict]] = defaultdict(dict)
+def step_rows(record: dict) -> dict[tuple[str, int, str], dict[int, dict]]:
+    """The `<metric>@<steps>` test results of a record (experiments/sinusoid.py's, or a run's
+    with `algorithm.eval_score_steps`): (metric, shots, group) -> steps -> row."""
+    found: dict[tuple[str, int, str], dict[int, dict]] = defaultdict(dict)
     for r in record["test_results"]:
         match = STEP_METRIC.match(r["metric"])
         if match:
-            found[match["metric"], r["shots"]][int(match["steps"])] = r
+            found[match["metric"], r["shots"], r["group"]][int(match["steps"])] = r
     return found
 
 
 def steps_table(records: list[dict]) -> str:
-    """Markdown: per experiment (its newest completed, non-debug record with per-step results)
-    and K, the metric after each number of adaptation steps, mean ± 95% interval over tasks."""
+    """Markdown: per experiment (its newest completed, non-debug record with per-step results),
+    K and group, the metric after each number of adaptation steps, mean ± 95% interval over
+    tasks, and the checkpoint tested. K names its group where that is not `K=<shots>`."""
     newest: dict[str, dict] = {}
     for r in records:  # oldest first: a later record replaces an earlier one
         if r["status"] == "completed" and not is_debug(r) and step_rows(r):
@@ -240,18 +251,21 @@ def steps_table(records: list[dict]) -> str:
     if not newest:
         return "No recorded attempts with per-step results yet.\n"
     steps = sorted({s for r in newest.values() for by in step_rows(r).values() for s in by})
-    metric = sorted({m for r in newest.values() for m, _ in step_rows(r)})[0]
+    metric = sorted({m for r in newest.values() for m, _, _ in step_rows(r)})[0]
     lines = ["| experiment | K | inner step | " + " | ".join(
-        f"{metric.upper()} after {s} step{'s' * (s != 1)}" for s in steps) + " | record |",
-        "|---" * (len(steps) + 4) + "|"]
+        f"{metric.upper()} after {s} step{'s' * (s != 1)}" for s in steps) + " | tested checkpoint | record |",
+        "|---" * (len(steps) + 5) + "|"]
     for experiment in sorted(newest):
         r = newest[experiment]
-        inner = ((r.get("config") or {}).get("algorithm") or {}).get("inner_lr", "—")
-        for (m, shots), by_steps in sorted(step_rows(r).items()):
+        algorithm = (r.get("config") or {}).get("algorithm") or {}
+        inner = algorithm.get("eval_inner_lr") or algorithm.get("inner_lr", "—")
+        tested = tested_checkpoint([r], records)
+        for (m, shots, group), by_steps in sorted(step_rows(r).items()):
             cells = [fmt((by_steps[s]["value"], nan_if_none(by_steps[s]["ci95"])), m)
                      if s in by_steps else "—" for s in steps]
-            lines.append(f"| `{experiment}` | {shots} | {inner} | " + " | ".join(cells)
-                         + f" | {r['cite'] or r['id'][:8]} |")
+            k = shots if group == f"K={shots}" else f"{shots} ({group})"
+            lines.append(f"| `{experiment}` | {k} | {inner} | " + " | ".join(cells)
+                         + f" | {tested} | {r['cite'] or r['id'][:8]} |")
     return "\n".join(lines) + "\n"
 
 

@@ -1,0 +1,87 @@
+"""The results tables say which checkpoint each meta-test scored, and show per-step scores per group.
+
+`result_rows.checkpoint_rule` reads a run's config as train() picks the checkpoint it tests
+(`best_checkpoint`: the first checkpoint callback's best, else the latest save, else the weights
+at the end of training); a meta-test of a checkpoint inherits the rule of the run that saved it.
+"""
+from __future__ import annotations
+
+import sys
+
+from tests.test_results import _tables_module
+
+MONITORED = {"_target_": "pytorch_lightning.callbacks.ModelCheckpoint", "monitor": "val/acc", "save_top_k": 1}
+LAST = {"_target_": "pytorch_lightning.callbacks.ModelCheckpoint", "monitor": None, "filename": "last"}
+
+
+def record(rid: str, *, callbacks: dict | None = None, ckpt: str | None = None, overrides: tuple = (),
+           limit_val: float = 1.0, results: tuple = ()) -> dict:
+    config = {"callbacks": {"model_checkpoint": MONITORED, "last_checkpoint": LAST} if callbacks is None
+              else callbacks, "trainer": {"max_steps": 1000, "limit_val_batches": limit_val},
+              "objective": {"metric": "acc", "mode": "max"}, "seed": 1,
+              "algorithm": {"inner_lr": 0.4, "eval_inner_lr": None}}
+    return {"id": rid * 8, "cite": rid, "experiment": "maml_omniglot", "status": "completed",
+            "overrides": ["experiment=maml_omniglot", *overrides], "config": config, "ckpt_path": ckpt,
+            "output_dir": f"/runs/{rid}", "hardware": {}, "started_at": None, "ended_at": None,
+            "metrics": {}, "test_results": list(results)}
+
+
+def rows_module():
+    _tables_module()
+    return sys.modules["result_rows"]
+
+
+def test_the_rule_follows_the_config_train_reads():
+    rule = rows_module().checkpoint_rule
+    assert rule(record("a")["config"]) == "best val/acc"
+    assert rule(record("a", callbacks={})["config"]) == "last"  # callbacks=none: the final weights
+    assert rule(record("a", callbacks={"last_checkpoint": LAST, "model_checkpoint": MONITORED})["config"]) == "last"
+    assert rule(record("a", limit_val=0)["config"]) == "last"  # nothing validated: no best
+    assert rule(None) == "unknown"
+
+
+def test_a_row_says_the_step_of_each_seeds_checkpoint_and_a_meta_test_its_trainers():
+    tested = rows_module().tested_checkpoint
+    a = record("a", ckpt="/runs/a/checkpoints/step000700.ckpt")
+    b = record("b", ckpt="/runs/b/checkpoints/step001000.ckpt")
+    assert tested([a], [a]) == "best val/acc (step 700 of 1000)"
+    assert tested([a, b], [a, b]) == "best val/acc (steps 700, 1000 of 1000)"
+    assert tested([b, b], [b]) == "best val/acc (step 1000 of 1000, every seed)"
+    assert tested([record("c", callbacks={}, ckpt=None)], []) == "last"
+    meta = record("m", ckpt=a["ckpt_path"], overrides=("train=false", f"ckpt_path={a['ckpt_path']}"),
+                  callbacks={})  # its own config is not what chose the checkpoint
+    assert tested([meta], [a, meta]) == "best val/acc (step 700 of 1000)"
+    assert tested([meta], [meta]) == "given"
+
+
+def test_the_tables_have_the_column():
+    tables = _tables_module()
+    header, _, *rows = tables.main_table(tables.rows_by_benchmark(tables.from_records()))
+    assert header.split(" | ")[5] == "tested checkpoint"
+    assert rows and all(r.split(" | ")[5].startswith("best val/") for r in rows)  # every shipped run
+    a = record("a", ckpt="/runs/a/checkpoints/step000700.ckpt", results=(
+        {"group": "omniglot", "metric": "acc", "value": 0.9, "ci95": 0.01, "episodes": 10, "shots": 1,
+         "queries": 15},))
+    (row,) = tables.rows_by_benchmark([a])["omniglot"]
+    header, _, line = tables.kind_table([row], row.kind)
+    column = header.split(" | ").index("tested checkpoint")
+    assert line.split(" | ")[column] == "best val/acc (step 700 of 1000)"
+
+
+def test_per_step_scores_of_a_runs_groups_are_rows_of_their_own():
+    """A run with algorithm.eval_score_steps scores each group at its K: one row per group, K
+    naming the group where it is not experiments/sinusoid.py's `K=<shots>`."""
+    tables = _tables_module()
+
+    def result(group, metric, value, shots=1):
+        return {"group": group, "metric": metric, "value": value, "ci95": 0.01, "episodes": 10,
+                "shots": shots, "queries": 15}
+
+    a = record("a", ckpt="/runs/a/checkpoints/step000700.ckpt", results=(
+        result("x", "acc@0", 0.2), result("x", "acc@1", 0.5), result("y", "acc@0", 0.3),
+        result("y", "acc@1", 0.6), result("K=5", "acc@1", 0.7, shots=5)))
+    lines = tables.steps_table([a]).splitlines()
+    assert lines[0].endswith("| ACC after 1 step | tested checkpoint | record |")
+    assert [line.split(" | ")[1:4] for line in lines[2:]] == [
+        ["1 (x)", "0.4", "20.0 ± 1.0"], ["1 (y)", "0.4", "30.0 ± 1.0"], ["5", "0.4", "—"]]
+    assert all("best val/acc (step 700 of 1000)" in line for line in lines[2:])
