@@ -140,8 +140,8 @@ def browser() -> Iterator[Any]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def screenshot(driver: Any, name: str) -> Path | None:
-    """The whole page from its top, 1280 wide and at most MAX_SHOT_HEIGHT high, as
+def screenshot(driver: Any, name: str, max_height: int = MAX_SHOT_HEIGHT) -> Path | None:
+    """The whole page from its top, 1280 wide and at most max_height high, as
     $METALEARN_SCREENSHOTS/web-<name>.png when that variable names a folder; nothing otherwise."""
     folder = os.environ.get(SCREENSHOTS_ENV)
     if not folder:
@@ -155,7 +155,7 @@ def screenshot(driver: Any, name: str) -> Path | None:
         "var main = document.querySelector('main');"
         "var bottom = main ? main.getBoundingClientRect().bottom + window.scrollY + 24 : 0;"
         "return Math.ceil(Math.min(bottom || Infinity, document.documentElement.scrollHeight));"))
-    clip = {"x": 0, "y": 0, "width": WIDTH, "height": min(max(height, 400), MAX_SHOT_HEIGHT), "scale": 1}
+    clip = {"x": 0, "y": 0, "width": WIDTH, "height": min(max(height, 400), max_height), "scale": 1}
     shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "clip": clip,
                                                              "captureBeyondViewport": True})
     path.write_bytes(base64.b64decode(shot["data"]))

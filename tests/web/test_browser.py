@@ -226,6 +226,7 @@ def test_a_run_from_the_start_form_to_its_meta_test_and_a_comparison(browser: An
     assert browser.find_element(By.ID, "checkpoint").text.endswith(".ckpt")
     assert css(browser, "#config-tree details") and css(browser, "#curves svg.chart polyline")
     screenshot(browser, "run")
+    screenshot(browser, "run-top", max_height=1000)  # the README's
 
     # Meta-test the checkpoint with another K.
     browser.find_element(By.ID, "meta-test-link").click()
