@@ -181,3 +181,11 @@ def test_meta_test_a_finished_attempt(client: TestClient, store: Store, runner, 
     assert client.post(f"/runs/{parent}/test", json={"shots": 0}, headers=auth).status_code == 422
     assert client.post(f"/runs/{parent}/test", json={"domains": ["a;rm -rf"]}, headers=auth).status_code == 422
     assert client.post("/runs/999/test", json={}, headers=auth).status_code == 404
+
+
+@pytest.mark.parametrize("override", ["debug=null", "algorithm=null"])
+def test_a_group_set_to_null_is_422_not_500(client: TestClient, auth: dict[str, str], override: str) -> None:
+    """Hydra refuses a group override of null with a plain ValueError; the API says why (422)."""
+    r = client.post("/runs", json={"experiment": "maml_sinusoid", "overrides": [override]}, headers=auth)
+    assert r.status_code == 422, r.text
+    assert "must be a string or a list" in r.json()["detail"]

@@ -178,7 +178,9 @@ class OverrideValidator:
         with _compose_lock, initialize_config_dir(config_dir=str(self.conf_dir), version_base="1.3"):
             try:
                 return compose(config_name=self.config_name, overrides=overrides)
-            except (HydraException, OmegaConfBaseException) as exc:
+            # ValueError: Hydra's own refusal of some group overrides (`debug=null`: "Config group
+            # override must be a string or a list")
+            except (HydraException, OmegaConfBaseException, ValueError) as exc:
                 lines = [ln for ln in str(exc).splitlines() if ln and not ln.startswith("To append")]
                 raise OverrideError("; ".join(lines)) from exc
 
