@@ -52,6 +52,10 @@ DELIBERATE: dict[tuple[str, str], str] = {
                                                    "every_seconds elsewhere (metalearn.progress)",
     ("*", "config.algorithm.eval_score_steps"): "new setting, null (off): the meta-test's scores after "
                                                 "several step counts (metalearn.algorithms.step_scores)",
+    **dict.fromkeys([("experiment=*_hf_text", "config.data.val_episodes"),
+                     ("experiment=reptile_intents*", "config.data.val_episodes")],
+                    "data=hf_text validates on 50 episodes per family, not 2: the best checkpoint is "
+                    "chosen on them (conf/data/hf_text.yaml: the interval each gives)"),
 }
 
 
