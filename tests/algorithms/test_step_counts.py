@@ -7,6 +7,7 @@ key, before anything is computed.
 """
 from __future__ import annotations
 
+import io
 from dataclasses import replace
 from functools import partial
 
@@ -177,13 +178,21 @@ def test_protonet_refuses_the_setting_before_anything_is_built():
 
 
 def test_a_run_config_reaches_the_learner_and_bad_values_stop_it_at_build():
-    """As train() builds the algorithm: Hydra's list, checked; ProtoNet's config has no such key."""
-    def built(*overrides: str):
-        cfg = compose_train(["experiment=maml_sinusoid", *overrides])
+    """As train() builds the algorithm: Hydra's list, checked and kept as a tuple (a checkpoint's
+    hyperparameters must load with weights_only); ProtoNet's config has no such key."""
+    def built(*overrides: str, experiment: str = "maml_sinusoid"):
+        cfg = compose_train([f"experiment={experiment}", *overrides])
         return build(cfg.algorithm, model=build(cfg.model), objective=build(cfg.objective))
 
     assert built().eval_score_steps is None
-    assert built("algorithm.eval_score_steps=[10,0,1]").eval_score_steps == (0, 1, 10)
+    for experiment in ("maml_sinusoid", "finetune_sinusoid", "reptile_sinusoid"):
+        m = built("algorithm.eval_score_steps=[10,0,1]", experiment=experiment)
+        assert m.eval_score_steps == (0, 1, 10)
+        # a checkpoint's hyperparameters hold plain values, which the meta-test's weights_only load reads
+        buffer = io.BytesIO()
+        torch.save({"hyper_parameters": dict(m.hparams)}, buffer)
+        buffer.seek(0)
+        assert torch.load(buffer, weights_only=True)["hyper_parameters"]["eval_score_steps"] == (0, 1, 10)
     with pytest.raises(ValueError, match=r"algorithm\.eval_score_steps must hold whole numbers"):
         built("algorithm.eval_score_steps=[0,-1]")
     with pytest.raises(ValueError, match=r"algorithm\.eval_score_steps: algorithm=protonet"):

@@ -36,9 +36,11 @@ class FineTune(EpisodicModule):
 
     def __init__(self, *args: Any, inner_lr: float = 0.05, eval_inner_steps: int = 10,
                  eval_score_steps: Sequence[int] | None = None, **kwargs: Any) -> None:
+        eval_score_steps = score_steps(eval_score_steps)
         super().__init__(*args, **kwargs)
         self.inner_lr, self.eval_inner_steps = inner_lr, eval_inner_steps
-        self.eval_score_steps = score_steps(eval_score_steps)
+        # a tuple in the checkpoint's hyperparameters, as GradientLearner's
+        self.eval_score_steps = self.hparams["eval_score_steps"] = eval_score_steps
         self.pooled_head: nn.Linear | None = None
 
     def setup(self, stage: str) -> None:

@@ -69,9 +69,12 @@ class GradientLearner(EpisodicModule):
                  vmap_tasks: bool = False, eval_adapt_check: bool = False,
                  eval_adapt_check_strict: bool = False, eval_score_steps: Sequence[int] | None = None,
                  **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
         # Meta-test scores after each of these step counts too (metalearn.algorithms.step_scores).
-        self.eval_score_steps = score_steps(eval_score_steps, adapt_check=eval_adapt_check)
+        eval_score_steps = score_steps(eval_score_steps, adapt_check=eval_adapt_check)
+        super().__init__(*args, **kwargs)
+        # as checked (a tuple) in the checkpoint's hyperparameters: a meta-test loads them with
+        # weights_only, which refuses Hydra's ListConfig
+        self.eval_score_steps = self.hparams["eval_score_steps"] = eval_score_steps
         self.automatic_optimization = False
         self.inner_lr, self.inner_steps, self.eval_inner_steps = inner_lr, inner_steps, eval_inner_steps
         # Test-time adaptation may take another step size than meta-training's (Reptile's
