@@ -285,3 +285,16 @@ def test_long_curves_are_thinned_in_sql_keeping_the_ends(store: Store) -> None:
     steps = [step for step, _ in series["a"]]
     assert steps[:3] == [0, 3, 6] and steps[-2:] == [1497, 1500] and len(steps) == 501  # stride ceil(1501/600)
     assert series["a"][-1] == (1500, 750.0) and series["b"] == [(0, None), (1, None), (2, None)]
+
+
+def test_the_facts_card_is_live_until_the_attempt_ends(app: TestClient, store: Store) -> None:
+    """The checkpoint and TensorBoard name arrive while a run goes on: the card is a live part."""
+    attempt = store.create_attempt(name="x", experiment="reptile_exp", status=schema.RUNNING)
+    page = app.get(f"/attempts/{attempt}")
+    assert f'data-live-src="/attempts/{attempt}/parts/facts"' in page.text
+    part = app.get(f"/attempts/{attempt}/parts/facts")
+    assert part.status_code == 200 and part.headers["X-Live"] == "active"
+    assert 'id="checkpoint"' in part.text
+    store.update_attempt(attempt, status=schema.COMPLETED, ckpt_path="/logs/x/step000002.ckpt")
+    part = app.get(f"/attempts/{attempt}/parts/facts")
+    assert part.headers["X-Live"] == "done" and "/logs/x/step000002.ckpt" in part.text

@@ -1,5 +1,5 @@
-"""The page of one attempt at `/attempts/{id}`, and its live parts (status, curves, meta-test,
-log tail) as fragments that the page's script swaps in while the attempt is queued or runs."""
+"""The page of one attempt at `/attempts/{id}`, and its live parts (status, facts, curves,
+meta-test, log tail) as fragments that the page's script swaps in while the attempt is queued or runs."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -43,14 +43,20 @@ def run_page(request: Request, viewer: ViewerDep, attempt_id: AttemptId) -> Resp
         return _missing(viewer, attempt_id)
     store: Store = request.app.state.store
     objective, _mode = report.objective_of(row["config"])
-    return render("run.html", viewer, **_state(row), objective=objective,
-                  study_link=view.study_link(row["study"]) if row["study"] else None,
-                  parent=_row(request, row["parent_id"]) if row["parent_id"] else None,
+    return render("run.html", viewer, **_state(row), **_facts(request, row), objective=objective,
                   children=view.children(store, attempt_id, objective),
                   curves=view.curve_charts(store, attempt_id), metrics=view.metric_rows(store, attempt_id),
                   test=view.meta_test_view(store.test_results(attempt_id), objective),
                   log=view.log_tail(row, request.app.state.runner), config=view.config_tree(row["config"]),
-                  environment=view.config_tree(row["environment"]), command=view.command_text(row["command"]))
+                  environment=view.config_tree(row["environment"]))
+
+
+def _facts(request: Request, row: dict[str, Any]) -> dict[str, Any]:
+    """What the facts card shows beside the row: its parent, study link and command (the
+    card is live: host, commit, checkpoint and TensorBoard name arrive as the attempt runs)."""
+    return {"study_link": view.study_link(row["study"]) if row["study"] else None,
+            "parent": _row(request, row["parent_id"]) if row["parent_id"] else None,
+            "command": view.command_text(row["command"])}
 
 
 def _part(request: Request, viewer: Viewer, attempt_id: int, template: str,
@@ -69,6 +75,11 @@ def _part(request: Request, viewer: Viewer, attempt_id: int, template: str,
 @router.get("/attempts/{attempt_id}/parts/status")
 def status_part(request: Request, viewer: ViewerDep, attempt_id: AttemptId) -> Response:
     return _part(request, viewer, attempt_id, "_run_status.html", lambda _store, _row: {})
+
+
+@router.get("/attempts/{attempt_id}/parts/facts")
+def facts_part(request: Request, viewer: ViewerDep, attempt_id: AttemptId) -> Response:
+    return _part(request, viewer, attempt_id, "_run_facts.html", lambda _store, row: _facts(request, row))
 
 
 @router.get("/attempts/{attempt_id}/parts/curves")
