@@ -22,10 +22,7 @@ import argparse
 import json
 import os
 import secrets
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -35,8 +32,10 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "src"))  # this checkout's metalearn, which the server runs too
+from metalearn.api import local_server  # noqa: E402
+
 SHOTS, QUERIES = 5, 20
-START_S = 600.0  # the server imports torch and Lightning: over a minute on a loaded machine
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -55,7 +54,6 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def review_rows(url: str, attempt: int, domain: str) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
     """5 negative and 5 positive reviews of the domain as support rows, the next 20 as queries."""
-    sys.path.insert(0, str(ROOT / "src"))
     from metalearn.data.review_datamodule import CLASSES
     from metalearn.data.reviews import read_reviews
     from metalearn.registry import Store
@@ -74,12 +72,6 @@ def review_rows(url: str, attempt: int, domain: str) -> tuple[list[dict[str, str
     if len(support) != 2 * SHOTS or len(queries) != QUERIES:
         raise SystemExit(f"--domain {domain}: not enough reviews in {path} for {SHOTS} shots and {QUERIES} queries")
     return [{"text": t, "label": c} for t, c in support], [{"text": t} for t, _ in queries]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss_mib(pid: int) -> float:
@@ -145,30 +137,6 @@ class Bench:
         return time.perf_counter() - started, latencies
 
 
-def start_server(args: argparse.Namespace, token: str, port: int, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "METALEARN_API_TOKEN": token,
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
-    env.setdefault("OMP_NUM_THREADS", "1")
-    with log.open("wb") as fh:
-        return subprocess.Popen([sys.executable, "-m", "metalearn.cli", "--url", args.url, "serve",
-                                 "--root", str(args.root), "--port", str(port), "--predict-cache", "2"],
-                                cwd=args.root, env=env, stdout=fh, stderr=subprocess.STDOUT)
-
-
-def wait_for_health(proc: subprocess.Popen, base: str, log: Path) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < START_S:
-        if proc.poll() is not None:
-            raise SystemExit(f"the server exited with {proc.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
-        try:
-            if httpx.get(f"{base}/health", timeout=5).status_code == 200:
-                return time.monotonic() - started
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    raise SystemExit(f"the server did not answer /health within {START_S:.0f} s")
-
-
 def ms(seconds: float) -> float:
     return round(seconds * 1000, 1)
 
@@ -177,13 +145,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     args.root = Path(args.root).resolve()
     support, query = review_rows(args.url, args.attempt, args.domain)
-    token, port = secrets.token_urlsafe(32), free_port()
-    base = f"http://127.0.0.1:{port}"
+    token, port = secrets.token_urlsafe(32), local_server.free_port()
     log = args.root / f"predict_http_server_{port}.log"
-    proc = start_server(args, token, port, log)
+    server = local_server.start(args.url, token=token, cwd=args.root, log_path=log, port=port,
+                                serve_args=["--root", str(args.root), "--predict-cache", "2"],
+                                env={"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
+    proc = server.proc
     try:
-        started_s = wait_for_health(proc, base, log)
-        bench = Bench(base, token, args.attempt, {"support": support, "query": query})
+        try:
+            started_s = server.wait()
+        except local_server.ServerStartError as exc:
+            raise SystemExit(str(exc)) from None
+        bench = Bench(server.base, token, args.attempt, {"support": support, "query": query})
         rss_start = rss_mib(proc.pid)
         cold = bench.sequential(1)[0]
         warm = bench.sequential(args.warm)
@@ -207,12 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             "threads": os.environ.get("OMP_NUM_THREADS", "1"), "cpus": os.cpu_count(),
         }
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        server.stop()
     print(json.dumps(figures, indent=2))
     if args.out:
         args.out.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")

@@ -7,9 +7,6 @@ import base64
 import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,19 +15,20 @@ from typing import Any
 
 import pytest
 
-from metalearn.resolvers import data_dir
+from metalearn.api import local_server
 from tests.api.conftest import (  # noqa: F401 (fixtures the web tests share)
     LIVE_TOKEN,
     ROOT,
+    SERVER_START_S,
     TOKEN,
     log_root,
+    project_folder,
     runner,
+    served_env,
     served_project,
     store,
     validator,
-    wait_for_health,
 )
-from tests.conftest import _free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -70,7 +68,7 @@ class WebServer:
     log_dir: Path
 
     def log_tail(self, chars: int = 3000) -> str:
-        return self.log.read_text(errors="replace")[-chars:] if self.log.is_file() else "(no log)"
+        return local_server.log_tail(self.log, chars)
 
 
 @pytest.fixture(scope="module")
@@ -79,33 +77,12 @@ def web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
     registry, started in a project folder outside the clone, shared by a module's tests: a
     browser test signs in once and the runs it starts stay for the next test."""
     home = tmp_path_factory.mktemp("web-server")
-    project = home / "project"
-    project.mkdir()
-    (ROOT / ".cache").mkdir(exist_ok=True)
-    (project / ".cache").symlink_to(ROOT / ".cache")
+    project = project_folder(home)
     registry = f"sqlite:///{home / 'registry.db'}"
-    port = _free_port()
-    env = {**os.environ, "METALEARN_API_TOKEN": LIVE_TOKEN, "METALEARN_DATA": data_dir(str(ROOT)),
-           "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
-    env.pop("PROJECT_ROOT", None)
-    log_path = home / "server.log"
-    log = open(log_path, "wb")  # noqa: SIM115 (closed below)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "metalearn.cli", "--url", registry, "serve", "--port", str(port),
-         "--max-parallel", "1"],
-        cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_health(proc, base, log_path)
-        yield WebServer(base, registry, log_path, project / "logs")
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    with local_server.running(registry, token=LIVE_TOKEN, cwd=project, log_path=home / "server.log",
+                              serve_args=["--max-parallel", "1"], env={**served_env(), "OMP_NUM_THREADS": "1"},
+                              unset=["PROJECT_ROOT"], timeout=SERVER_START_S) as live:
+        yield WebServer(live.base, registry, live.log_path, project / "logs")
 
 
 @pytest.fixture(scope="module")
