@@ -52,6 +52,8 @@ DELIBERATE: dict[tuple[str, str], str] = {
                                                    "every_seconds elsewhere (metalearn.progress)",
     ("*", "config.algorithm.eval_score_steps"): "new setting, null (off): the meta-test's scores after "
                                                 "several step counts (metalearn.algorithms.step_scores)",
+    ("*", "config.model.cache_trunk"): "new setting, how not what: the frozen layers' outputs on the "
+                                       "meta-validation episodes kept for the next check (bit for bit)",
     **dict.fromkeys([("experiment=*_hf_text", "config.data.val_episodes"),
                      ("experiment=reptile_intents*", "config.data.val_episodes")],
                     "data=hf_text validates on 50 episodes per family, not 2: the best checkpoint is "

@@ -202,7 +202,10 @@ class EpisodicModule(pl.LightningModule):
         self._scores = []
 
     def validation_step(self, ep: Episode, batch_idx: int) -> None:
-        self._scores.append(self.evaluate_episode(ep))
+        # The fixed meta-validation episodes come again at every check: their trunk outputs
+        # are kept for the next (model.cache_trunk; the meta-test's are seen once, not kept).
+        with self.model.reusing_trunk_outputs():
+            self._scores.append(self.evaluate_episode(ep))
 
     def on_validation_epoch_end(self) -> None:
         records = gather_lists(self._scores)

@@ -5,6 +5,8 @@ The lower encoder layers form the frozen trunk (run once per episode); the top
 adapts the whole encoder through the model's own forward (any AutoModel works then).
 `skip_padding` runs a batch's reviews in groups of like length instead of padded to the longest
 (models/lengths.py): the same outputs up to float rounding, for fewer tokens' compute.
+`cache_trunk` keeps the lower layers' outputs on the meta-validation episodes for the next check
+(models/trunk_cache.py).
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from metalearn.models.lengths import checked_setting, in_length_groups, skips_pa
 from metalearn.models.pretrained import resolve_pretrained
 from metalearn.models.split import SplitModel
 from metalearn.models.top import Top
+from metalearn.models.trunk_cache import checked_setting as checked_cache_setting
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -127,8 +130,10 @@ class TextClassifier(SplitModel):
         random_init: bool = False,
         config_overrides: dict | None = None,
         skip_padding: bool | str = "auto",
+        cache_trunk: bool | str = "auto",
     ) -> None:
         skip_padding = checked_setting(skip_padding)
+        cache_trunk = checked_cache_setting(cache_trunk)
         path = resolve_pretrained(pretrained)
         overrides = dict(config_overrides or {})
         if dropout is not None:
@@ -141,7 +146,8 @@ class TextClassifier(SplitModel):
         head_dropout = config.hidden_dropout_prob if dropout is None else dropout
         hidden = config.hidden_size
         if trainable_layers == "all":
-            super().__init__(top=WholeEncoder(base, hidden, num_labels, head_dropout, skip_padding))
+            super().__init__(top=WholeEncoder(base, hidden, num_labels, head_dropout, skip_padding),
+                             cache_trunk=cache_trunk)
             return
         layers = getattr(getattr(base, "encoder", None), "layer", None)
         if not isinstance(layers, nn.ModuleList) or not hasattr(base, "embeddings"):
@@ -155,4 +161,5 @@ class TextClassifier(SplitModel):
                 f"got {trainable_layers!r}")
         top = UpperLayers(list(layers)[n - trainable_layers:], base.config, num_labels, head_dropout,
                           skip_padding)
-        super().__init__(top=top, trunk=LowerLayers(base, n - trainable_layers, skip_padding))
+        super().__init__(top=top, trunk=LowerLayers(base, n - trainable_layers, skip_padding),
+                         cache_trunk=cache_trunk)

@@ -22,8 +22,9 @@ from metalearn.conf import compose_train
 SECTIONS = ("algorithm", "model", "data", "objective")
 ABSENT = object()
 # Settings that change how a run computes, not what: the same numbers up to float rounding
-# (tests/models/test_text.py), as on another CPU. A record that ran otherwise has not drifted.
-HOW_NOT_WHAT = ("model.skip_padding",)
+# (tests/models/test_text.py), as on another CPU, or bit for bit (model.cache_trunk:
+# tests/models/test_trunk_cache.py). A record that ran otherwise has not drifted.
+HOW_NOT_WHAT = ("model.skip_padding", "model.cache_trunk")
 
 
 def leaves(node: Any, prefix: str) -> dict[str, Any]:
