@@ -1,9 +1,10 @@
 """What the charts share: nice tick values, a linear scale, tick labels, the palette, the
-legend, escaped text, and the small chart shown before there is anything to draw."""
+legend, escaped text, the frame (the svg tag and title, the axes with their ticks and names),
+and the small chart shown before there is anything to draw."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from markupsafe import Markup, escape
@@ -135,18 +136,74 @@ def empty_chart(*, title: str, metric: str, element_id: str | None, width: int) 
                   + f'<text x="12" y="44" fill="{MUTED}" class="no-data">no data yet</text></svg>')
 
 
+def _per_tick(values: Iterable[float], scale: Scale, step: float, draw: Callable[[str, Markup], str]) -> str:
+    """draw(position in pixels, label) for each tick value, joined."""
+    return "".join(draw(fmt(scale(v)), text(tick_label(v, step))) for v in values)
+
+
 def grid_lines(values: Iterable[float], scale: Scale, *, x0: float, x1: float, step: float) -> str:
     """Horizontal grid lines and their labels left of x0 for each y tick value."""
-    out = []
-    for v in values:
-        y = fmt(scale(v))
-        out.append(f'<line class="gridline" x1="{fmt(x0)}" x2="{fmt(x1)}" y1="{y}" y2="{y}" stroke="{GRID}"/>'
-                   f'<text class="tick" x="{fmt(x0 - 6)}" y="{y}" text-anchor="end" '
-                   f'dominant-baseline="middle">{text(tick_label(v, step))}</text>')
-    return "".join(out)
+    return _per_tick(values, scale, step, lambda y, label: (
+        f'<line class="gridline" x1="{fmt(x0)}" x2="{fmt(x1)}" y1="{y}" y2="{y}" stroke="{GRID}"/>'
+        f'<text class="tick" x="{fmt(x0 - 6)}" y="{y}" text-anchor="end" dominant-baseline="middle">{label}</text>'))
 
 
 def y_label(label: str, *, x: float, y: float) -> str:
     """The y axis' name, rotated, centred at (x, y)."""
     return (f'<text class="axis-label" x="{fmt(x)}" y="{fmt(y)}" text-anchor="middle" '
             f'transform="rotate(-90 {fmt(x)} {fmt(y)})">{text(short(label, 60))}</text>')
+
+
+def chart_head(*, width: int, height: int, title: str, metric: str, element_id: str | None,
+               extra_class: str = "", title_chars: int = 80) -> str:
+    """The <svg> start tag, its accessible <title>, and the title shown at the top left."""
+    return (open_svg(width=width, height=height, title=title, metric=metric, element_id=element_id,
+                     extra_class=extra_class)
+            + f'<text class="chart-title" x="12" y="18" font-weight="600">{text(short(title, title_chars))}</text>')
+
+
+def legend_head(names: Sequence[str], swatches: Sequence[Markup], *, width: int, height: int, title: str,
+                metric: str, element_id: str | None, extra_class: str = "", left: float, right: float,
+                top: float) -> tuple[str, float]:
+    """The start of a chart with a legend under its title: chart_head, then the legend laid out
+    from (left, top) to right (see legend); returns the SVG and the y where the legend ends."""
+    keys, height_used = legend(names, left=left, top=top, width=right - left, swatches=swatches)
+    return (chart_head(width=width, height=height, title=title, metric=metric, element_id=element_id,
+                       extra_class=extra_class) + str(keys), top + height_used)
+
+
+@dataclass(frozen=True)
+class YAxis:
+    """A chart's y axis: its scale, its grid lines with their tick labels, and its name rotated
+    at the left edge (empty without a name)."""
+
+    scale: Scale
+    grid: str
+    name: str
+
+
+def y_axis(values: Sequence[float], *, top: float, bottom: float, left: float, right: float,
+           label: str) -> YAxis:
+    """A y axis with round ticks (one per about 45 px) spanning values, between top and bottom."""
+    ticks = nice_ticks(min(values), max(values), max(2, int((bottom - top) / 45)))
+    scale = Scale(ticks[0], ticks[-1], bottom, top)
+    return YAxis(scale, grid_lines(ticks, scale, x0=left, x1=right, step=ticks[1] - ticks[0]),
+                 y_label(label, x=14, y=(top + bottom) / 2) if label else "")
+
+
+def x_ticks(values: Iterable[float], scale: Scale, *, bottom: float, step: float) -> str:
+    """Tick marks under the x axis (at y=bottom) and their labels below them."""
+    return _per_tick(values, scale, step, lambda x, label: (
+        f'<line class="tick" x1="{x}" x2="{x}" y1="{fmt(bottom)}" y2="{fmt(bottom + 4)}" stroke="{INK}"/>'
+        f'<text class="tick" x="{x}" y="{fmt(bottom + 15)}" text-anchor="middle">{label}</text>'))
+
+
+def x_axis(*, left: float, right: float, y: float) -> str:
+    """The x axis' line from left to right at y."""
+    return f'<line class="axis" x1="{fmt(left)}" x2="{fmt(right)}" y1="{fmt(y)}" y2="{fmt(y)}" stroke="{INK}"/>'
+
+
+def x_label(label: str, *, left: float, right: float, y: float) -> str:
+    """The x axis' name, centred between left and right, its baseline at y."""
+    return (f'<text class="axis-label" x="{fmt((left + right) / 2)}" y="{fmt(y)}" '
+            f'text-anchor="middle">{text(short(label, 60))}</text>')

@@ -11,19 +11,16 @@ from markupsafe import Markup
 from metalearn.web.charts.axes import (
     CHAR_W,
     INK,
-    Scale,
     colour,
     empty_chart,
     finite,
     fmt,
-    grid_lines,
-    legend,
-    nice_ticks,
-    open_svg,
+    legend_head,
     short,
     text,
+    x_axis,
+    y_axis,
 )
-from metalearn.web.charts.axes import y_label as vertical_label
 
 LEFT, RIGHT, TOP, GAP = 60, 16, 28, 6
 ROTATE = 35  # degrees group labels turn when they do not fit under their group
@@ -60,9 +57,11 @@ def interval_bars(groups: Sequence[str], series: Sequence[BarSeries], *, title: 
     cells = [(v, c) for s in series for v, c in zip(s.values, s.ci95, strict=True) if finite(v)]
     if not groups or not cells:
         return empty_chart(title=title, metric="", element_id=element_id, width=width)
-    keys, key_h = legend([s.name for s in series], left=LEFT, top=TOP, width=width - LEFT - RIGHT,
-                         swatches=[_swatch(i) for i in range(len(series))])
-    top, right = TOP + key_h + GAP, width - RIGHT
+    right = width - RIGHT
+    head, below = legend_head([s.name for s in series], [_swatch(i) for i in range(len(series))], width=width,
+                              height=height, title=title, metric="", element_id=element_id, extra_class="bars",
+                              left=LEFT, right=right, top=TOP)
+    top = below + GAP
     group_w = (right - LEFT) / len(groups)
     rotated = any(CHAR_W * len(short(g)) > group_w - 4 for g in groups)
     labels = [short(g, ROTATED_MAX if rotated else 40) for g in groups]
@@ -72,14 +71,9 @@ def interval_bars(groups: Sequence[str], series: Sequence[BarSeries], *, title: 
     ends = [0.0]
     for v, c in cells:
         ends += [v - c, v + c] if finite(c) else [v]
-    ticks = nice_ticks(min(ends), max(ends), max(2, int((bottom - top) / 45)))
-    sy = Scale(ticks[0], ticks[-1], bottom, top)
-    parts = [open_svg(width=width, height=height, title=title, metric="", element_id=element_id,
-                      extra_class="bars"),
-             f'<text class="chart-title" x="12" y="18" font-weight="600">{text(short(title, 80))}</text>',
-             keys, grid_lines(ticks, sy, x0=LEFT, x1=right, step=ticks[1] - ticks[0])]
-    if y_label:
-        parts.append(vertical_label(y_label, x=14, y=(top + bottom) / 2))
+    axis = y_axis(ends, top=top, bottom=bottom, left=LEFT, right=right, label=y_label)
+    sy = axis.scale
+    parts = [head, axis.grid, axis.name]
     inner = group_w * 0.8
     bar_w = inner / max(1, len(series))
     zero = sy(0.0)
@@ -104,6 +98,5 @@ def interval_bars(groups: Sequence[str], series: Sequence[BarSeries], *, title: 
         anchor = "end" if rotated else "middle"
         parts.append(f'<text class="group-label" x="{fmt(cx)}" y="{fmt(ly)}" text-anchor="{anchor}"{turn}>'
                      f'<title>{text(group)}</title>{text(label)}</text>')
-    parts.append(f'<line class="axis" x1="{LEFT}" x2="{fmt(right)}" y1="{fmt(zero)}" y2="{fmt(zero)}" '
-                 f'stroke="{INK}"/></svg>')
+    parts.append(x_axis(left=LEFT, right=right, y=zero) + "</svg>")
     return Markup("".join(parts))

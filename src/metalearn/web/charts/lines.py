@@ -8,21 +8,19 @@ from markupsafe import Markup
 
 from metalearn.web.charts.axes import (
     GRID,
-    INK,
     Scale,
     colour,
     empty_chart,
     finite,
     fmt,
-    grid_lines,
-    legend,
+    legend_head,
     nice_ticks,
-    open_svg,
-    short,
     text,
-    tick_label,
+    x_axis,
+    x_ticks,
+    y_axis,
 )
-from metalearn.web.charts.axes import y_label as vertical_label
+from metalearn.web.charts.axes import x_label as horizontal_label
 
 # The plot area's margins in pixels; its top is TOP plus the legend's height plus GAP.
 LEFT, RIGHT, BOTTOM, TOP, GAP = 60, 16, 40, 28, 6
@@ -57,31 +55,20 @@ def line_chart(series: Sequence[Series], *, title: str, x_label: str, y_label: s
     if not drawn:
         return empty_chart(title=title, metric=metric, element_id=element_id, width=width)
     names = [s.name for _, s, _ in drawn]
-    keys, key_h = legend(names, left=LEFT, top=TOP, width=width - LEFT - RIGHT,
-                         swatches=[_swatch(i, s.dashed) for i, s, _ in drawn])
-    top, bottom, right = TOP + key_h + GAP, height - BOTTOM, width - RIGHT
+    bottom, right = height - BOTTOM, width - RIGHT
+    head, below = legend_head(names, [_swatch(i, s.dashed) for i, s, _ in drawn], width=width, height=height,
+                              title=title, metric=metric, element_id=element_id, left=LEFT, right=right, top=TOP)
+    top = below + GAP
     xs = [x for _, _, pts in drawn for x, _ in pts]
     ys = [y for _, _, pts in drawn for _, y in pts]
-    x_ticks = nice_ticks(min(xs), max(xs), max(2, int((right - LEFT) / 90)))
-    y_ticks = nice_ticks(min(ys), max(ys), max(2, int((bottom - top) / 45)))
-    sx = Scale(x_ticks[0], x_ticks[-1], LEFT, right)
-    sy = Scale(y_ticks[0], y_ticks[-1], bottom, top)
-    x_step, y_step = x_ticks[1] - x_ticks[0], y_ticks[1] - y_ticks[0]
-    parts = [open_svg(width=width, height=height, title=title, metric=metric, element_id=element_id),
-             f'<text class="chart-title" x="12" y="18" font-weight="600">{text(short(title, 80))}</text>',
-             keys, grid_lines(y_ticks, sy, x0=LEFT, x1=right, step=y_step)]
-    for v in x_ticks:
-        x = fmt(sx(v))
-        parts.append(f'<line class="tick" x1="{x}" x2="{x}" y1="{fmt(bottom)}" y2="{fmt(bottom + 4)}" '
-                     f'stroke="{INK}"/><text class="tick" x="{x}" y="{fmt(bottom + 15)}" '
-                     f'text-anchor="middle">{text(tick_label(v, x_step))}</text>')
-    parts.append(f'<line class="axis" x1="{LEFT}" x2="{fmt(right)}" y1="{fmt(bottom)}" y2="{fmt(bottom)}" '
-                 f'stroke="{INK}"/><line class="axis" x1="{LEFT}" x2="{LEFT}" y1="{fmt(top)}" '
-                 f'y2="{fmt(bottom)}" stroke="{GRID}"/>')
-    parts.append(f'<text class="axis-label" x="{fmt((LEFT + right) / 2)}" y="{fmt(height - 6)}" '
-                 f'text-anchor="middle">{text(short(x_label, 60))}</text>')
-    if y_label:
-        parts.append(vertical_label(y_label, x=14, y=(top + bottom) / 2))
+    ticks = nice_ticks(min(xs), max(xs), max(2, int((right - LEFT) / 90)))
+    sx = Scale(ticks[0], ticks[-1], LEFT, right)
+    axis = y_axis(ys, top=top, bottom=bottom, left=LEFT, right=right, label=y_label)
+    sy = axis.scale
+    parts = [head, axis.grid, x_ticks(ticks, sx, bottom=bottom, step=ticks[1] - ticks[0]),
+             x_axis(left=LEFT, right=right, y=bottom),
+             f'<line class="axis" x1="{LEFT}" x2="{LEFT}" y1="{fmt(top)}" y2="{fmt(bottom)}" stroke="{GRID}"/>',
+             horizontal_label(x_label, left=LEFT, right=right, y=height - 6), axis.name]
     for i, s, pts in drawn:
         tip = f"<title>{text(s.name)}</title>"
         if len(pts) == 1:

@@ -17,17 +17,19 @@ from metalearn.web.charts.axes import (
     INK,
     MUTED,
     Scale,
+    chart_head,
     empty_chart,
     finite,
     fmt,
-    grid_lines,
     nice_ticks,
-    open_svg,
     short,
     text,
     tick_label,
+    x_axis,
+    x_label,
+    x_ticks,
+    y_axis,
 )
-from metalearn.web.charts.axes import y_label as vertical_label
 
 LEFT, RIGHT, TOP, BOTTOM = 60, 16, 44, 40
 TRIAL_COLOUR, BEST_COLOUR = "#0072b2", "#d55e00"
@@ -75,24 +77,16 @@ def history_chart(trials: Sequence[TrialPoint], *, metric: str, maximize: bool, 
     right, bottom = width - RIGHT, height - BOTTOM
     numbers = [t.number for t in done]
     values = [float(t.value) for t in done]  # type: ignore[arg-type]
-    x_ticks = _integer_ticks(min(numbers), max(numbers), max(2, int((right - LEFT) / 60)))
-    y_ticks = nice_ticks(min(values), max(values), max(2, int((bottom - TOP) / 45)))
-    sx = Scale(x_ticks[0], x_ticks[-1], LEFT + 8, right - 8)
-    sy = Scale(y_ticks[0], y_ticks[-1], bottom, TOP)
-    parts = [open_svg(width=width, height=height, title=title, metric=metric, element_id=element_id,
-                      extra_class="history"),
-             f'<text class="chart-title" x="12" y="18" font-weight="600">{text(short(title, 90))}</text>',
-             _history_key(), grid_lines(y_ticks, sy, x0=LEFT, x1=right, step=y_ticks[1] - y_ticks[0])]
-    x_step = x_ticks[1] - x_ticks[0] if len(x_ticks) > 1 else 1
-    for v in x_ticks:
-        x = fmt(sx(v))
-        parts.append(f'<line class="tick" x1="{x}" x2="{x}" y1="{fmt(bottom)}" y2="{fmt(bottom + 4)}" '
-                     f'stroke="{INK}"/><text class="tick" x="{x}" y="{fmt(bottom + 15)}" '
-                     f'text-anchor="middle">{text(tick_label(v, x_step))}</text>')
-    parts.append(f'<line class="axis" x1="{LEFT}" x2="{fmt(right)}" y1="{fmt(bottom)}" y2="{fmt(bottom)}" '
-                 f'stroke="{INK}"/><text class="axis-label" x="{fmt((LEFT + right) / 2)}" y="{fmt(height - 6)}" '
-                 f'text-anchor="middle">trial</text>')
-    parts.append(vertical_label(metric, x=14, y=(TOP + bottom) / 2))
+    ticks = _integer_ticks(min(numbers), max(numbers), max(2, int((right - LEFT) / 60)))
+    sx = Scale(ticks[0], ticks[-1], LEFT + 8, right - 8)
+    axis = y_axis(values, top=TOP, bottom=bottom, left=LEFT, right=right, label=metric)
+    sy = axis.scale
+    x_step = ticks[1] - ticks[0] if len(ticks) > 1 else 1
+    parts = [chart_head(width=width, height=height, title=title, metric=metric, element_id=element_id,
+                        extra_class="history", title_chars=90),
+             _history_key(), axis.grid, x_ticks(ticks, sx, bottom=bottom, step=x_step),
+             x_axis(left=LEFT, right=right, y=bottom), x_label("trial", left=LEFT, right=right, y=height - 6),
+             axis.name]
     best = best_so_far(values, maximize=maximize)
     steps: list[str] = []
     for i, (n, b) in enumerate(zip(numbers, best, strict=True)):
@@ -200,9 +194,8 @@ def parallel_chart(trials: Sequence[TrialPoint], params: Sequence[str], *, metri
     gap = (right - left) / max(1, len(axes) - 1)
     xs = [left + i * gap for i in range(len(axes))] if len(axes) > 1 else [(left + right) / 2]
     y = Scale(0.0, 1.0, bottom, top)
-    parts = [open_svg(width=width, height=height, title=title, metric=metric, element_id=element_id,
-                      extra_class="parallel"),
-             f'<text class="chart-title" x="12" y="18" font-weight="600">{text(short(title, 100))}</text>']
+    parts = [chart_head(width=width, height=height, title=title, metric=metric, element_id=element_id,
+                        extra_class="parallel", title_chars=100)]
 
     def goodness(t: TrialPoint) -> float:
         p = value_axis.position(float(t.value))  # type: ignore[arg-type]
