@@ -133,15 +133,9 @@ def _builder(defaults: Defaults, model: str | None, sent: str | None) -> dict[st
 
 @router.get("/attempts/{attempt_id}/test")
 def meta_test_form(attempt_id: AttemptId, request: Request, viewer: SignedInDep) -> Response:
-    runner: Runner = request.app.state.runner
-    try:
-        parent = runner.store.get_attempt(attempt_id)
-    except NotFound as exc:
-        return _refused(viewer, attempt_id, str(exc), 404)
-    why = untestable(parent)
-    if why:
-        return _refused(viewer, attempt_id, why, 409)
-    page = meta_test_page(runner.check, parent)
+    page = _test_page(request.app.state.runner, viewer, attempt_id)
+    if isinstance(page, Response):
+        return page
     return _meta_test(viewer, page, values={n: page.default_text(n) for n in FIELDS}, groups=page.heldout)
 
 
@@ -150,14 +144,9 @@ async def meta_test(attempt_id: AttemptId, request: Request) -> Response:
     session, form = await write_form(request)
     viewer = Viewer(session, sessions_of(request).enabled)
     runner: Runner = request.app.state.runner
-    try:
-        parent = await run_in_threadpool(runner.store.get_attempt, attempt_id)
-    except NotFound as exc:
-        return _refused(viewer, attempt_id, str(exc), 404)
-    why = untestable(parent)
-    if why:
-        return _refused(viewer, attempt_id, why, 409)
-    page = await run_in_threadpool(meta_test_page, runner.check, parent)
+    page = await run_in_threadpool(_test_page, runner, viewer, attempt_id)
+    if isinstance(page, Response):
+        return page
     submitted = read_meta_test(form, page)
 
     def again(status_code: int) -> Response:
@@ -173,12 +162,25 @@ async def meta_test(attempt_id: AttemptId, request: Request) -> Response:
         submitted.errors[refused_field(str(exc))] = str(exc)
         return again(422)
     try:
-        attempt = await run_in_threadpool(runner.submit, parent["experiment"], overrides, kind="test",
+        attempt = await run_in_threadpool(runner.submit, page.parent["experiment"], overrides, kind="test",
                                           parent_id=attempt_id)
     except QueueFull as exc:
         submitted.errors[""] = str(exc)
         return again(429)
     return RedirectResponse(f"/attempts/{attempt}", status_code=303, headers=SECURITY_HEADERS)
+
+
+def _test_page(runner: Runner, viewer: Viewer, attempt_id: int) -> MetaTestPage | Response:
+    """The meta-test form's page for the attempt, or the page saying why it has none (404: no
+    such attempt; 409: not one a meta-test can start from)."""
+    try:
+        parent = runner.store.get_attempt(attempt_id)
+    except NotFound as exc:
+        return _refused(viewer, attempt_id, str(exc), 404)
+    why = untestable(parent)
+    if why:
+        return _refused(viewer, attempt_id, why, 409)
+    return meta_test_page(runner.check, parent)
 
 
 def _meta_test(viewer: Viewer, page: MetaTestPage, *, values: dict[str, str], groups: list[str],
