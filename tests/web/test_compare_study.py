@@ -109,12 +109,13 @@ def test_compare_shows_differences_side_by_side(pages: TestClient, two: tuple[in
 
     side = element(html, "table", "metrics-side")
     finals = {r.get("data-metric"): cells(r)[1:] for r in side.iter("tr") if r.get("data-metric")}
-    assert finals["val/acc"] == ["0.7", "0.8"] and finals["train/loss"] == ["1", "0.9"]
-    assert finals["test/acc"] == ["0.65 ± 0.01", "0.75 ± 0.01"] and "test/acc_ci95" not in finals
-    assert [c.split(" test/")[0] for c in finals["meta-test score"]] == ["0.65 ± 0.01", "0.75 ± 0.01"]
+    # accuracy in percent with two decimals, as on the run page; other metrics to 4 significant digits
+    assert finals["val/acc"] == ["70.00", "80.00"] and finals["train/loss"] == ["1", "0.9"]
+    assert finals["test/acc"] == ["65.00 ± 1.00", "75.00 ± 1.00"] and "test/acc_ci95" not in finals
+    assert [c.split(" test/")[0] for c in finals["meta-test score"]] == ["65.00 ± 1.00", "75.00 ± 1.00"]
     best = [td for r in side.iter("tr") if r.get("data-metric") == "val/acc" for td in r
             if "best" in td.get("class", "")]
-    assert cells_text(best) == ["0.8"]  # the objective's best final value is marked
+    assert cells_text(best) == ["80.00"]  # the objective's best final value is marked
 
     curves = element(html, "div", "compare-curves")
     charts = {s.get("data-metric"): s for s in curves.iter(f"{{{NS['s']}}}svg")}
@@ -130,6 +131,9 @@ def test_compare_shows_differences_side_by_side(pages: TestClient, two: tuple[in
     bars = element(html, "svg", "compare-bars")
     labels = [t.find("s:title", NS).tail for t in bars.findall(".//s:text[@class='group-label']", NS)]
     assert labels == ["omniglot_a", "omniglot_b"]
+    assert [t.text for t in bars.findall(".//s:text[@class='axis-label']", NS)] == ["acc (%)"]
+    tips = [r.find("s:title", NS).text for r in bars.findall(".//s:rect[@class='bar']", NS)]
+    assert tips[0] == f"omniglot_a · #{a} maml_omniglot (seed 1): 60 ± 2"  # 0.6 ± 0.02 drawn in percent
     assert len(bars.findall(".//s:rect[@class='bar']", NS)) == 4  # 2 groups x 2 attempts
     assert len(bars.findall(".//s:path[@class='whisker']", NS)) == 4
 

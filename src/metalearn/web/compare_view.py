@@ -8,16 +8,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, or_, select
-
 from metalearn.flat_config import flatten
-from metalearn.registry import report, schema
-from metalearn.registry.engine import read_tx
+from metalearn.registry import report
 from metalearn.registry.store import Store
+from metalearn.web.metric_values import CI, PRE, is_acc, score, thinned_metrics
 
-M = schema.metrics
 MIN_IDS, MAX_IDS = 2, 12
-CI, PRE = "_ci95", "_pre"
 MAX_POINTS = 400  # points a curve keeps per attempt (every k-th step, the last always): a chart is ~500 px wide
 OPEN_CHARTS = 4  # curve charts shown open; the rest are folded
 
@@ -28,7 +24,8 @@ class CompareError(ValueError):
 
 @dataclass
 class Column:
-    """One compared attempt: its row (no config), its legend label and its final metric values."""
+    """One compared attempt: its row (no config), its legend label, its final metric values and
+    its meta-test score (as text: accuracy in percent, as on the run page)."""
 
     attempt: dict[str, Any]
     label: str
@@ -37,16 +34,42 @@ class Column:
     score_ci95: float | None
     score_name: str
 
+    @property
+    def percent(self) -> bool:
+        """Whether the meta-test score is shown in percent (an accuracy)."""
+        return is_acc(self.score_name)
+
+    @property
+    def shown_score(self) -> str:
+        return score(self.score, self.score_name)
+
+    @property
+    def shown_score_ci95(self) -> str:
+        return score(self.score_ci95, self.score_name, 2)
+
 
 @dataclass
 class MetricRow:
     """A metric's final value in each attempt, their intervals where logged, and which
-    attempt did best (where the metric is the shared objective's)."""
+    attempt did best (where the metric is the shared objective's); as text, accuracy in percent."""
 
     name: str
     values: list[float | None]
     ci95: list[float | None]
     best: int | None
+
+    @property
+    def percent(self) -> bool:
+        """Whether the values are shown in percent (an accuracy)."""
+        return is_acc(self.name)
+
+    @property
+    def shown(self) -> list[str]:
+        return [score(v, self.name) for v in self.values]
+
+    @property
+    def shown_ci95(self) -> list[str]:
+        return [score(c, self.name, 2) for c in self.ci95]
 
 
 @dataclass
@@ -57,7 +80,7 @@ class Comparison:
     config_diff: dict[str, list[str]]  # dotted key -> each attempt's value as text
     equal_keys: int  # config keys with the same value in every attempt (not shown)
     metric_rows: list[MetricRow]
-    curves: dict[str, list[list[tuple[float, float]]]]  # shared metric -> each attempt's points
+    curves: dict[str, list[list[tuple[int, float | None]]]]  # shared metric -> each attempt's (step, value)
     test_groups: dict[str, list[str]]  # test metric (acc, mse) -> its groups
     test_values: dict[str, dict[str, list[tuple[float | None, float | None]]]]  # metric -> group -> per attempt
 
@@ -87,9 +110,9 @@ def comparison(store: Store, ids: Sequence[int]) -> Comparison:
     columns = []
     for attempt, summary, label in zip(attempts, summaries, labels, strict=True):
         metric, _mode = report.objective_of(attempt["config"])
-        score, ci = summary.get(f"test/{metric}", {}), summary.get(f"test/{metric}{CI}", {})
+        tested, ci = summary.get(f"test/{metric}", {}), summary.get(f"test/{metric}{CI}", {})
         columns.append(Column({k: v for k, v in attempt.items() if k != "config"}, label,
-                              {n: s["last"] for n, s in summary.items()}, score.get("last"), ci.get("last"),
+                              {n: s["last"] for n, s in summary.items()}, tested.get("last"), ci.get("last"),
                               f"test/{metric}"))
     names = sorted({n for s in summaries for n in s if not n.endswith(CI)}, key=_metric_order)
     objectives = {report.objective_of(a["config"]) for a in attempts}
@@ -99,7 +122,8 @@ def comparison(store: Store, ids: Sequence[int]) -> Comparison:
         values = [c.finals.get(n) for c in columns]
         metric_rows.append(MetricRow(n, values, [c.finals.get(n + CI) for c in columns], _best(n, values, objective)))
     shared = [n for n in names if _charted(n, names) and sum(n in s for s in summaries) >= 2]
-    thinned = [_curves(store, i, [n for n in shared if n in s]) for i, s in zip(ids, summaries, strict=True)]
+    thinned = [thinned_metrics(store, i, [n for n in shared if n in s], max_points=MAX_POINTS)
+               for i, s in zip(ids, summaries, strict=True)]
     curves = {n: [c.get(n, []) for c in thinned] for n in shared}
     groups, values = _test_table(results)
     return Comparison(columns, {k: [shown(v) for v in vs] for k, vs in diff.items()}, len(keys) - len(diff),
@@ -163,27 +187,6 @@ def _charted(name: str, names: Sequence[str]) -> bool:
     curve per attempt), not a meta-test score (one value: the bars draw those)."""
     twin = name.endswith(PRE) and name[: -len(PRE)] in names
     return not name.endswith(CI) and not twin and not name.startswith("test/")
-
-
-def _curves(store: Store, attempt_id: int, names: Sequence[str]) -> dict[str, list[tuple[float, float]]]:
-    """The (step, value) points of the attempt's metrics in names, each thinned in SQL to at
-    most MAX_POINTS (every k-th step, the last always): one query however long the run."""
-    if not names:
-        return {}
-    ranked = select(M.c.name, M.c.step, M.c.value,
-                    func.row_number().over(partition_by=M.c.name, order_by=M.c.step).label("rank"),
-                    func.count().over(partition_by=M.c.name).label("total")
-                    ).where(M.c.attempt_id == attempt_id, M.c.name.in_(list(names))).subquery()
-    stride = (ranked.c.total + (MAX_POINTS - 1)) // MAX_POINTS
-    stmt = (select(ranked.c.name, ranked.c.step, ranked.c.value)
-            .where(or_((ranked.c.rank - 1) % stride == 0, ranked.c.rank == ranked.c.total))
-            .order_by(ranked.c.name, ranked.c.step))
-    out: dict[str, list[tuple[float, float]]] = {}
-    with read_tx(store.engine) as conn:
-        for name, step, value in conn.execute(stmt):
-            if value is not None:
-                out.setdefault(name, []).append((float(step), float(value)))
-    return out
 
 
 def _test_table(results: Sequence[list[dict[str, Any]]]

@@ -19,44 +19,23 @@ from typing import Any
 from urllib.parse import quote
 
 from markupsafe import Markup
-from sqlalchemy import case, func, or_, select
 
 from metalearn.api.runner import Runner
 from metalearn.registry import schema
-from metalearn.registry.engine import read_tx
 from metalearn.registry.store import Store
 from metalearn.web.charts import BarSeries, Series, interval_bars, line_chart
+from metalearn.web.metric_values import CI, PRE, axis_name, drawn, is_acc, score, thinned_metrics
 
 LIVE = (schema.QUEUED, *schema.ACTIVE)  # statuses whose page still changes
-MAX_POINTS = 600  # points a curve keeps (evenly spaced, the last always kept)
 LOG_LINES, LOG_BYTES = 200, 256 * 1024
-PRE, CI = "_pre", "_ci95"
 CONFIG_TREE_LOG = "config_tree.log"  # the composed config an attempt prints at its start, not a log
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")
-M = schema.metrics
 _SECTION = {"train": 0, "val": 1, "test": 3}  # curve order: train/, val/, the rest, test/
 
 
 def is_live(status: str) -> bool:
     """Whether an attempt of this status may still change (its page then polls for updates)."""
     return status in LIVE
-
-
-def is_acc(metric: str) -> bool:
-    """Accuracy metrics (shown in percent in tables): the name, before any `@steps` and without
-    a `_pre` or `_ci95` ending (the same accuracy before adapting, its interval), ends with acc."""
-    name = metric.split("@", 1)[0]
-    for ending in (PRE, CI):
-        name = name.removesuffix(ending)
-    return name.endswith("acc")
-
-
-def score(value: float | None, metric: str, digits: int = 4) -> str:
-    """A score as a table shows it: accuracy in percent (two decimals), others to digits
-    significant digits; empty for a missing value."""
-    if value is None or not math.isfinite(value):
-        return ""
-    return f"{value * 100:.2f}" if is_acc(metric) else f"{value:.{digits}g}"
 
 
 def study_link(study: str) -> str:
@@ -71,24 +50,6 @@ def curve_groups(names: Iterable[str]) -> list[tuple[str, str | None]]:
     groups = [(n, n + PRE if n + PRE in kept else None) for n in kept
               if not (n.endswith(PRE) and n[: -len(PRE)] in kept)]
     return sorted(groups, key=lambda g: (_SECTION.get(g[0].split("/", 1)[0] if "/" in g[0] else "", 2), g[0]))
-
-
-def thinned_metrics(store: Store, attempt_id: int) -> dict[str, list[tuple[float, float]]]:
-    """Each metric's (step, value) rows, at most about MAX_POINTS of them: every k-th row of a
-    longer series and its last, chosen in SQL (a long run logs tens of thousands of rows, and
-    its live page asks for them every few seconds)."""
-    number = func.row_number().over(partition_by=M.c.name, order_by=M.c.step).label("number")
-    count = func.count().over(partition_by=M.c.name).label("count")
-    rows = select(M.c.name, M.c.step, M.c.value, number, count).where(M.c.attempt_id == attempt_id).subquery()
-    stride = case((rows.c.count > MAX_POINTS, (rows.c.count + MAX_POINTS - 1) / MAX_POINTS), else_=1)
-    stmt = (select(rows.c.name, rows.c.step, rows.c.value)
-            .where(or_((rows.c.number - 1) % stride == 0, rows.c.number == rows.c.count))
-            .order_by(rows.c.name, rows.c.step))
-    series: dict[str, list[tuple[float, float]]] = {}
-    with read_tx(store.engine) as conn:
-        for name, step, value in conn.execute(stmt):
-            series.setdefault(name, []).append((step, value))
-    return series
 
 
 @dataclass(frozen=True)
@@ -156,21 +117,15 @@ def meta_test_view(results: Sequence[dict[str, Any]], objective: str) -> MetaTes
     cells = {(r["group"], r["metric"]): r for r in results}
     charts = []
     for k, family in enumerate(order):
-        percent = is_acc(family)
-        scale = 100.0 if percent else 1.0
         series = []
         for metric in sorted(families[family], key=lambda m: (_steps(m), m)):
             found = [cells.get((g, metric)) for g in groups]
-            series.append(BarSeries(metric, [_times(c and c["value"], scale) for c in found],
-                                    [_times(c and c["ci95"], scale) for c in found]))
+            series.append(BarSeries(metric, [drawn(c and c["value"], family) for c in found],
+                                    [drawn(c and c["ci95"], family) for c in found]))
         charts.append(interval_bars(groups, series, title=f"meta-test {family} per group (95% interval)",
-                                    y_label=f"{family} (%)" if percent else family,
+                                    y_label=axis_name(family),
                                     element_id="test-chart" if k == 0 else f"test-chart-{k + 1}"))
     return MetaTestView(rows, charts)
-
-
-def _times(value: float | None, scale: float) -> float | None:
-    return None if value is None else value * scale
 
 
 # ---- the attempt and its relatives ---------------------------------------------------------------

@@ -12,6 +12,7 @@ from markupsafe import Markup
 from metalearn.registry.errors import NotFound
 from metalearn.web.charts import BarSeries, Series, interval_bars, line_chart
 from metalearn.web.compare_view import MAX_IDS, MIN_IDS, OPEN_CHARTS, CompareError, Comparison, comparison, parse_ids
+from metalearn.web.metric_values import axis_name, drawn
 from metalearn.web.pages import ViewerDep, render
 
 router = APIRouter()
@@ -50,11 +51,11 @@ def _bars(view: Comparison) -> list[tuple[str, Markup]]:
     charts = []
     for k, (metric, groups) in enumerate(view.test_groups.items()):
         cells = view.test_values[metric]
-        series = [BarSeries(c.label, [cells[g][i][0] for g in groups], [cells[g][i][1] for g in groups])
-                  for i, c in enumerate(view.columns)]
+        series = [BarSeries(c.label, [drawn(cells[g][i][0], metric) for g in groups],
+                            [drawn(cells[g][i][1], metric) for g in groups]) for i, c in enumerate(view.columns)]
         ident = "compare-bars" if k == 0 else f"compare-bars-{k + 1}"
         charts.append((metric, interval_bars(groups, series, title=f"meta-test {metric} per group (95% interval)",
-                                             y_label=metric, element_id=ident, width=760)))
+                                             y_label=axis_name(metric), element_id=ident, width=760)))
     if not charts:  # no meta-test yet: the chart says so
         charts.append(("", interval_bars([], [], title="meta-test scores per group", y_label="",
                                          element_id="compare-bars", width=760)))
