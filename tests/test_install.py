@@ -44,7 +44,7 @@ def test_server_packages_are_an_extra_not_core() -> None:
     cfg = _setup_cfg()
     core = cfg["options"]["install_requires"]
     extras = cfg["options.extras_require"]
-    for package in ("fastapi", "uvicorn", "fastapi-offline", "pydantic"):
+    for package in ("fastapi", "uvicorn", "fastapi-offline", "pydantic", "jinja2"):
         assert package not in core
         assert package in extras["serve"]
     assert {"serve", "postgres", "sweep", "loggers", "notebook", "dev", "test"} <= set(extras)
@@ -90,6 +90,17 @@ def test_the_wheel_ships_every_config(wheel: Path) -> None:
     assert configs - names == set()
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert "metalearn = metalearn.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+def test_the_wheel_ships_every_page_template_script_and_style(wheel: Path) -> None:
+    """The web pages need no build step and fetch nothing: every file they serve is in the wheel."""
+    web = ROOT / "src" / "metalearn" / "web"
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assets = {f"metalearn/web/{p.relative_to(web).as_posix()}"
+              for folder in ("templates", "static") for p in (web / folder).rglob("*") if p.is_file()}
+    assert {"metalearn/web/static/live.js", "metalearn/web/static/style.css",
+            "metalearn/web/templates/runs.html"} <= assets
+    assert assets - names == set()
 
 
 MY_EXPERIMENT = """\
