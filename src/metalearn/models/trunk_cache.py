@@ -21,8 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
-# `auto`'s bound: the Amazon protocol's 54 meta-validation episodes hold 205 MB of MiniLM
-# trunk states (133,620 padded token positions x 384 floats).
+# `auto`'s bound: the Amazon protocol's 54 meta-validation episodes hold 206 MB of MiniLM
+# trunk states (133,620 padded token positions x 384 floats, and their masks).
 AUTO_LIMIT_BYTES = 1 << 30
 
 
