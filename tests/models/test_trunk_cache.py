@@ -39,7 +39,7 @@ def episode(seed: int) -> Episode:
 
 def learner(model: TextClassifier) -> Reptile:
     return Reptile(model=model, objective=Classification(), optimizer=partial(torch.optim.SGD, lr=0.1),
-                   inner_lr=0.5, inner_steps=2, eval_inner_steps=3, eval_adapt_check=True)
+                   inner_lr=0.1, inner_steps=2, eval_inner_steps=5, eval_adapt_check=True)
 
 
 def count_calls(module: nn.Module) -> list[int]:
@@ -64,7 +64,7 @@ def test_a_second_check_gives_the_uncached_predictions_and_features_bit_for_bit(
     again = validate(cached, episodes)  # from the cache
     plain = validate(uncached, episodes)
     assert again == first == plain
-    assert {r["value"] for r in plain} != {0.0}  # a real score
+    assert any(r["value"] != r["value_pre"] for r in plain)  # adapting moved some predictions
     cache = cached.model.trunk_cache
     cache.hits = cache.misses = 0
     for ep in episodes:
