@@ -58,6 +58,10 @@ DELIBERATE: dict[tuple[str, str], str] = {
                      ("experiment=reptile_intents*", "config.data.val_episodes")],
                     "data=hf_text validates on 50 episodes per family, not 2: the best checkpoint is "
                     "chosen on them (conf/data/hf_text.yaml: the interval each gives)"),
+    **dict.fromkeys([("experiment=fomaml_omniglot", "config.algorithm.inner_lr"),
+                     ("experiment=fomaml_omniglot debug=fast", "config.algorithm.inner_lr")],
+                    "first-order MAML on Omniglot steps 0.1, not MAML's 0.4, where its meta-gradient "
+                    "points the wrong way (experiments/README.md, First-order MAML on Omniglot)"),
 }
 
 
