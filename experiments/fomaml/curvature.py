@@ -8,7 +8,8 @@ Where alpha * lambda_max > 1 one SGD step of alpha overshoots along that directi
 derivative of the adapted weights with respect to the initial ones (I - alpha H) turns negative
 there: the first-order meta-gradient, which takes that derivative as the identity, then points
 the wrong way along it. Prints, per checkpoint, the median and largest alpha * lambda_max over
-the episodes, and the head rows' norms.
+the episodes (alpha: --alpha, default Finn et al.'s 0.4), the eigenvalue itself, and the head
+rows' norms.
 """
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("checkpoints", nargs="+", type=Path, help="checkpoint files, or `init`")
     p.add_argument("--episodes", type=int, default=20)
+    p.add_argument("--alpha", type=float, default=0.4, help="the inner step size (default 0.4)")
     args = p.parse_args(argv)
 
     import statistics
@@ -56,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     data.setup("fit")
     episodes = [ep for _, ep in zip(range(args.episodes), data.val_dataloader(), strict=False)]
     model = build(cfg.model)
-    alpha = float(cfg.algorithm.inner_lr)
+    alpha = args.alpha
     for path in args.checkpoints:
         if str(path) == "init":
             torch.manual_seed(int(cfg.seed))
@@ -73,10 +75,11 @@ def main(argv: list[str] | None = None) -> int:
                 with support_statistics(top, len(xs)):
                     h = top.embed(xs)
                 probs = torch.softmax(top.head(h), -1)
-                reach.append(alpha * head_hessian_top(h, probs))
+                reach.append(head_hessian_top(h, probs))
         rows = [round(x, 2) for x in top.head.weight.norm(dim=1).tolist()]
-        print(f"{path}: alpha*lambda_max median {statistics.median(reach):.2f}, max {max(reach):.2f} "
-              f"over {len(reach)} episodes; head row norms {rows}")
+        top_eig = statistics.median(reach)
+        print(f"{path}: lambda_max median {top_eig:.3g} (max {max(reach):.3g}) over {len(reach)} episodes, "
+              f"alpha={alpha:g} x lambda_max {alpha * top_eig:.2f}; head row norms {rows}")
     return 0
 
 
