@@ -209,3 +209,21 @@ def test_the_json_api_refuses_a_write_with_the_cookie_alone(pages: TestClient, s
                pages.post(f"/runs/{queued}/test", json={})]
     assert [r.status_code for r in refused] == [401, 401, 401], [r.text for r in refused]
     assert snapshot(store) == before
+
+
+def test_a_page_write_from_another_origin_is_403_and_changes_nothing(pages: TestClient, store: Store,
+                                                                    queued: int) -> None:
+    """A browser names the page a form came from (Origin): another site's form is refused before
+    its body is read, the sign-in form included; the same origin, or no Origin, passes."""
+    _cookie, csrf = sign_in(pages)
+    before = snapshot(store)
+    for url in ("/signin", *(path.format(queued=queued) for path in WRITES)):
+        for origin in ("https://evil.example", "http://testserver.evil.example", "null"):
+            response = pages.post(url, data={**START_FORM, "csrf": csrf, "token": TOKEN},
+                                  headers={"Origin": origin}, follow_redirects=False)
+            assert response.status_code == 403, f"POST {url} from {origin}: {response.status_code}"
+            assert "origin" in response.text.lower()
+    assert snapshot(store) == before
+    response = pages.post(f"/attempts/{queued}/cancel", data={"csrf": csrf},
+                          headers={"Origin": "http://testserver"}, follow_redirects=False)
+    assert response.status_code == 303

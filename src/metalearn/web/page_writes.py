@@ -3,6 +3,9 @@ cookie (before the body is read) instead of the API's bearer token. Signing in i
 write without a session; its body (the token) is bounded by the gate like any other."""
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
+from fastapi import HTTPException, status
 from starlette.datastructures import Headers
 from starlette.requests import cookie_parser
 
@@ -24,7 +27,13 @@ class PageWrites:
         return path == SIGN_IN or path.startswith(PREFIXES)
 
     def verify(self, path: str, headers: Headers) -> None:
-        """Raise 401 unless the write is a sign-in or carries a signed-in session's cookie."""
+        """Raise 403 for a form another site's page sent (its Origin names another host), then
+        401 unless the write is a sign-in or carries a signed-in session's cookie."""
+        origin = headers.get("origin")
+        # "null" (a sandboxed frame, a file) is no origin of this server's either
+        if origin is not None and urlsplit(origin).netloc != headers.get("host"):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"a page write from another origin ({origin[:80]}) "
+                                "is refused: submit the form from this server's own page")
         if path == SIGN_IN:
             return
         self.sessions.require(cookie_parser(headers.get("cookie", "")).get(COOKIE))
