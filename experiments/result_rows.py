@@ -272,7 +272,11 @@ def saved_at(record: dict) -> int | None:
 def tested_checkpoint(attempts: list[dict], records: list[dict]) -> str:
     """What a row's meta-test scored: `best val/acc (step 700 of 1000)` (per attempt, several
     steps where seeds kept different ones) or `last`; a meta-test of a checkpoint says it of the
-    run that trained the checkpoint (`given` where no record did)."""
+    run that trained the checkpoint (`given` where no record did); a run that trains nothing and
+    loads nothing (pretrained_*: `train: false` in its config) tested the model as built."""
+    if all((a.get("config") or {}).get("train") is False and not (a.get("config") or {}).get("ckpt_path")
+           for a in attempts):
+        return "none: the model as built"
     trainers = [a if trains(a) else trained_by(a, records) for a in attempts]
     if any(t is None for t in trainers):
         return "given"

@@ -58,7 +58,9 @@ def test_the_tables_have_the_column():
     tables = _tables_module()
     header, _, *rows = tables.main_table(tables.rows_by_benchmark(tables.from_records()))
     assert header.split(" | ")[5] == "tested checkpoint"
-    assert rows and all(r.split(" | ")[5].startswith("best val/") for r in rows)  # every shipped run
+    # every shipped run tests its best on validation; the no-meta-training baseline its model as built
+    assert rows and all(r.split(" | ")[5].startswith("best val/") for r in rows if "| pretrained |" not in r)
+    assert all(r.split(" | ")[5] == "none: the model as built" for r in rows if "| pretrained |" in r)
     a = record("a", ckpt="/runs/a/checkpoints/step000700.ckpt", results=(
         {"group": "omniglot", "metric": "acc", "value": 0.9, "ci95": 0.01, "episodes": 10, "shots": 1,
          "queries": 15},))
@@ -85,3 +87,11 @@ def test_per_step_scores_of_a_runs_groups_are_rows_of_their_own():
     assert [line.split(" | ")[1:4] for line in lines[2:]] == [
         ["1 (x)", "0.4", "20.0 ± 1.0"], ["1 (y)", "0.4", "30.0 ± 1.0"], ["5", "0.4", "—"]]
     assert all("best val/acc (step 700 of 1000)" in line for line in lines[2:])
+
+
+def test_a_run_that_trains_nothing_says_it_tested_the_model_as_built():
+    """pretrained_* sets `train: false` in its config (not as an override) and loads no checkpoint."""
+    tested = rows_module().tested_checkpoint
+    baseline = record("p", ckpt=None)
+    baseline["config"].update(train=False, ckpt_path=None)
+    assert tested([baseline], [baseline]) == "none: the model as built"
