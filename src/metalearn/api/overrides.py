@@ -173,11 +173,12 @@ class OverrideValidator:
             self._bases[key] = cfg
         return self._bases[key]
 
-    def _compose(self, overrides: list[str]) -> DictConfig:
-        """The config Hydra composes for these overrides; composition errors become OverrideError."""
+    def _compose(self, overrides: list[str], hydra_config: bool = False) -> DictConfig:
+        """The config Hydra composes for these overrides (with Hydra's own part, which holds the
+        groups' choices, when hydra_config); composition errors become OverrideError."""
         with _compose_lock, initialize_config_dir(config_dir=str(self.conf_dir), version_base="1.3"):
             try:
-                return compose(config_name=self.config_name, overrides=overrides)
+                return compose(config_name=self.config_name, overrides=overrides, return_hydra_config=hydra_config)
             # ValueError: Hydra's own refusal of some group overrides (`debug=null`: "Config group
             # override must be a string or a list")
             except (HydraException, OmegaConfBaseException, ValueError) as exc:

@@ -8,12 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hydra import compose, initialize_config_dir
-from hydra.errors import HydraException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from metalearn.api.overrides import NAME, OverrideError, OverrideValidator, _compose_lock, _exists
+from metalearn.api.overrides import NAME, OverrideError, OverrideValidator, _exists
 
 MAX_CACHED = 64
 
@@ -76,14 +74,12 @@ _cache_lock = threading.Lock()
 
 
 def _compose(validator: OverrideValidator, experiment: str) -> DictConfig:
-    """The experiment's config with Hydra's own part (which holds the groups' choices)."""
-    with _compose_lock, initialize_config_dir(config_dir=str(validator.conf_dir), version_base="1.3"):
-        try:
-            return compose(config_name=validator.config_name, overrides=[f"experiment={experiment}"],
-                           return_hydra_config=True)
-        except (HydraException, OmegaConfBaseException) as exc:
-            raise OverrideError(f"experiment {experiment!r} does not compose: "
-                                f"{str(exc).strip().splitlines()[0][:200]}") from exc
+    """The experiment's config with Hydra's own part (which holds the groups' choices), composed
+    as the validator composes every request's."""
+    try:
+        return validator._compose([f"experiment={experiment}"], hydra_config=True)
+    except OverrideError as exc:
+        raise OverrideError(f"experiment {experiment!r} does not compose: {str(exc)[:200]}") from exc
 
 
 def _names(folders: list[Path], group: str) -> list[str]:
