@@ -112,7 +112,9 @@ def figure(learners: dict, attempts: dict, path: Path, tasks: int = 3) -> None:
                 pred = learner.predict(adapted(learner, ep, steps), ep.support_x, grid).detach()
                 label = "before adapting" if steps == 0 else f"after {steps} step{'s' * (steps > 1)}"
                 ax.plot(grid, pred, style, color="tab:red", label=label)
-            ax.set_title(f"{experiment}: A={spec.amplitude:.2f}, phase={spec.phase:.2f}",
+            trained = attempts[experiment]["config"]
+            budget = f"{trained['trainer']['max_steps']:,} × {trained['data']['meta_batch_size']} tasks"
+            ax.set_title(f"{experiment} ({budget}): A={spec.amplitude:.2f}, phase={spec.phase:.2f}",
                          fontsize="small")
     axes[0][0].legend(fontsize="x-small", loc="lower left")
     fig.tight_layout()

@@ -24,6 +24,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import omniglot_curves
 from result_rows import (
     IGNORED,
     KINDS,
@@ -47,7 +48,8 @@ HERE = Path(__file__).resolve().parent
 README, RECORDS, TOP_README = HERE / "README.md", HERE / "records", HERE.parent / "README.md"
 BLOCKS = {"tables": ("<!-- tables:begin -->", "<!-- tables:end -->"),
           "steps": ("<!-- sinusoid:begin -->", "<!-- sinusoid:end -->"),
-          "studies": ("<!-- studies:begin -->", "<!-- studies:end -->")}
+          "studies": ("<!-- studies:begin -->", "<!-- studies:end -->"),
+          "curves": omniglot_curves.BLOCK}
 # A trial's overrides that are not its searched values: how it was launched and named.
 NOT_SEARCHED = re.compile(r"^(hparams_search|study\.\w+|extras\..*|hydra/.*|hydra\..*)=")
 SUMMARY = ("<!-- results:begin -->", "<!-- results:end -->")  # in the top-level README, if there
@@ -240,31 +242,40 @@ def step_rows(record: dict) -> dict[tuple[str, int, str], dict[int, dict]]:
     return found
 
 
+def training_budget(record: dict) -> tuple[int | None, int | None]:
+    """(meta-training steps, tasks per step) from a record's config; None where unrecorded."""
+    config = record.get("config") or {}
+    return ((config.get("trainer") or {}).get("max_steps"), (config.get("data") or {}).get("meta_batch_size"))
+
+
 def steps_table(records: list[dict]) -> str:
-    """Markdown: per experiment (its newest completed, non-debug record with per-step results),
-    K and group, the metric after each number of adaptation steps, mean ± 95% interval over
-    tasks, and the checkpoint tested. K names its group where that is not `K=<shots>`."""
-    newest: dict[str, dict] = {}
+    """Markdown: per experiment and meta-training budget (its newest completed, non-debug record
+    with per-step results), K and group, the metric after each number of adaptation steps, mean
+    ± 95% interval over tasks, and the checkpoint tested. K names its group where that is not
+    `K=<shots>`; one experiment trained at two budgets (steps x tasks per step) gives two rows."""
+    newest: dict[tuple, dict] = {}
     for r in records:  # oldest first: a later record replaces an earlier one
         if r["status"] == "completed" and not is_debug(r) and step_rows(r):
-            newest[r["experiment"] or "?"] = r
+            steps, tasks = training_budget(r)
+            newest[r["experiment"] or "?", steps or 0, tasks or 0] = r
     if not newest:
         return "No recorded attempts with per-step results yet.\n"
     steps = sorted({s for r in newest.values() for by in step_rows(r).values() for s in by})
     metric = sorted({m for r in newest.values() for m, _, _ in step_rows(r)})[0]
-    lines = ["| experiment | K | inner step | " + " | ".join(
+    lines = ["| experiment | K | inner step | meta-training (steps × tasks) | " + " | ".join(
         f"{metric.upper()} after {s} step{'s' * (s != 1)}" for s in steps) + " | tested checkpoint | record |",
-        "|---" * (len(steps) + 5) + "|"]
-    for experiment in sorted(newest):
-        r = newest[experiment]
+        "|---" * (len(steps) + 6) + "|"]
+    for key in sorted(newest):
+        r = newest[key]
         algorithm = (r.get("config") or {}).get("algorithm") or {}
         inner = algorithm.get("eval_inner_lr") or algorithm.get("inner_lr", "—")
+        budget = " × ".join("?" if n is None else f"{n:,}" for n in training_budget(r))
         tested = tested_checkpoint([r], records)
         for (m, shots, group), by_steps in sorted(step_rows(r).items()):
             cells = [fmt((by_steps[s]["value"], nan_if_none(by_steps[s]["ci95"])), m)
                      if s in by_steps else "—" for s in steps]
             k = shots if group == f"K={shots}" else f"{shots} ({group})"
-            lines.append(f"| `{experiment}` | {k} | {inner} | " + " | ".join(cells)
+            lines.append(f"| `{key[0]}` | {k} | {inner} | {budget} | " + " | ".join(cells)
                          + f" | {tested} | {r['cite'] or r['id'][:8]} |")
     return "\n".join(lines) + "\n"
 
@@ -373,6 +384,8 @@ def readme(text: str, records: list[dict]) -> str:
     text = fill(text, *BLOCKS["steps"], steps_table(records), README)
     if BLOCKS["studies"][0] in text:
         text = fill(text, *BLOCKS["studies"], studies_table(records), README)
+    if omniglot_curves.BLOCK[0] in text:  # read from the record files: it needs their metric rows
+        text = fill(text, *omniglot_curves.BLOCK, omniglot_curves.table(), README)
     return text
 
 

@@ -84,9 +84,26 @@ def test_per_step_scores_of_a_runs_groups_are_rows_of_their_own():
         result("y", "acc@1", 0.6), result("K=5", "acc@1", 0.7, shots=5)))
     lines = tables.steps_table([a]).splitlines()
     assert lines[0].endswith("| ACC after 1 step | tested checkpoint | record |")
-    assert [line.split(" | ")[1:4] for line in lines[2:]] == [
-        ["1 (x)", "0.4", "20.0 ± 1.0"], ["1 (y)", "0.4", "30.0 ± 1.0"], ["5", "0.4", "—"]]
+    assert [line.split(" | ")[1:5] for line in lines[2:]] == [
+        ["1 (x)", "0.4", "1,000 × ?", "20.0 ± 1.0"], ["1 (y)", "0.4", "1,000 × ?", "30.0 ± 1.0"],
+        ["5", "0.4", "1,000 × ?", "—"]]
     assert all("best val/acc (step 700 of 1000)" in line for line in lines[2:])
+
+
+def test_one_experiment_at_two_budgets_is_two_row_groups():
+    """The sinusoid runs at the paper's budget stand beside the shorter runs of the same
+    experiment, each row naming its meta-training (steps x tasks per step)."""
+    tables = _tables_module()
+    rows = ({"group": "K=10", "metric": "mse@1", "value": 0.9, "ci95": 0.1, "episodes": 100, "shots": 10,
+             "queries": 100},)
+    short, long = record("s", results=rows), record("l", results=rows)
+    short["config"]["data"] = {"meta_batch_size": 10}
+    long["config"]["data"] = {"meta_batch_size": 25}
+    long["config"]["trainer"]["max_steps"] = 70000
+    lines = tables.steps_table([short, long]).splitlines()
+    assert lines[0].startswith("| experiment | K | inner step | meta-training (steps × tasks) |")
+    assert [(line.split(" | ")[3], line.split(" | ")[-1]) for line in lines[2:]] == [
+        ("1,000 × 10", "s |"), ("70,000 × 25", "l |")]
 
 
 def test_a_run_that_trains_nothing_says_it_tested_the_model_as_built():
