@@ -195,8 +195,8 @@ def test_the_queue_is_bounded(store: Store, validator: OverrideValidator, log_ro
 def test_composition_is_cached_per_experiment(monkeypatch: pytest.MonkeyPatch) -> None:
     validator = OverrideValidator(CONFIG_DIR, root=ROOT)
     calls = []
-    compose_once = validator._compose
-    monkeypatch.setattr(validator, "_compose", lambda o: calls.append(o) or compose_once(o))
+    compose_once = validator.compose
+    monkeypatch.setattr(validator, "compose", lambda o: calls.append(o) or compose_once(o))
     for seed in range(20):
         cfg = validator.validate("reptile_amazon", ["debug=fast", f"seed={seed}", "data.shots=3"])
         assert cfg.seed == seed and cfg.data.shots == 3 and cfg.data.seed == seed

@@ -111,7 +111,7 @@ class OverrideValidator:
         extra = [self._parse_one(line, server=True) for line in server]
         for o in [*(o for o in parsed if o not in groups), *extra]:
             key, value = o.key_or_group, o.value()
-            if not _exists(base, key):
+            if not has_key(base, key):
                 raise OverrideError(f"{key}: no such key in the {experiment or 'default'} config")
             check_type(base, key, value)
             OmegaConf.update(cfg, key, value, merge=False)
@@ -165,7 +165,7 @@ class OverrideValidator:
         key = (experiment, groups)
         if key not in self._bases:
             head = [f"experiment={experiment}"] if experiment is not None else []
-            cfg = self._compose([*head, *groups])
+            cfg = self.compose([*head, *groups])
             if isinstance(cfg.get("paths"), DictConfig) and "root_dir" in cfg.paths:
                 cfg.paths.root_dir = str(self.root)  # as PROJECT_ROOT is in the child
             if len(self._bases) >= 256:
@@ -173,7 +173,7 @@ class OverrideValidator:
             self._bases[key] = cfg
         return self._bases[key]
 
-    def _compose(self, overrides: list[str], hydra_config: bool = False) -> DictConfig:
+    def compose(self, overrides: list[str], *, hydra_config: bool = False) -> DictConfig:
         """The config Hydra composes for these overrides (with Hydra's own part, which holds the
         groups' choices, when hydra_config); composition errors become OverrideError."""
         with _compose_lock, initialize_config_dir(config_dir=str(self.conf_dir), version_base="1.3"):
@@ -226,7 +226,7 @@ def check_override(o: Override) -> None:
         raise OverrideError(f"{line}: interpolations (${{...}}) are not allowed in values")
 
 
-def _exists(cfg: DictConfig, key: str) -> bool:
+def has_key(cfg: DictConfig, key: str) -> bool:
     """Whether key names an existing entry of cfg (its value may be null)."""
     parent_key, _, leaf = key.rpartition(".")
     parent = OmegaConf.select(cfg, parent_key, throw_on_resolution_failure=False) if parent_key else cfg

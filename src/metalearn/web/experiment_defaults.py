@@ -11,7 +11,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from metalearn.api.overrides import NAME, OverrideError, OverrideValidator, _exists
+from metalearn.api.overrides import NAME, OverrideError, OverrideValidator, has_key
 
 MAX_CACHED = 64
 
@@ -46,7 +46,7 @@ def defaults_of(validator: OverrideValidator, experiment: str) -> Defaults:
     cfg = _compose(validator, experiment)
     values, unresolved = {}, set()
     for name in validator.settings:
-        if not _exists(cfg, name):
+        if not has_key(cfg, name):
             continue
         try:
             value = OmegaConf.select(cfg, name, throw_on_resolution_failure=True)
@@ -77,7 +77,7 @@ def _compose(validator: OverrideValidator, experiment: str) -> DictConfig:
     """The experiment's config with Hydra's own part (which holds the groups' choices), composed
     as the validator composes every request's."""
     try:
-        return validator._compose([f"experiment={experiment}"], hydra_config=True)
+        return validator.compose([f"experiment={experiment}"], hydra_config=True)
     except OverrideError as exc:
         raise OverrideError(f"experiment {experiment!r} does not compose: {str(exc)[:200]}") from exc
 
