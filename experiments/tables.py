@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import omniglot_curves
+import support_set
 from result_rows import (
     IGNORED,
     KINDS,
@@ -49,7 +50,8 @@ README, RECORDS, TOP_README = HERE / "README.md", HERE / "records", HERE.parent 
 BLOCKS = {"tables": ("<!-- tables:begin -->", "<!-- tables:end -->"),
           "steps": ("<!-- sinusoid:begin -->", "<!-- sinusoid:end -->"),
           "studies": ("<!-- studies:begin -->", "<!-- studies:end -->"),
-          "curves": omniglot_curves.BLOCK}
+          "curves": omniglot_curves.BLOCK,
+          "support": support_set.BLOCK}
 # A trial's overrides that are not its searched values: how it was launched and named.
 NOT_SEARCHED = re.compile(r"^(hparams_search|study\.\w+|extras\..*|hydra/.*|hydra\..*)=")
 SUMMARY = ("<!-- results:begin -->", "<!-- results:end -->")  # in the top-level README, if there
@@ -384,6 +386,8 @@ def readme(text: str, records: list[dict]) -> str:
     text = fill(text, *BLOCKS["steps"], steps_table(records), README)
     if BLOCKS["studies"][0] in text:
         text = fill(text, *BLOCKS["studies"], studies_table(records), README)
+    if support_set.BLOCK[0] in text:
+        text = fill(text, *support_set.BLOCK, support_set.table(records), README)
     if omniglot_curves.BLOCK[0] in text:  # read from the record files: it needs their metric rows
         text = fill(text, *omniglot_curves.BLOCK, omniglot_curves.table(), README)
     return text

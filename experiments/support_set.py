@@ -1,0 +1,70 @@
+"""Does a model learn from the support set? Scores before and after adapting, from the records.
+
+    python experiments/tables.py --write    # the table between the support-set markers
+
+Every committed record of a classification run (a score where higher is better) whose meta-test
+scored the query set before adapting
+(`algorithm.eval_score_steps` with 0) gives a row per benchmark, group and K: the score of the
+weights as they are, the score after the most steps it scored, both with their 95% intervals
+over the episodes, and whose weights they are: meta-trained (a training run, or a meta-test of
+its checkpoint) or not meta-trained at all (`train=false` with no checkpoint: the model as
+built, its head adapted as the meta-learners adapt theirs). Where a benchmark's label meanings
+change from task to task, weights that score above chance before adapting cannot have learnt
+the labels from the support set.
+"""
+from __future__ import annotations
+
+from result_rows import is_debug, nan_if_none, trained_by, trains  # experiments/, beside this file
+
+from metalearn.registry.report import benchmark
+
+BLOCK = ("<!-- support:begin -->", "<!-- support:end -->")
+STEP_SCORE = "@"
+
+
+def weights_of(record: dict, records: list[dict]) -> str:
+    """Whose weights a record's meta-test scored, in words."""
+    config = record.get("config") or {}
+    if config.get("train", True) and trains(record):
+        return f"meta-trained (`{record['experiment']}`)"
+    if record.get("ckpt_path"):
+        trained = trained_by(record, records)
+        return f"meta-trained (`{(trained or record)['experiment']}`, its checkpoint)"
+    return "no meta-training (the model as built)"
+
+
+def scored(record: dict) -> dict[tuple[str, int, str], dict[int, dict]]:
+    """(metric, shots, group) -> steps -> test result, for the `<metric>@<steps>` results."""
+    found: dict[tuple[str, int, str], dict[int, dict]] = {}
+    for r in record["test_results"]:
+        metric, _, steps = r["metric"].partition(STEP_SCORE)
+        if steps.isdigit():
+            found.setdefault((metric, r["shots"], r["group"]), {})[int(steps)] = r
+    return found
+
+
+def cell(result: dict) -> str:
+    scale = 100 if result["metric"].startswith("acc") else 1
+    return f"{scale * result['value']:.1f} ± {scale * nan_if_none(result['ci95']):.1f}"
+
+
+def table(records: list[dict]) -> str:
+    """Markdown: per benchmark, group, K and weights, the score before and after adapting."""
+    rows = []
+    for record in records:
+        objective = (record.get("config") or {}).get("objective") or {}
+        if record["status"] != "completed" or is_debug(record) or objective.get("mode") != "max":
+            continue  # regression (sinusoid) has its own table; a guess there has no chance level
+        for (metric, shots, group), by_steps in scored(record).items():
+            if 0 not in by_steps or len(by_steps) < 2:
+                continue
+            last = max(by_steps)
+            rows.append((benchmark(record["experiment"] or "?"), group, shots, weights_of(record, records),
+                         metric, cell(by_steps[0]), cell(by_steps[last]), last, record["cite"] or record["id"][:8]))
+    if not rows:
+        return "No recorded meta-tests with a score before adapting yet.\n"
+    lines = ["| benchmark | group | K | weights | metric | before adapting | after adapting | steps | record |",
+             "|---" * 9 + "|"]
+    lines += [f"| {b} | {g} | {k} | {w} | {m} | {before} | {after} | {steps} | {c} |"
+              for b, g, k, w, m, before, after, steps, c in sorted(rows, key=lambda r: r[:4])]
+    return "\n".join(lines) + "\n"
