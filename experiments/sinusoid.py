@@ -24,7 +24,7 @@ import matplotlib
 matplotlib.use("Agg")  # headless: the figure is written to a file
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
-from tables import from_registry, steps_table  # noqa: E402  (experiments/, beside this file)
+from tables import from_registry, sinusoid_records, steps_table  # noqa: E402  (experiments/, beside this file)
 
 from metalearn.intervals import mean_ci95  # noqa: E402
 from metalearn.registry.engine import default_url  # noqa: E402
@@ -138,7 +138,7 @@ def main() -> None:
     for experiment, rows in scores(learners, attempts, args.tasks).items():
         store.put_test_results(attempts[experiment]["id"], rows)
     figure(learners, attempts, args.figure)
-    print(steps_table(from_registry(url)))
+    print(steps_table(sinusoid_records(from_registry(url))))
     print(f"recorded as test results of attempts {sorted(a['id'] for a in attempts.values())}; "
           f"export them with `metalearn runs export ID ...`")
 

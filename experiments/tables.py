@@ -244,6 +244,12 @@ def step_rows(record: dict) -> dict[tuple[str, int, str], dict[int, dict]]:
     return found
 
 
+def sinusoid_records(records: list[dict]) -> list[dict]:
+    """The sinusoid benchmark's records: the per-step table of its section (the classification
+    runs' per-step scores are read by experiments/support_set.py)."""
+    return [r for r in records if benchmark(r["experiment"] or "?") == "sinusoid"]
+
+
 def training_budget(record: dict) -> tuple[int | None, int | None]:
     """(meta-training steps, tasks per step) from a record's config; None where unrecorded."""
     config = record.get("config") or {}
@@ -383,7 +389,7 @@ def fill(text: str, begin: str, end: str, body: str, where: Path) -> str:
 def readme(text: str, records: list[dict]) -> str:
     """experiments/README.md with its tables made from records."""
     text = fill(text, *BLOCKS["tables"], tables(records) + "\n", README)
-    text = fill(text, *BLOCKS["steps"], steps_table(records), README)
+    text = fill(text, *BLOCKS["steps"], steps_table(sinusoid_records(records)), README)
     if BLOCKS["studies"][0] in text:
         text = fill(text, *BLOCKS["studies"], studies_table(records), README)
     if support_set.BLOCK[0] in text:
@@ -414,7 +420,7 @@ def main() -> None:
     records = from_registry(args.url or default_url()) if args.url else from_records(args.records)
     if not args.write:
         print(tables(records, args.debug))
-        print(steps_table(records))
+        print(steps_table(sinusoid_records(records)))
         print(studies_table(records))
         return
     README.write_text(readme(README.read_text(), records))
