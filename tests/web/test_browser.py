@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import time
 from typing import Any
 
@@ -277,4 +278,19 @@ def test_hostile_names_are_shown_as_text(browser: Any, web_server: WebServer, st
     assert HOSTILE_NAME in [e.text for e in row.find_elements(By.XPATH, ".//*")], row.text
     go(browser, web_server, f"/attempts/{attempt}")
     assert HOSTILE_OVERRIDE in browser.find_element(By.TAG_NAME, "body").text
+    no_alert(browser)
+
+
+def test_live_parts_stop_when_their_attempt_is_gone(browser: Any, web_server: WebServer, store: Store) -> None:
+    """A live part answered 404 (its attempt deleted from the registry) is marked gone and not
+    fetched again every 2 s for as long as the tab stays open; a 5xx or a dropped connection is
+    retried (the server restarting)."""
+    attempt = store.create_attempt(name="short-lived", experiment=EXPERIMENT, algorithm="reptile",
+                                   status=schema.RUNNING)
+    sign_in(browser, web_server)
+    go(browser, web_server, f"/attempts/{attempt}")
+    assert css(browser, '#run-state[data-live="active"]')
+    with sqlite3.connect(web_server.registry.removeprefix("sqlite:///")) as db:
+        db.execute(f"DELETE FROM {schema.attempts.name} WHERE id = ?", (attempt,))
+    wait(browser, "the status part marked gone", lambda d: css(d, '#run-state[data-live="gone"]'))
     no_alert(browser)

@@ -1,5 +1,6 @@
 // Live parts of a page: every element with data-live-src is refetched every few seconds while
-// the server's last answer said it may still change (X-Live: active), then left alone. The
+// the server's last answer said it may still change (X-Live: active), then left alone; a part
+// the server no longer has (4xx) is left alone too. The
 // server renders (and escapes) the HTML; this script only swaps it in.
 (function () {
   "use strict";
@@ -10,6 +11,12 @@
     window.setTimeout(function () {
       fetch(el.getAttribute("data-live-src"), {credentials: "same-origin", headers: {"Accept": "text/html"}})
         .then(function (response) {
+          // A 4xx will not change by asking again (the attempt deleted, the session ended):
+          // stop, marked "gone" (404, 410) or "stopped". A 5xx or no answer is retried below.
+          if (response.status >= 400 && response.status < 500) {
+            el.setAttribute("data-live", response.status === 404 || response.status === 410 ? "gone" : "stopped");
+            return;
+          }
           if (!response.ok) throw new Error("HTTP " + response.status);
           var state = response.headers.get("X-Live") || "done";
           return response.text().then(function (html) {
