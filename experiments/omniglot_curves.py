@@ -6,7 +6,7 @@
 Takes the committed records of each `<algorithm>_omniglot` experiment run at its shipped
 settings (only the seed and the number of meta-steps changed). Per algorithm, the table reads its
 longest runs: the meta-test score, the best validation score, and the slope of the validation
-curve over the last third of training with its 95% interval (least squares over the checks;
+curve over the last third of training (at least its last five checks) with its 95% interval (least squares over the checks;
 seeds averaged first), which says whether the curve was still rising when training stopped.
 The papers' figures are 5-way 1-shot on full Omniglot (1,623 characters, ours has 242) after
 60,000-100,000 meta-steps: a line to read distance against, not a like-for-like comparison.
@@ -73,9 +73,9 @@ def mean_curve(items: list[rec.Loaded]) -> dict[int, float]:
 
 
 def slope(points: dict[int, float], *, fraction: float = 1 / 3) -> tuple[float, float]:
-    """Least-squares slope (points per 1,000 meta-steps) of the last `fraction` of the checks,
-    with its 95% interval."""
-    steps = sorted(points)[-max(3, round(len(points) * fraction)):]
+    """Least-squares slope (points per 1,000 meta-steps) of the last `fraction` of the checks
+    (at least five), with its 95% interval."""
+    steps = sorted(points)[-max(5, round(len(points) * fraction)):]  # 5: an interval worth reading
     xs, ys = [s / 1000 for s in steps], [points[s] for s in steps]
     n = len(xs)
     mx, my = sum(xs) / n, sum(ys) / n
