@@ -6,8 +6,9 @@
 Takes the committed records of each `<algorithm>_omniglot` experiment run at its shipped
 settings (only the seed and the number of meta-steps changed). Per algorithm, the table reads its
 longest runs: the meta-test score, the best validation score, and the slope of the validation
-curve over the last third of training (at least its last five checks) with its 95% interval (least squares over the checks;
-seeds averaged first), which says whether the curve was still rising when training stopped.
+curve over the last third of training (at least its last five checks) with its 95% interval
+(least squares over the checks; seeds averaged first), which says whether the curve was still
+rising when training stopped.
 The papers' figures are 5-way 1-shot on full Omniglot (1,623 characters, ours has 242) after
 60,000-100,000 meta-steps: a line to read distance against, not a like-for-like comparison.
 Needs matplotlib for the figure (the `notebook` extra); the table needs only the records.
