@@ -26,6 +26,7 @@ from metalearn.registry.drift import SECTIONS as DRIFT_SECTIONS
 from metalearn.registry.report import BENCHMARKS, benchmark, objective_of
 from metalearn.registry.store import is_debug as debug_overrides
 
+STEP_METRIC = re.compile(r"^(?P<metric>\w+)@(?P<steps>\d+)$")  # acc@1, mse@10: a score after 1 or 10 steps
 RAN_WITH = "ran with: "  # a cell key's last item: values its command composes otherwise
 IGNORED = re.compile(r"^(seed|logger|tags|paths\..*|registry.*|callbacks\..*|hydra\..*|extras\..*)=")
 
@@ -67,6 +68,17 @@ def is_debug(record: dict) -> bool:
     """Whether the attempt was a debug run, left out of the tables: the registry's rule, which
     `metalearn runs best` and `runs list` follow too."""
     return debug_overrides(record.get("overrides"))
+
+
+def step_rows(record: dict) -> dict[tuple[str, int, str], dict[int, dict]]:
+    """The `<metric>@<steps>` test results of a record (experiments/sinusoid.py's, or a run's
+    with `algorithm.eval_score_steps`): (metric, shots, group) -> steps -> row."""
+    found: dict[tuple[str, int, str], dict[int, dict]] = defaultdict(dict)
+    for r in record["test_results"]:
+        match = STEP_METRIC.match(r["metric"])
+        if match:
+            found[match["metric"], r["shots"], r["group"]][int(match["steps"])] = r
+    return found
 
 
 Cells = dict[tuple[str, tuple[str, ...]], list[dict]]

@@ -14,12 +14,11 @@ the labels from the support set.
 """
 from __future__ import annotations
 
-from result_rows import is_debug, nan_if_none, trained_by, trains  # experiments/, beside this file
+from result_rows import is_debug, nan_if_none, step_rows, trained_by, trains  # experiments/, beside this file
 
 from metalearn.registry.report import benchmark
 
 BLOCK = ("<!-- support:begin -->", "<!-- support:end -->")
-STEP_SCORE = "@"
 
 
 def weights_of(record: dict, records: list[dict]) -> str:
@@ -31,16 +30,6 @@ def weights_of(record: dict, records: list[dict]) -> str:
         trained = trained_by(record, records)
         return f"meta-trained (`{(trained or record)['experiment']}`, its checkpoint)"
     return "no meta-training (the model as built)"
-
-
-def scored(record: dict) -> dict[tuple[str, int, str], dict[int, dict]]:
-    """(metric, shots, group) -> steps -> test result, for the `<metric>@<steps>` results."""
-    found: dict[tuple[str, int, str], dict[int, dict]] = {}
-    for r in record["test_results"]:
-        metric, _, steps = r["metric"].partition(STEP_SCORE)
-        if steps.isdigit():
-            found.setdefault((metric, r["shots"], r["group"]), {})[int(steps)] = r
-    return found
 
 
 def cell(result: dict) -> str:
@@ -55,7 +44,7 @@ def table(records: list[dict]) -> str:
         objective = (record.get("config") or {}).get("objective") or {}
         if record["status"] != "completed" or is_debug(record) or objective.get("mode") != "max":
             continue  # regression (sinusoid) has its own table; a guess there has no chance level
-        for (metric, shots, group), by_steps in scored(record).items():
+        for (metric, shots, group), by_steps in step_rows(record).items():
             if 0 not in by_steps or len(by_steps) < 2:
                 continue
             last = max(by_steps)

@@ -36,6 +36,7 @@ from result_rows import (
     nan_if_none,
     rows_by_benchmark,
     short_values,
+    step_rows,
     tested_checkpoint,
     utc_time,
 )
@@ -58,7 +59,6 @@ SUMMARY = ("<!-- results:begin -->", "<!-- results:end -->")  # in the top-level
 DESCRIBED = {"acc": "accuracy (%)", "mse": "mean squared error"}
 BETTER = {"max": "higher", "min": "lower"}
 LOWER = {"max": "", "min": ", lower is better"}  # accuracy needs no saying
-STEP_METRIC = re.compile(r"^(?P<metric>\w+)@(?P<steps>\d+)$")
 TESTED = ("Tested checkpoint: the weights each meta-test scored, as the run's config chose them "
           "(result_rows.checkpoint_rule): `best val/...` is the checkpoint that scored best on "
           "meta-validation (`callbacks.model_checkpoint.monitor`), at the training step it was saved "
@@ -231,17 +231,6 @@ def tables(records: list[dict], debug: bool = False) -> str:
         for bench, rows in per_bench.items():
             out += [f"### {bench}", "", *kind_table(rows, kind, scores_only=kind == "default"), ""]
     return "\n".join(out)
-
-
-def step_rows(record: dict) -> dict[tuple[str, int, str], dict[int, dict]]:
-    """The `<metric>@<steps>` test results of a record (experiments/sinusoid.py's, or a run's
-    with `algorithm.eval_score_steps`): (metric, shots, group) -> steps -> row."""
-    found: dict[tuple[str, int, str], dict[int, dict]] = defaultdict(dict)
-    for r in record["test_results"]:
-        match = STEP_METRIC.match(r["metric"])
-        if match:
-            found[match["metric"], r["shots"], r["group"]][int(match["steps"])] = r
-    return found
 
 
 def sinusoid_records(records: list[dict]) -> list[dict]:
