@@ -20,7 +20,7 @@ import logging
 import math
 from pathlib import Path
 
-from result_rows import command_for, is_debug  # experiments/, beside this file
+from result_rows import cite, command_for, is_debug  # experiments/, beside this file
 
 from metalearn.intervals import seeds_ci95, t975
 from metalearn.registry import records as rec
@@ -102,10 +102,6 @@ def test_score(items: list[rec.Loaded]) -> str:
     return f"{mean:.1f} ± {ci:.1f}"
 
 
-def cite(item: rec.Loaded) -> str:
-    return f"[{item.record['id'][:8]}](records/{item.path.parent.name}/{item.path.name})"
-
-
 def table(folder: Path = RECORDS) -> str:
     """Markdown: per algorithm, its longest shipped-settings runs against its paper."""
     runs = shipped_runs(folder)
@@ -125,7 +121,7 @@ def table(folder: Path = RECORDS) -> str:
         lines.append(f"| {NAMES[algorithm]} | {longest:,} | {len(items)} | {test_score(items)} | "
                      f"{max(points.values()):.1f} | {b:+.1f} ± {ci:.1f} | {verdict(b, ci)} | "
                      f"{'—' if paper is None else f'{paper[0]} ({paper[1]})'} | "
-                     f"{', '.join(cite(i) for i in items)} |")
+                     f"{', '.join(cite(i.record['id'], i.path) for i in items)} |")
     return "\n".join(lines) + "\n"
 
 

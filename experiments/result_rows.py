@@ -26,6 +26,7 @@ from metalearn.registry.drift import SECTIONS as DRIFT_SECTIONS
 from metalearn.registry.report import BENCHMARKS, benchmark, objective_of
 from metalearn.registry.store import is_debug as debug_overrides
 
+EXPERIMENTS = Path(__file__).resolve().parent  # a table links records relative to it
 STEP_METRIC = re.compile(r"^(?P<metric>\w+)@(?P<steps>\d+)$")  # acc@1, mse@10: a score after 1 or 10 steps
 RAN_WITH = "ran with: "  # a cell key's last item: values its command composes otherwise
 IGNORED = re.compile(r"^(seed|logger|tags|paths\..*|registry.*|callbacks\..*|hydra\..*|extras\..*)=")
@@ -68,6 +69,17 @@ def is_debug(record: dict) -> bool:
     """Whether the attempt was a debug run, left out of the tables: the registry's rule, which
     `metalearn runs best` and `runs list` follow too."""
     return debug_overrides(record.get("overrides"))
+
+
+def cite(record_id: str, path: Path | None) -> str:
+    """A record as a table cites it: the first 8 characters of its id, linked to its file."""
+    short = record_id[:8]
+    if path is None:
+        return short
+    try:
+        return f"[{short}]({path.resolve().relative_to(EXPERIMENTS).as_posix()})"
+    except ValueError:  # a records folder outside experiments/: no relative link
+        return short
 
 
 def step_rows(record: dict) -> dict[tuple[str, int, str], dict[int, dict]]:
@@ -224,6 +236,13 @@ def command_for(record: dict) -> tuple[str, ...] | None:
     return min(found, key=lambda c: (len(c), len(" ".join(c))), default=None)
 
 
+def built_only(record: dict) -> bool:
+    """Whether an attempt neither trained nor loaded a checkpoint (`train: false`, no
+    `ckpt_path`): its meta-test scored the model as built."""
+    config = record.get("config") or {}
+    return config.get("train") is False and not config.get("ckpt_path")
+
+
 def trains(record: dict) -> bool:
     """Whether an attempt meta-trained (a meta-test of a checkpoint has `train=false`)."""
     return not any(o.lower() == "train=false" for o in record.get("overrides") or [])
@@ -286,8 +305,7 @@ def tested_checkpoint(attempts: list[dict], records: list[dict]) -> str:
     steps where seeds kept different ones) or `last`; a meta-test of a checkpoint says it of the
     run that trained the checkpoint (`given` where no record did); a run that trains nothing and
     loads nothing (pretrained_*: `train: false` in its config) tested the model as built."""
-    if all((a.get("config") or {}).get("train") is False and not (a.get("config") or {}).get("ckpt_path")
-           for a in attempts):
+    if all(built_only(a) for a in attempts):
         return "none: the model as built"
     trainers = [a if trains(a) else trained_by(a, records) for a in attempts]
     if any(t is None for t in trainers):

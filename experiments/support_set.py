@@ -14,7 +14,8 @@ the labels from the support set.
 """
 from __future__ import annotations
 
-from result_rows import is_debug, nan_if_none, step_rows, trained_by, trains  # experiments/, beside this file
+# result_rows: experiments/, beside this file
+from result_rows import built_only, is_debug, nan_if_none, step_rows, trained_by, trains
 
 from metalearn.registry.report import benchmark
 
@@ -23,13 +24,12 @@ BLOCK = ("<!-- support:begin -->", "<!-- support:end -->")
 
 def weights_of(record: dict, records: list[dict]) -> str:
     """Whose weights a record's meta-test scored, in words."""
-    config = record.get("config") or {}
-    if config.get("train", True) and trains(record):
+    if built_only(record):
+        return "no meta-training (the model as built)"
+    if trains(record):
         return f"meta-trained (`{record['experiment']}`)"
-    if record.get("ckpt_path"):
-        trained = trained_by(record, records)
-        return f"meta-trained (`{(trained or record)['experiment']}`, its checkpoint)"
-    return "no meta-training (the model as built)"
+    trained = trained_by(record, records)
+    return f"meta-trained (`{(trained or record)['experiment']}`, its checkpoint)"
 
 
 def cell(result: dict) -> str:

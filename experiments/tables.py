@@ -32,6 +32,7 @@ from result_rows import (
     RAN_WITH,
     Row,
     cells_by_benchmark,
+    cite,
     is_debug,
     nan_if_none,
     rows_by_benchmark,
@@ -97,17 +98,6 @@ def from_registry(url: str) -> list[dict[str, Any]]:
     store = Store(url)
     attempts = reversed(store.list_attempts(status="completed"))
     return [{**rec.render(store, a["id"]).record, "cite": None} for a in attempts]
-
-
-def cite(record_id: str, path: Path | None) -> str:
-    """A record as a table cites it: the first 8 characters of its id, linked to its file."""
-    short = record_id[:8]
-    if path is None:
-        return short
-    try:
-        return f"[{short}]({path.resolve().relative_to(HERE).as_posix()})"
-    except ValueError:  # a records folder outside experiments/: no relative link
-        return short
 
 
 def command_text(experiment: str, overrides: tuple[str, ...]) -> str:
