@@ -71,6 +71,12 @@ def is_debug(record: dict) -> bool:
     return debug_overrides(record.get("overrides"))
 
 
+def on_dev_files(record: dict) -> bool:
+    """Whether a meta-test scored the ARSC target tasks' .dev files (`data.test_protocol=arsc_dev`):
+    a choice of test-time settings (experiments/arsc_dev.py), never a test result."""
+    return ((record.get("config") or {}).get("data") or {}).get("test_protocol") == "arsc_dev"
+
+
 def cite(record_id: str, path: Path | None) -> str:
     """A record as a table cites it: the first 8 characters of its id, linked to its file."""
     short = record_id[:8]
@@ -100,7 +106,7 @@ def collect(records: list[dict], debug: bool = False) -> Cells:
     """Completed attempts with test results of their objective's metric, grouped into cells."""
     cells: Cells = defaultdict(list)
     for r in records:
-        if r["status"] != "completed" or (is_debug(r) and not debug):
+        if r["status"] != "completed" or (is_debug(r) and not debug) or on_dev_files(r):
             continue
         metric, mode = objective_of(r["config"])
         results = [t for t in r["test_results"] if t["metric"] == metric]

@@ -15,7 +15,7 @@ the labels from the support set.
 from __future__ import annotations
 
 # result_rows: experiments/, beside this file
-from result_rows import built_only, is_debug, nan_if_none, step_rows, trained_by, trains
+from result_rows import built_only, is_debug, nan_if_none, on_dev_files, step_rows, trained_by, trains
 
 from metalearn.registry.report import benchmark
 
@@ -32,6 +32,12 @@ def weights_of(record: dict, records: list[dict]) -> str:
     return f"meta-trained (`{(trained or record)['experiment']}`, its checkpoint)"
 
 
+def benchmark_of(record: dict) -> str:
+    """The benchmark of a record, saying so where its episodes shuffle the label meanings."""
+    shuffled = (((record.get("config") or {}).get("data") or {}).get("shuffle_labels") is True)
+    return benchmark(record["experiment"] or "?") + (", labels shuffled per episode" if shuffled else "")
+
+
 def cell(result: dict) -> str:
     scale = 100 if result["metric"].startswith("acc") else 1
     return f"{scale * result['value']:.1f} ± {scale * nan_if_none(result['ci95']):.1f}"
@@ -42,13 +48,14 @@ def table(records: list[dict]) -> str:
     rows = []
     for record in records:
         objective = (record.get("config") or {}).get("objective") or {}
-        if record["status"] != "completed" or is_debug(record) or objective.get("mode") != "max":
+        if (record["status"] != "completed" or is_debug(record) or objective.get("mode") != "max"
+                or on_dev_files(record)):
             continue  # regression (sinusoid) has its own table; a guess there has no chance level
         for (metric, shots, group), by_steps in step_rows(record).items():
             if 0 not in by_steps or len(by_steps) < 2:
                 continue
             last = max(by_steps)
-            rows.append((benchmark(record["experiment"] or "?"), group, shots, weights_of(record, records),
+            rows.append((benchmark_of(record), group, shots, weights_of(record, records),
                          metric, cell(by_steps[0]), cell(by_steps[last]), last, record["cite"] or record["id"][:8]))
     if not rows:
         return "No recorded meta-tests with a score before adapting yet.\n"

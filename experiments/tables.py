@@ -24,6 +24,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import arsc_dev
 import omniglot_curves
 import support_set
 from result_rows import (
@@ -373,6 +374,8 @@ def readme(text: str, records: list[dict]) -> str:
         text = fill(text, *BLOCKS["studies"], studies_table(records), README)
     if support_set.BLOCK[0] in text:
         text = fill(text, *support_set.BLOCK, support_set.table(records), README)
+    if arsc_dev.BLOCK[0] in text:
+        text = fill(text, *arsc_dev.BLOCK, arsc_dev.table(records), README)
     if omniglot_curves.BLOCK[0] in text:  # read from the record files: it needs their metric rows
         text = fill(text, *omniglot_curves.BLOCK, omniglot_curves.table(), README)
     return text

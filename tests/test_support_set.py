@@ -28,3 +28,13 @@ def test_rows_name_meta_trained_weights_their_checkpoint_and_the_model_as_built(
         ["1", "meta-trained (`maml_omniglot`, its checkpoint)", "acc", "35.0 ± 2.0", "70.0 ± 2.0", "10"],
         ["1", "no meta-training (the model as built)", "acc", "33.0 ± 2.0", "50.0 ± 2.0", "1"],
         ["5", "meta-trained (`maml_omniglot`)", "acc", "40.0 ± 2.0", "90.0 ± 2.0", "10"]]
+
+
+def test_episodes_with_shuffled_labels_are_their_own_rows():
+    _tables_module()
+    support = sys.modules["support_set"]
+    plain = record("p", results=(result("acc@0", 0.8), result("acc@10", 0.8)))
+    shuffled = record("s", results=(result("acc@0", 0.5), result("acc@10", 0.7)))
+    shuffled["config"]["data"] = {"shuffle_labels": True}
+    benches = [line.split("|")[1].strip() for line in support.table([plain, shuffled]).splitlines()[2:]]
+    assert benches == ["omniglot", "omniglot, labels shuffled per episode"]

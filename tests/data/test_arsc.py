@@ -118,6 +118,19 @@ def test_query_limit_is_a_fixed_subset_of_the_test_file():
     assert capped[0].support == full.support == list(range(10))
 
 
+def test_arsc_dev_protocol_scores_the_target_dev_files(tmp_path):
+    # Yu et al. choose settings on the target tasks' .dev files: same support, .dev as query
+    module = hydra.utils.instantiate(arsc_cfg(tmp_path, "data.test_query_limit=null",
+                                              "data.test_protocol=arsc_dev").data)
+    module.setup("fit")
+    assert [s.family for s in module.test_specs] == TASKS
+    for spec in module.test_specs:
+        domain, task = spec.family.split("/")
+        assert spec.support_labels == read_file(domain, task, "train")[1]
+        assert spec.query_labels == read_file(domain, task, "dev")[1]
+    assert [ep.group for ep in module.test_dataloader()][:3] == TASKS[:3]
+
+
 def test_missing_support_file_is_named(tmp_path):
     for name, rows in [("books.t2.test", 6), ("apparel.t2.train", 24), ("apparel.t2.dev", 24)]:
         (tmp_path / name).write_text("".join(f"review {i}\t{1 if i % 2 else -1}\n"

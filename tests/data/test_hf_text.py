@@ -277,6 +277,24 @@ def test_arsc_through_hf_text_draws_the_episodes_of_data_amazon(tmp_path):
     assert hf.preflight() == amazon.preflight()
 
 
+def test_benchmark_amazon_shuffled_is_the_amazon_protocol_with_label_meanings_drawn(tmp_path):
+    """`benchmark=amazon_shuffled` under an Amazon experiment: data=amazon's families, held-out
+    domains and meta-validation families, with label 0 positive in some episodes, negative in others."""
+    amazon, _ = amazon_and_hf_text(tmp_path)
+    cfg = compose_config(["experiment=reptile_amazon", "benchmark=amazon_shuffled",
+                          f"paths.cache_dir={tmp_path}"], tmp_path / "out")
+    shuffled = build(cfg.data)
+    assert isinstance(shuffled, HFTextEpisodes) and cfg.model.pretrained == "all-MiniLM-L6-v2"
+    a = amazon._plan(ReviewRows(**review_index(amazon.path)))
+    b = shuffled.splits.plan(shuffled.read_index(), shuffled.episodes)
+    assert a.train_sampler.families == b.train_sampler.families
+    assert [s.family for s in a.test_specs] == [s.family for s in b.test_specs]
+    assert {s.family for s in b.val_specs} <= {s.family for s in a.val_specs}
+    positive_first = [s.classes[0] > s.classes[1] for s in b.test_specs]
+    assert any(positive_first) and not all(positive_first)
+    assert all(not (s.classes[0] > s.classes[1]) for s in a.test_specs)
+
+
 def test_arsc_through_hf_text_gives_the_same_token_tensors(tmp_path):
     """Both data modules set up on a copy of nine ARSC files (three domains): the built
     train, val and test episodes hold the same token ids, masks and labels."""

@@ -146,7 +146,7 @@ SETTINGS: dict[str, Setting] = {
     "data.rotations": BOOL,
     "data.image_size": _int(8, 105),
     "data.test_set": Setting("choice", choices=("split", "lake_runs")),
-    "data.test_protocol": Setting("choice", choices=("episodes", "arsc")),
+    "data.test_protocol": Setting("choice", choices=("episodes", "arsc", "arsc_dev")),
     # data=hf_text and data=image_folder (docs/your_data.md): label order, head size, the split
     "data.shuffle_labels": BOOL,
     "data.num_labels": _int(2, 100),

@@ -4,7 +4,8 @@ A task family is one (domain, threshold) pair (`books/t4`) for ARSC files, or on
 the seed's JSON. Held-out domains are never drawn in meta-training. Validation and test
 episodes are fixed by `eval_seed`, so every run is scored on the same episodes.
 `test_protocol: arsc` replaces the sampled meta-test with the ARSC benchmark's fixed one
-(`metalearn.data.arsc`): one episode per held-out task, reported per task (`books/t2`).
+(`metalearn.data.arsc`): one episode per held-out task, reported per task (`books/t2`);
+`arsc_dev` is the same with the tasks' `.dev` files as query, for choosing test-time settings.
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ from metalearn.models.pretrained import resolve_pretrained
 
 log = logging.getLogger(__name__)
 CLASSES = ("negative", "positive")  # label 0, label 1
-TEST_PROTOCOLS = ("episodes", "arsc")
+TEST_PROTOCOLS = ("episodes", "arsc", "arsc_dev")  # arsc_dev: the ARSC tasks' .dev files as query
 
 
 def columns(data: Dataset, names: list[str]) -> dict[str, np.ndarray]:
@@ -184,8 +185,8 @@ class ReviewEpisodes(EpisodicDataModule):
         train_domains = [d for d in (self.domains or present) if d not in self.heldout]
         if not train_domains:
             raise ValueError("no meta-training domains left after holding out " + str(self.heldout))
-        if self.test_protocol == "arsc" and not rows.has_splits:
-            raise ValueError(f"data.test_protocol=arsc needs the ARSC split files (.train/.test); "
+        if self.test_protocol != "episodes" and not rows.has_splits:
+            raise ValueError(f"data.test_protocol={self.test_protocol} needs the ARSC split files (.train/.test); "
                              f"{self.path} has no splits")
         return train_domains, self.tasks or task_names
 
@@ -230,7 +231,8 @@ class ReviewEpisodes(EpisodicDataModule):
             held = rows.where(self.heldout, tasks)
             test_specs = task_file_episodes(sorted(set(rows.family[held].tolist())), rows.family,
                                             rows.split, rows.label, self.test_query_limit,
-                                            self.episodes.eval_seed)
+                                            self.episodes.eval_seed,
+                                            query_split="dev" if self.test_protocol == "arsc_dev" else "test")
         small = [f for f, p in val_pools.items() if min(len(v) for v in p.values()) < eval_k + eval_q]
         if small:
             log.warning("meta-validation skips %d families with fewer than K+L=%d examples in a "
@@ -245,7 +247,8 @@ class ReviewEpisodes(EpisodicDataModule):
     def _log_arsc_test(self, specs: list[EpisodeSpec]) -> None:
         """Say what the fixed meta-test holds, and where it differs from the training shots."""
         sizes = ", ".join(f"{s.family} {len(s.support)}/{len(s.query)}" for s in specs)
-        log.info("ARSC meta-test: %d tasks, support/query sizes %s%s", len(specs), sizes,
+        log.info("ARSC meta-test%s: %d tasks, support/query sizes %s%s",
+                 " on the .dev files" if self.test_protocol == "arsc_dev" else "", len(specs), sizes,
                  "" if self.test_query_limit is None
                  else f" (queries capped at {self.test_query_limit}: debug only)")
         shots = {len(s.support) // len(CLASSES) for s in specs}
@@ -267,4 +270,4 @@ class ReviewEpisodes(EpisodicDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self.eval_loader(self.test_specs,
-                                partial(self.build, by_task=self.test_protocol == "arsc"))
+                                partial(self.build, by_task=self.test_protocol != "episodes"))
