@@ -368,3 +368,13 @@ def test_other_file_forms_give_the_same_families(form, csv_file, tmp_path):
     for key in ("family", "group", "label", "rank"):
         assert np.array_equal(getattr(index, key), getattr(reference, key)), key
     assert other.preflight() == make(csv_file, tmp_path).preflight()
+
+
+def test_python_defaults_validate_on_as_many_episodes_as_the_config():
+    """HFTextEpisodes built in Python chooses its best checkpoint on as many episodes per
+    family as `data=hf_text` does, not on a handful."""
+    from omegaconf import OmegaConf
+
+    from metalearn.conf import CONFIG_DIR
+    config = OmegaConf.load(CONFIG_DIR / "data" / "hf_text.yaml")
+    assert HFTextEpisodes.episode_defaults.val_episodes == config.val_episodes == 50

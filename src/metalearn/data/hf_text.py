@@ -48,8 +48,10 @@ class HFTextEpisodes(EpisodicDataModule):
 
     objectives = ("classification",)
     objectives_note = "its label column names classes"
+    # val_episodes as conf/data/hf_text.yaml: the best checkpoint is chosen on them (its comment
+    # gives the interval each count buys)
     episode_defaults = EpisodeSettings(shots=5, queries=5, meta_batch_size=4, steps_per_epoch=50,
-                                       val_episodes=2, test_episodes=20)
+                                       val_episodes=50, test_episodes=20)
 
     def __init__(
         self,
