@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import arsc_dev
+import arsc_runs
 import omniglot_curves
 import support_set
 from result_rows import (
@@ -374,6 +375,8 @@ def readme(text: str, records: list[dict]) -> str:
         text = fill(text, *BLOCKS["studies"], studies_table(records), README)
     if support_set.BLOCK[0] in text:
         text = fill(text, *support_set.BLOCK, support_set.table(records), README)
+    if arsc_runs.BLOCK[0] in text:  # read from the record files: it needs their metric rows
+        text = fill(text, *arsc_runs.BLOCK, arsc_runs.table(), README)
     if arsc_dev.BLOCK[0] in text:
         text = fill(text, *arsc_dev.BLOCK, arsc_dev.table(records), README)
     if omniglot_curves.BLOCK[0] in text:  # read from the record files: it needs their metric rows

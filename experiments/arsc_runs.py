@@ -1,0 +1,137 @@
+"""Every ARSC meta-training run: what it changed, its validation curve and its meta-test.
+
+    python experiments/arsc_runs.py         # writes experiments/arsc_runs.png
+    python experiments/tables.py --write    # the table between the arsc-runs markers
+
+Reads the committed records of every `<algorithm>_arsc` run that meta-trained (not the meta-tests
+of a checkpoint), with their metric rows. Per run: the overrides it was started with (the lever it
+tries; `data.steps_per_epoch` sets how often it validates), meta-steps and tasks per step, the
+layers it adapts, its best validation score and step (the checkpoint the meta-test scores), and
+the meta-test: the unweighted mean over the 12 target tasks, the number the papers report. The
+figure draws each run's validation curve and each meta-test against its meta-steps, beside the
+published figures. Needs matplotlib for the figure (the `notebook` extra); the table needs only
+the records.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+from pathlib import Path
+
+from result_rows import RAN_WITH, cell_key, cite, hardware, is_debug, short_values, trains, utc_time
+
+from metalearn.registry import records as rec
+from metalearn.registry.report import benchmark
+
+HERE = Path(__file__).resolve().parent
+RECORDS, FIGURE = HERE / "records", HERE / "arsc_runs.png"
+BLOCK = ("<!-- arsc-runs:begin -->", "<!-- arsc-runs:end -->")
+# mean accuracy (%) over the 12 target tasks
+PUBLISHED = {"Induction Networks (Geng et al. 2019)": 85.63, "ROBUSTTC-FSL (Yu et al. 2018)": 83.12,
+             'always "positive"': 78.14}
+log = logging.getLogger("arsc_runs")
+
+
+def training_runs(folder: Path = RECORDS) -> list[rec.Loaded]:
+    """Completed, non-debug ARSC records that meta-trained, with their metric rows."""
+    found = []
+    for path in sorted(folder.glob("*_arsc/*.json")):
+        item = rec.load(path, with_rows=True)
+        r = item.record
+        if (r["status"] == "completed" and not is_debug(r) and trains(r)
+                and benchmark(r["experiment"] or "?") == "arsc" and "test/acc" in r["metrics"]):
+            found.append(item)
+    return found
+
+
+def val_curve(item: rec.Loaded) -> dict[int, float]:
+    """Validation accuracy (%) by meta-step (the rows' steps count from 0: step 74 is the 75th)."""
+    return {int(row["step"]) + 1: 100 * float(row["value"]) for row in item.rows or []
+            if row["name"] == "val/acc" and row["value"] is not None and math.isfinite(float(row["value"]))}
+
+
+def test_mean(record: dict) -> tuple[float, float]:
+    """The meta-test's mean over the 12 tasks and its interval, in %."""
+    m = record["metrics"]
+    return 100 * m["test/acc"]["last"], 100 * (m.get("test/acc_ci95") or {}).get("last", float("nan"))
+
+
+def wall_minutes(record: dict) -> float:
+    start, end = utc_time(record.get("started_at")), utc_time(record.get("ended_at"))
+    return (end - start).total_seconds() / 60 if start and end else float("nan")
+
+
+def label(record: dict) -> str:
+    """The run's overrides as typed (or `as configured`), then the values it ran where the
+    experiment's config composes others today."""
+    key = cell_key(record)[1]
+    given = [o for o in key if not o.startswith(RAN_WITH)]
+    ran = [o.removeprefix(RAN_WITH) for o in key if o.startswith(RAN_WITH)]
+    text = f"`{short_values(' '.join(given))}`" if given else "as configured"
+    return text + "".join(f" (ran with {short_values(e)})" for e in ran)
+
+
+def table(folder: Path = RECORDS) -> str:
+    """Markdown: one row per ARSC meta-training run, best meta-test first."""
+    runs = sorted(training_runs(folder), key=lambda i: -test_mean(i.record)[0])
+    if not runs:
+        return "No recorded ARSC meta-training runs yet.\n"
+    lines = ["| experiment | overrides | meta-steps x tasks | adapted layers | best validation (step) "
+             "| meta-test, mean of 12 tasks | wall (min) | hardware | record |", "|---" * 9 + "|"]
+    for item in runs:
+        r, config = item.record, item.record["config"]
+        curve = val_curve(item)
+        best = max(curve, key=lambda s: (curve[s], -s)) if curve else None
+        score, ci = test_mean(r)
+        lines.append(
+            f"| `{r['experiment']}` | {label(r)} | {config['trainer']['max_steps']:,} x "
+            f"{config['data']['meta_batch_size']} | {config['model'].get('trainable_layers', '?')} | "
+            + (f"{curve[best]:.1f} ({best})" if best else "—")
+            + f" | {score:.1f} ± {ci:.1f} | {wall_minutes(r):.0f} | {hardware(r.get('hardware') or {})} | "
+            f"{cite(r['id'], item.path)} |")
+    return "\n".join(lines) + "\n"
+
+
+def figure(path: Path = FIGURE, folder: Path = RECORDS) -> None:
+    """Left: every run's validation curve. Right: every meta-test against meta-steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: the figure is written to a file
+    import matplotlib.pyplot as plt
+
+    runs = training_runs(folder)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5.5))
+    for item in runs:
+        r = item.record
+        name = f"{r['experiment']}: {label(r)}"
+        curve = val_curve(item)
+        line, = left.plot(list(curve), list(curve.values()), marker="o", ms=3, lw=1, label=name)
+        score, ci = test_mean(r)
+        right.errorbar([r["config"]["trainer"]["max_steps"]], [score], yerr=[ci], fmt="o",
+                       color=line.get_color(), capsize=3, label=name)
+    for text, value in PUBLISHED.items():
+        right.axhline(value, color="black", ls="--", lw=0.8)
+        right.text(right.get_xlim()[0], value + 0.2, f"{text}: {value}", fontsize=7)
+    left.set(title="validation: one episode per training task's .dev file (39 tasks)",
+             xlabel="meta-step", ylabel="accuracy (%)")
+    right.set(title="meta-test: mean over the 12 target tasks (95% interval over tasks)",
+              xlabel="meta-steps trained", ylabel="accuracy (%)")
+    left.legend(fontsize=6, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    log.info("wrote %s", path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=Path, default=RECORDS, help="records folder")
+    parser.add_argument("--figure", type=Path, default=FIGURE, help="where to write the figure")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    figure(args.figure, args.records)
+    log.info("\n%s", table(args.records))
+
+
+if __name__ == "__main__":
+    main()

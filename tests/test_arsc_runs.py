@@ -1,0 +1,45 @@
+"""experiments/arsc_runs.py: one row per ARSC meta-training run, from its record files."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from tests.test_result_checkpoints import record
+from tests.test_results import _tables_module
+
+
+def write(folder: Path, rid: str, *, overrides: tuple = (), test: float, vals: dict[int, float],
+          layers: int | str = 1) -> None:
+    r = record(rid, ckpt=f"/runs/{rid}/checkpoints/step000150.ckpt", overrides=overrides)
+    r["id"] = rid * 16
+    r["experiment"], r["overrides"] = "fomaml_arsc", ["experiment=fomaml_arsc", *overrides]
+    r["config"]["trainer"]["max_steps"] = 150
+    r["config"].update(data={"meta_batch_size": 4}, model={"trainable_layers": layers})
+    r["metrics"] = {"test/acc": {"last": test}, "test/acc_ci95": {"last": 0.05}}
+    r["started_at"], r["ended_at"] = "2026-01-01T00:00:00Z", "2026-01-01T00:30:00Z"
+    (folder / "fomaml_arsc").mkdir(parents=True, exist_ok=True)
+    (folder / "fomaml_arsc" / f"{rid}.json").write_text(json.dumps(r))
+    (folder / "fomaml_arsc" / f"{rid}.rows").write_text(json.dumps(
+        [{"name": "val/acc", "step": s - 1, "value": v} for s, v in vals.items()]))
+
+
+def test_rows_are_best_meta_test_first_with_the_best_validation_step(tmp_path, monkeypatch):
+    _tables_module()
+    runs = sys.modules["arsc_runs"]
+    loaded = {}
+
+    def load(path, with_rows=False):  # the records module checks a real record's every field
+        r = json.loads(path.read_text())
+        rows = json.loads(path.with_suffix(".rows").read_text())
+        return loaded.setdefault(path, runs.rec.Loaded(r, path, rows))
+
+    monkeypatch.setattr(runs.rec, "load", load)
+    monkeypatch.setattr(runs, "cell_key", lambda r: (r["experiment"], tuple(r["overrides"][1:])))
+    write(tmp_path, "a", test=0.80, vals={75: 0.78, 150: 0.79})
+    write(tmp_path, "b", overrides=("model.trainable_layers=3",), test=0.84, vals={25: 0.7, 50: 0.81, 75: 0.8},
+          layers=3)
+    lines = runs.table(tmp_path).splitlines()[2:]
+    cells = [[c.strip() for c in line.split("|")[2:8]] for line in lines]
+    assert cells == [["`model.trainable_layers=3`", "150 x 4", "3", "81.0 (50)", "84.0 ± 5.0", "30"],
+                     ["as configured", "150 x 4", "1", "79.0 (150)", "80.0 ± 5.0", "30"]]
