@@ -39,6 +39,7 @@ DOCUMENTED = (
     "experiment=maml_omniglot algorithm=reptile",
     "experiment=maml_sinusoid algorithm=protonet",
     "experiment=reptile_intents algorithm=protonet data.shots=2",
+    "experiment=reptile_amazon benchmark=amazon_shuffled",
 )
 # What is meant to differ from the fixture: (command pattern, key pattern) -> why. Patterns are
 # fnmatch globs; keys are dotted, under `config.`, `choices.` or `sweeper.`.
