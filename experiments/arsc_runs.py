@@ -72,6 +72,25 @@ def label(record: dict) -> str:
     return text + "".join(f" (ran with {short_values(e)})" for e in ran)
 
 
+NAMES = {"fomaml": "first-order MAML", "maml": "MAML", "reptile": "Reptile", "protonet": "ProtoNets",
+         "anil": "ANIL", "metasgd": "Meta-SGD", "finetune": "fine-tuning"}
+
+
+def in_words(record: dict) -> str:
+    """A run as a legend names it, from the config it ran: the algorithm (with Reptile's outer
+    optimizer, which its variants differ in), adapted layers, tasks per step, meta-steps, record."""
+    config = record["config"]
+    algorithm = (record["experiment"] or "?").split("_")[0]
+    name = NAMES.get(algorithm, algorithm)
+    if algorithm == "reptile":
+        outer = str(((config.get("algorithm") or {}).get("optimizer") or {}).get("_target_", "?")).rsplit(".", 1)[-1]
+        name += f" ({outer} outer step)"
+    layers = config["model"].get("trainable_layers", "?")
+    adapted = "whole encoder" if layers == "all" else f"top {layers} layer{'s' * (layers != 1)}"
+    return (f"{name}, {adapted}, {config['data']['meta_batch_size']} tasks x "
+            f"{config['trainer']['max_steps']:,} steps [{record['id'][:8]}]")
+
+
 def table(folder: Path = RECORDS) -> str:
     """Markdown: one row per ARSC meta-training run, best meta-test first."""
     runs = sorted(training_runs(folder), key=lambda i: -test_mean(i.record)[0])
@@ -102,22 +121,23 @@ def figure(path: Path = FIGURE, folder: Path = RECORDS) -> None:
 
     runs = training_runs(folder)
     fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5.5))
-    for item in runs:
+    for i, item in enumerate(runs):
         r = item.record
-        name = f"{r['experiment']}: {label(r)}"
+        name = in_words(r)
         curve = val_curve(item)
         line, = left.plot(list(curve), list(curve.values()), marker="o", ms=3, lw=1, label=name)
         score, ci = test_mean(r)
-        right.errorbar([r["config"]["trainer"]["max_steps"]], [score], yerr=[ci], fmt="o",
+        shift = 1 + 0.01 * (i - len(runs) / 2)  # runs of one length side by side, not on top
+        right.errorbar([r["config"]["trainer"]["max_steps"] * shift], [score], yerr=[ci], fmt="o",
                        color=line.get_color(), capsize=3, label=name)
     for text, value in PUBLISHED.items():
         right.axhline(value, color="black", ls="--", lw=0.8)
-        right.text(right.get_xlim()[0], value + 0.2, f"{text}: {value}", fontsize=7)
-    left.set(title="validation: one episode per training task's .dev file (39 tasks)",
-             xlabel="meta-step", ylabel="accuracy (%)")
-    right.set(title="meta-test: mean over the 12 target tasks (95% interval over tasks)",
-              xlabel="meta-steps trained", ylabel="accuracy (%)")
-    left.legend(fontsize=6, loc="lower right")
+        right.text(0.01, value + 0.2, f"{text}: {value}", fontsize=7, transform=right.get_yaxis_transform())
+    left.set(title="validation (one episode per training task's .dev file)", xlabel="meta-step",
+             ylabel="accuracy (%)")
+    right.set(title="meta-test: mean of the 12 target tasks, 95% interval", xlabel="meta-steps trained",
+              ylabel="accuracy (%)")
+    left.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     log.info("wrote %s", path)
