@@ -14,11 +14,11 @@ the records.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 from pathlib import Path
 
+import figure_cli
 from result_rows import RAN_WITH, cell_key, cite, hardware, is_debug, short_values, trains, utc_time
 
 from metalearn.registry import records as rec
@@ -143,15 +143,5 @@ def figure(path: Path = FIGURE, folder: Path = RECORDS) -> None:
     log.info("wrote %s", path)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--records", type=Path, default=RECORDS, help="records folder")
-    parser.add_argument("--figure", type=Path, default=FIGURE, help="where to write the figure")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    figure(args.figure, args.records)
-    log.info("\n%s", table(args.records))
-
-
 if __name__ == "__main__":
-    main()
+    figure_cli.main(__doc__, figure=figure, table=table, default_figure=FIGURE, name="arsc_runs")

@@ -15,11 +15,11 @@ Needs matplotlib for the figure (the `notebook` extra); the table needs only the
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 from pathlib import Path
 
+import figure_cli
 from result_rows import cite, command_for, is_debug  # experiments/, beside this file
 
 from metalearn.intervals import seeds_ci95, t975
@@ -155,15 +155,5 @@ def figure(path: Path = FIGURE, folder: Path = RECORDS) -> None:
     log.info("wrote %s", path)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--records", type=Path, default=RECORDS, help="records folder")
-    parser.add_argument("--figure", type=Path, default=FIGURE, help="where to write the figure")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    figure(args.figure, args.records)
-    log.info("\n%s", table(args.records))
-
-
 if __name__ == "__main__":
-    main()
+    figure_cli.main(__doc__, figure=figure, table=table, default_figure=FIGURE, name="omniglot_curves")
