@@ -19,8 +19,8 @@ def run_dirs(monkeypatch, *times: dt.datetime) -> list[str]:
     for when in times:
         class Clock(dt.datetime):
             @classmethod
-            def now(cls, tz=None):
-                return when
+            def now(cls, tz=None, started=when):
+                return started
 
         monkeypatch.setattr(hydra.core.utils, "datetime", Clock)  # what Hydra's `now` reads
         cfg = compose_train(["experiment=reptile_amazon"], return_hydra_config=True)
