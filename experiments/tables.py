@@ -326,9 +326,10 @@ def _short(value: str) -> str:
 
 
 def own_protocol(overrides: tuple[str, ...]) -> bool:
-    """Whether a cell ran its benchmark as configured: no `data.*` override (other K, other
-    test set) and not a meta-test of a checkpoint with other settings (`train=false`)."""
-    return not any(o.startswith(("data.", "train=", "ckpt_path=")) for o in overrides)
+    """Whether a cell ran its benchmark as configured: no `data.*` or `benchmark=` override
+    (other K, other test set, another protocol) and not a meta-test of a checkpoint with other
+    settings (`train=false`)."""
+    return not any(o.startswith(("data.", "benchmark=", "train=", "ckpt_path=")) for o in overrides)
 
 
 def reproduces(overrides: tuple[str, ...]) -> bool:

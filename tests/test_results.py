@@ -124,6 +124,7 @@ def test_the_readme_summary_takes_only_runs_of_the_benchmarks_own_protocol():
     records = [record([], 0.70, "a"), record(["train=false", "ckpt_path=x.ckpt", "data.shots=10"], 0.80, "b"),
                record(["algorithm.inner_lr=0.1"], 0.75, "c")]
     assert tables.own_protocol(("algorithm.inner_lr=0.1",)) and not tables.own_protocol(("data.shots=10",))
+    assert not tables.own_protocol(("benchmark=amazon_shuffled",))  # another protocol on the same files
     (row,) = [line for line in tables.summary(records).splitlines() if line.startswith("| amazon")]
     assert "`metalearn train experiment=reptile_amazon algorithm.inner_lr=0.1`" in row and "75.0" in row
     assert "80.0" in tables.tables(records)  # still a row of its own
