@@ -19,7 +19,7 @@ import math
 from pathlib import Path
 
 import figure_cli
-from result_rows import RAN_WITH, cell_key, cite, hardware, is_debug, short_values, trains, utc_time
+from result_rows import RAN_WITH, cell_key, cite, hardware, is_debug, short_values, trains, wall_minutes
 
 from metalearn.registry import records as rec
 from metalearn.registry.report import benchmark
@@ -55,11 +55,6 @@ def test_mean(record: dict) -> tuple[float, float]:
     """The meta-test's mean over the 12 tasks and its interval, in %."""
     m = record["metrics"]
     return 100 * m["test/acc"]["last"], 100 * (m.get("test/acc_ci95") or {}).get("last", float("nan"))
-
-
-def wall_minutes(record: dict) -> float:
-    start, end = utc_time(record.get("started_at")), utc_time(record.get("ended_at"))
-    return (end - start).total_seconds() / 60 if start and end else float("nan")
 
 
 def label(record: dict) -> str:

@@ -37,6 +37,12 @@ def utc_time(text: str | None) -> datetime | None:
     return None if text is None else rec.parse_time(text)
 
 
+def wall_minutes(record: dict) -> float:
+    """How long an attempt ran, start to end, in minutes; NaN where a time is missing."""
+    start, end = utc_time(record.get("started_at")), utc_time(record.get("ended_at"))
+    return (end - start).total_seconds() / 60 if start and end else float("nan")
+
+
 def shown(override: str, root: str | None, log_dir: str | None = None) -> str:
     """An override as a user types it from the project root (checkpoint paths relative to the
     recording run's project root, or under logs/ where they lay in the run's own log_dir;
@@ -134,12 +140,11 @@ def summarize(attempts: list[dict]) -> dict:
             value, ci = sum(r["value"] for r in a["results"]) / len(a["results"]), None
         means.append((value, nan_if_none(ci)))
     mean = means[0] if len(attempts) == 1 else seeds_ci95([m for m, _ in means])
-    walls = [(utc_time(a["ended_at"]) - utc_time(a["started_at"])).total_seconds() for a in attempts
-             if a["ended_at"] and a["started_at"]]
+    walls = [w for w in map(wall_minutes, attempts) if w == w]  # w != w: NaN, no times
     hw = attempts[0]["hardware"]
     return {"domains": per_domain, "mean": mean, "seeds": len(attempts),
             "metric": attempts[0]["metric"], "mode": attempts[0]["mode"],
-            "wall_min": sum(walls) / len(walls) / 60 if walls else float("nan"),
+            "wall_min": sum(walls) / len(walls) if walls else float("nan"),
             "hardware": hardware(hw),
             "cites": [a["cite"] or a["id"][:8] for a in attempts]}
 

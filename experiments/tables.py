@@ -41,7 +41,7 @@ from result_rows import (
     short_values,
     step_rows,
     tested_checkpoint,
-    utc_time,
+    wall_minutes,
 )
 
 from metalearn.registry import records as rec
@@ -296,8 +296,7 @@ def studies_table(records: list[dict]) -> str:
             given = dict(o.split("=", 1) for o in r.get("overrides") or [] if "=" in o)
             summary_ = (r.get("metrics") or {}).get(metric) or {}
             value = summary_.get("max" if mode == "max" else "min")
-            wall = ((utc_time(r["ended_at"]) - utc_time(r["started_at"])).total_seconds() / 60
-                    if r["ended_at"] and r["started_at"] else float("nan"))
+            wall = wall_minutes(r)
             walls += 0.0 if wall != wall else wall
             if value is not None and r["status"] == "completed" and (
                     best is None or (value > best[0] if mode == "max" else value < best[0])):
