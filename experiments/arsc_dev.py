@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from result_rows import is_debug, on_dev_files, step_rows, trained_by, trains
+from result_rows import cited, is_debug, on_dev_files, step_rows, trained_by, trains
 
 BLOCK = ("<!-- arsc-dev:begin -->", "<!-- arsc-dev:end -->")
 
@@ -79,10 +79,6 @@ def choices(records: list[dict]) -> list[Choice]:
     return out
 
 
-def _cite(record: dict) -> str:
-    return record.get("cite") or record["id"][:8]
-
-
 def table(records: list[dict]) -> str:
     """Markdown: per checkpoint, the .dev grid and the chosen pair with its .test score."""
     found = choices(records)
@@ -90,7 +86,7 @@ def table(records: list[dict]) -> str:
         return "No recorded meta-tests on the target tasks' .dev files yet.\n"
     lines = []
     for c in found:
-        who = (f"`{c.trained['experiment']}` ({_cite(c.trained)})" if c.trained
+        who = (f"`{c.trained['experiment']}` ({cited(c.trained)})" if c.trained
                else f"`{c.checkpoint}`")
         counts = sorted({n for _, means, _ in c.grid for n in means})
         lines += [f"Checkpoint of {who}, mean accuracy on the 12 .dev files after each number of steps:", "",
@@ -98,12 +94,12 @@ def table(records: list[dict]) -> str:
                   "|---" * (len(counts) + 2) + "|"]
         for lr, means, r in c.grid:
             cells = [f"{100 * means[n]:.1f}" if n in means else "—" for n in counts]
-            lines.append(f"| {lr:g} | " + " | ".join(cells) + f" | {_cite(r)} |")
+            lines.append(f"| {lr:g} | " + " | ".join(cells) + f" | {cited(r)} |")
         if c.test is None:
             result = "not yet meta-tested on .test with them"
         else:
             m = c.test["metrics"]
             result = (f"on the .test files {100 * m['test/acc']['last']:.1f} ± "
-                      f"{100 * m['test/acc_ci95']['last']:.1f} ({_cite(c.test)})")
+                      f"{100 * m['test/acc_ci95']['last']:.1f} ({cited(c.test)})")
         lines += ["", f"Chosen: {c.steps} steps of {c.lr:g} (.dev {100 * c.dev:.1f}); {result}", ""]
     return "\n".join(lines)

@@ -94,6 +94,12 @@ def cite(record_id: str, path: Path | None) -> str:
         return short
 
 
+def cited(record: dict) -> str:
+    """A loaded record as the tables cite it: its link (`cite`, set by tables.from_records), else
+    the first 8 characters of its id."""
+    return record.get("cite") or record["id"][:8]
+
+
 def step_rows(record: dict) -> dict[tuple[str, int, str], dict[int, dict]]:
     """The `<metric>@<steps>` test results of a record (experiments/sinusoid.py's, or a run's
     with `algorithm.eval_score_steps`): (metric, shots, group) -> steps -> row."""
@@ -146,7 +152,7 @@ def summarize(attempts: list[dict]) -> dict:
             "metric": attempts[0]["metric"], "mode": attempts[0]["mode"],
             "wall_min": sum(walls) / len(walls) if walls else float("nan"),
             "hardware": hardware(hw),
-            "cites": [a["cite"] or a["id"][:8] for a in attempts]}
+            "cites": [cited(a) for a in attempts]}
 
 
 def hardware(hw: dict) -> str:
@@ -341,7 +347,7 @@ def placed(record: dict, records: list[dict]) -> tuple[str, str, str]:
         trained = trained_by(record, records)
         if trained is not None:
             settings = settings_against(record, trained) or "the same settings"
-            return "meta-test", settings, trained.get("cite") or trained["id"][:8]
+            return "meta-test", settings, cited(trained)
         ckpt = next((o.split("=", 1)[1] for o in given if o.startswith("ckpt_path=")), None)
         settings = " ".join(o for o in given if not o.startswith(("train=", "ckpt_path=")))
         return "meta-test", settings, f"`{ckpt}`" if ckpt else "none (the model as built)"

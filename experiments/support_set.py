@@ -15,7 +15,7 @@ the labels from the support set.
 from __future__ import annotations
 
 # result_rows: experiments/, beside this file
-from result_rows import built_only, is_debug, nan_if_none, on_dev_files, step_rows, trained_by, trains
+from result_rows import built_only, cited, is_debug, nan_if_none, on_dev_files, step_rows, trained_by, trains
 
 from metalearn.registry.report import benchmark
 
@@ -56,7 +56,7 @@ def table(records: list[dict]) -> str:
                 continue
             last = max(by_steps)
             rows.append((benchmark_of(record), group, shots, weights_of(record, records),
-                         metric, cell(by_steps[0]), cell(by_steps[last]), last, record["cite"] or record["id"][:8]))
+                         metric, cell(by_steps[0]), cell(by_steps[last]), last, cited(record)))
     if not rows:
         return "No recorded meta-tests with a score before adapting yet.\n"
     lines = ["| benchmark | group | K | weights | metric | before adapting | after adapting | steps | record |",
