@@ -15,11 +15,21 @@ the records.
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 
 import figure_cli
-from result_rows import RAN_WITH, cell_key, cite, hardware, is_debug, short_values, trains, wall_minutes
+from result_rows import (
+    ALGORITHM_NAMES,
+    RAN_WITH,
+    cell_key,
+    cite,
+    hardware,
+    is_debug,
+    percent_curve,
+    short_values,
+    trains,
+    wall_minutes,
+)
 
 from metalearn.registry import records as rec
 from metalearn.registry.report import benchmark
@@ -47,8 +57,7 @@ def training_runs(folder: Path = RECORDS) -> list[rec.Loaded]:
 
 def val_curve(item: rec.Loaded) -> dict[int, float]:
     """Validation accuracy (%) by meta-step (the rows' steps count from 0: step 74 is the 75th)."""
-    return {int(row["step"]) + 1: 100 * float(row["value"]) for row in item.rows or []
-            if row["name"] == "val/acc" and row["value"] is not None and math.isfinite(float(row["value"]))}
+    return percent_curve(item.rows, "val/acc", shift=1)
 
 
 def test_mean(record: dict) -> tuple[float, float]:
@@ -67,16 +76,12 @@ def label(record: dict) -> str:
     return text + "".join(f" (ran with {short_values(e)})" for e in ran)
 
 
-NAMES = {"fomaml": "first-order MAML", "maml": "MAML", "reptile": "Reptile", "protonet": "ProtoNets",
-         "anil": "ANIL", "metasgd": "Meta-SGD", "finetune": "fine-tuning"}
-
-
 def in_words(record: dict) -> str:
     """A run as a legend names it, from the config it ran: the algorithm (with Reptile's outer
     optimizer, which its variants differ in), adapted layers, tasks per step, meta-steps, record."""
     config = record["config"]
     algorithm = (record["experiment"] or "?").split("_")[0]
-    name = NAMES.get(algorithm, algorithm)
+    name = ALGORITHM_NAMES.get(algorithm, algorithm)
     if algorithm == "reptile":
         outer = str(((config.get("algorithm") or {}).get("optimizer") or {}).get("_target_", "?")).rsplit(".", 1)[-1]
         name += f" ({outer} outer step)"

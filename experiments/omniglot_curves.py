@@ -20,7 +20,7 @@ import math
 from pathlib import Path
 
 import figure_cli
-from result_rows import cite, command_for, is_debug  # experiments/, beside this file
+from result_rows import ALGORITHM_NAMES, cite, command_for, is_debug, percent_curve  # experiments/, beside this file
 
 from metalearn.intervals import seeds_ci95, t975
 from metalearn.registry import records as rec
@@ -29,8 +29,6 @@ HERE = Path(__file__).resolve().parent
 RECORDS, FIGURE = HERE / "records", HERE / "omniglot_curves.png"
 BLOCK = ("<!-- omniglot-curves:begin -->", "<!-- omniglot-curves:end -->")
 ALGORITHMS = ("protonet", "finetune", "maml", "anil", "fomaml", "reptile")
-NAMES = {"protonet": "ProtoNets", "finetune": "fine-tuning", "maml": "MAML", "anil": "ANIL",
-         "fomaml": "first-order MAML", "reptile": "Reptile"}
 # 5-way 1-shot accuracy (%) on full Omniglot, as each paper prints it; None: no such figure.
 PAPER = {"maml": (98.7, "Finn et al. 2017"), "fomaml": (98.3, "Finn et al. 2017"),
          "protonet": (98.8, "Snell et al. 2017"), "reptile": (95.39, "Nichol et al. 2018, not transductive"),
@@ -62,8 +60,7 @@ def meta_steps(item: rec.Loaded) -> int:
 
 def curve(item: rec.Loaded) -> dict[int, float]:
     """Validation accuracy (%) by meta-step."""
-    return {int(row["step"]): 100 * float(row["value"]) for row in item.rows or []
-            if row["name"] == METRIC and row["value"] is not None and math.isfinite(float(row["value"]))}
+    return percent_curve(item.rows, METRIC)
 
 
 def mean_curve(items: list[rec.Loaded]) -> dict[int, float]:
@@ -118,7 +115,7 @@ def table(folder: Path = RECORDS) -> str:
         points = mean_curve(items)
         b, ci = slope(points)
         paper = PAPER[algorithm]
-        lines.append(f"| {NAMES[algorithm]} | {longest:,} | {len(items)} | {test_score(items)} | "
+        lines.append(f"| {ALGORITHM_NAMES[algorithm]} | {longest:,} | {len(items)} | {test_score(items)} | "
                      f"{max(points.values()):.1f} | {b:+.1f} ± {ci:.1f} | {verdict(b, ci)} | "
                      f"{'—' if paper is None else f'{paper[0]} ({paper[1]})'} | "
                      f"{', '.join(cite(i.record['id'], i.path) for i in items)} |")
@@ -144,7 +141,7 @@ def figure(path: Path = FIGURE, folder: Path = RECORDS) -> None:
         if paper is not None:
             ax.axhline(paper[0], color="black", ls="--", lw=1)
             ax.text(0, paper[0] - 3.5, f"paper: {paper[0]} ({paper[1]})", fontsize=7)
-        ax.set(title=NAMES[algorithm], xlabel="meta-step", ylim=(40, 100))
+        ax.set(title=ALGORITHM_NAMES[algorithm], xlabel="meta-step", ylim=(40, 100))
         ax.legend(fontsize=7, loc="lower right")
     for ax in axes[:, 0]:
         ax.set_ylabel("validation accuracy (%), 5-way 1-shot")

@@ -10,6 +10,7 @@ configuration (no searched command composes it).
 """
 from __future__ import annotations
 
+import math
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -35,6 +36,18 @@ IGNORED = re.compile(r"^(seed|logger|tags|paths\..*|registry.*|callbacks\..*|hyd
 def utc_time(text: str | None) -> datetime | None:
     """A record's `...Z` time as a naive UTC datetime; None for None."""
     return None if text is None else rec.parse_time(text)
+
+
+# An algorithm as the text and the figures name it.
+ALGORITHM_NAMES = {"protonet": "ProtoNets", "finetune": "fine-tuning", "maml": "MAML", "anil": "ANIL",
+                   "fomaml": "first-order MAML", "reptile": "Reptile", "metasgd": "Meta-SGD"}
+
+
+def percent_curve(rows: list[dict] | None, name: str, *, shift: int = 0) -> dict[int, float]:
+    """A metric's recorded rows (fractions) as percent by step plus `shift`; missing and
+    non-finite values left out."""
+    return {int(row["step"]) + shift: 100 * float(row["value"]) for row in rows or []
+            if row["name"] == name and row["value"] is not None and math.isfinite(float(row["value"]))}
 
 
 def wall_minutes(record: dict) -> float:
