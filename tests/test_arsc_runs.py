@@ -40,6 +40,30 @@ def test_rows_are_best_meta_test_first_with_the_best_validation_step(tmp_path, m
     write(tmp_path, "b", overrides=("model.trainable_layers=3",), test=0.84, vals={25: 0.7, 50: 0.81, 75: 0.8},
           layers=3)
     lines = runs.table(tmp_path).splitlines()[2:]
-    cells = [[c.strip() for c in line.split("|")[2:8]] for line in lines]
-    assert cells == [["`model.trainable_layers=3`", "150 x 4", "3", "81.0 (50)", "84.0 ± 5.0", "30"],
-                     ["as configured", "150 x 4", "1", "79.0 (150)", "80.0 ± 5.0", "30"]]
+    cells = [[c.strip() for c in line.split("|")[2:10]] for line in lines]
+    assert cells == [["`model.trainable_layers=3`", "1", "150 x 4", "3", "81.0 (50)", "84.0 ± 5.0", "—", "30"],
+                     ["as configured", "1", "150 x 4", "1", "79.0 (150)", "80.0 ± 5.0", "—", "30"]]
+
+
+def test_each_run_is_compared_task_by_task_with_the_configured_run_of_its_seed(tmp_path, monkeypatch):
+    _tables_module()
+    runs = sys.modules["arsc_runs"]
+    tasks = ("books/t2", "books/t4", "dvd/t5")
+
+    def scored(values, seed):
+        return {"experiment": "fomaml_arsc", "overrides": ["experiment=fomaml_arsc"], "config": {"seed": seed},
+                "test_results": [{"group": g, "metric": "acc", "value": v} for g, v in zip(tasks, values, strict=True)]
+                + [{"group": g, "metric": "acc@0", "value": 0.5} for g in tasks]}
+
+    monkeypatch.setattr(runs, "cell_key", lambda r: (r["experiment"], tuple(r["overrides"][1:])))
+    base42, base1 = scored((0.8, 0.9, 0.7), 42), scored((0.7, 0.7, 0.7), 1)
+    lever = scored((0.82, 0.93, 0.71), 42)
+    lever["overrides"] = ["experiment=fomaml_arsc", "model.trainable_layers=all"]
+    gain, ci = runs.against_configured(lever, [base1, base42, lever])
+    diffs = [2.0, 3.0, 1.0]  # points, task by task against the seed-42 run (not the seed-1 one)
+    assert gain == sum(diffs) / 3
+    assert abs(ci - 4.303 * 1.0 / 3 ** 0.5) < 1e-9  # t(0.975, 2 df) * s / sqrt(n), s = 1
+    assert runs.against_configured(base42, [base1, base42, lever]) is None  # the reference itself
+    other = scored((0.8, 0.9, 0.7), 7)
+    other["overrides"] = lever["overrides"]
+    assert runs.against_configured(other, [base1, base42, other]) is None  # no configured run of seed 7
