@@ -51,3 +51,22 @@ def test_the_records_check_passes_for_the_cache_and_fails_for_a_wrong_one(monkey
     monkeypatch.setattr(TrunkCache, "features", off_by_a_little)
     assert same_records(m, episodes) is False
     assert torch.is_grad_enabled()
+
+
+def test_the_threads_bench_sums_the_meta_batch_and_measures_the_gradients_apart():
+    from bench.threads import relative_difference, step_gradients
+
+    m = learner(classifier(False))
+    m.train()
+    m.score_before_adapting = False
+    episodes = [episode(1), episode(2)]
+    params = m.meta_parameters()
+    one, two = (m.task_gradient(ep, params)[0] for ep in episodes)
+    total = step_gradients(m, episodes)
+    assert total.keys() == one.keys()
+    for name, g in total.items():
+        torch.testing.assert_close(g, one[name] + two[name], rtol=0, atol=0)
+    assert relative_difference(total, total) == 0.0
+    a = {"w": torch.tensor([3.0, 0.0]), "b": torch.tensor([4.0])}
+    b = {"w": torch.tensor([3.0, 1.0]), "b": torch.tensor([4.0])}
+    assert relative_difference(a, b) == 0.2  # |(0, 1, 0)| / |(3, 0, 4)|

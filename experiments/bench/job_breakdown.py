@@ -142,17 +142,13 @@ def estimate(cfg: Any, counts: dict[str, int], train: dict, val: dict, test: dic
     return {"parts": parts, "total_s": total, "cached_total_s": total - saved, "cache_saves_s": saved}
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse(argv)
-    import torch
-
-    torch.set_num_threads(args.threads)
+def build_job(name: str, overrides: list[str]) -> tuple[Any, Any, Any, dict[str, float]]:
+    """The experiment's config, DataModule (set up for fit) and learner (in eval mode), built as
+    `metalearn train` builds them, and the seconds each took."""
     from bench.config import experiment
-    from bench.hardware import load_average, machine
     from metalearn.instantiate import build
 
-    hardware = machine()  # the load average as it starts
-    cfg = experiment(args.experiment, *args.set)
+    cfg = experiment(name, *overrides)
     setup = {}
     start = time.perf_counter()
     dm = build(cfg.data)
@@ -163,6 +159,18 @@ def main(argv: list[str] | None = None) -> int:
     learner = build(cfg.algorithm, model=build(cfg.model), objective=build(cfg.objective))
     learner.eval()
     setup["model_s"] = time.perf_counter() - start
+    return cfg, dm, learner, setup
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from bench.hardware import load_average, machine
+
+    hardware = machine()  # the load average as it starts
+    cfg, dm, learner, setup = build_job(args.experiment, args.set)
     limit = cfg.trainer.limit_val_batches
     n_val = len(dm.val_specs) if isinstance(limit, float) else min(int(limit), len(dm.val_specs))
     counts = {"steps": cfg.trainer.max_steps, "checks": cfg.trainer.max_steps // cfg.data.steps_per_epoch,
