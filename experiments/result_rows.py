@@ -330,16 +330,29 @@ def saved_at(record: dict) -> int | None:
     return int(match[1]) if match else None
 
 
+def loaded_file(record: dict, trainer: dict) -> str:
+    """Which of its trainer's files a meta-test loaded: `last (step 150 of 150)` for last.ckpt (the
+    weights at the end of training), `step 300 of 1000` for a step's file."""
+    end = ((trainer.get("config") or {}).get("trainer") or {}).get("max_steps")
+    if Path(record.get("ckpt_path") or "").name == "last.ckpt":
+        return f"last (step {end} of {end})" if trainer.get("status") == "completed" else "last"
+    step = saved_at(record)
+    return f"step {step} of {end}" if step is not None else "given"
+
+
 def tested_checkpoint(attempts: list[dict], records: list[dict]) -> str:
     """What a row's meta-test scored: `best val/acc (step 700 of 1000)` (per attempt, several
     steps where seeds kept different ones) or `last`; a meta-test of a checkpoint says it of the
-    run that trained the checkpoint (`given` where no record did); a run that trains nothing and
+    run that trained the checkpoint (`given` where no record did), or names the file where it
+    loaded another than the one that run kept (`loaded_file`); a run that trains nothing and
     loads nothing (pretrained_*: `train: false` in its config) tested the model as built."""
     if all(built_only(a) for a in attempts):
         return "none: the model as built"
     trainers = [a if trains(a) else trained_by(a, records) for a in attempts]
     if any(t is None for t in trainers):
         return "given"
+    if any(a.get("ckpt_path") != t.get("ckpt_path") for a, t in zip(attempts, trainers, strict=True)):
+        return ", ".join(sorted({loaded_file(a, t) for a, t in zip(attempts, trainers, strict=True)}))
     rules = sorted({checkpoint_rule(t.get("config")) for t in trainers})
     if rules != [rules[0]] or not rules[0].startswith("best "):
         return ", ".join(rules)

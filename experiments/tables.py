@@ -157,7 +157,7 @@ LEADING = {
     "variant": (("experiment", "overrides"),
                 lambda r: (f"`{r.experiment}`", (f"`{r.label}`" if r.label else "none") + r.note)),
     "meta-test": (("experiment", "checkpoint", "settings"),
-                  lambda r: (f"`{r.experiment}`", r.checkpoint, f"`{r.label}`")),
+                  lambda r: (f"`{r.experiment}`", r.checkpoint, f"`{r.label}`" if r.label else "as configured")),
     "other": (("experiment", "differs from the experiment's config in"),
               lambda r: (f"`{r.experiment}`", f"`{r.label}`")),
 }

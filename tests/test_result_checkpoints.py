@@ -54,6 +54,15 @@ def test_a_row_says_the_step_of_each_seeds_checkpoint_and_a_meta_test_its_traine
     assert tested([meta], [meta]) == "given"
 
 
+def test_a_meta_test_of_another_file_of_the_run_says_which_file_it_loaded():
+    tested = rows_module().tested_checkpoint
+    a = record("a", ckpt="/runs/a/checkpoints/step000700.ckpt")
+    for name, says in (("last.ckpt", "last (step 1000 of 1000)"), ("step000300.ckpt", "step 300 of 1000")):
+        ckpt = f"/runs/a/checkpoints/{name}"
+        meta = record("m", ckpt=ckpt, overrides=("train=false", f"ckpt_path={ckpt}"), callbacks={})
+        assert tested([meta], [a, meta]) == says
+
+
 def test_the_tables_have_the_column():
     tables = _tables_module()
     header, _, *rows = tables.main_table(tables.rows_by_benchmark(tables.from_records()))
