@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from result_rows import cited, is_debug, on_dev_files, step_rows, trained_by, trains
+from result_rows import cited, is_debug, on_dev_files, step_rows, trained_by
 
 BLOCK = ("<!-- arsc-dev:begin -->", "<!-- arsc-dev:end -->")
 
@@ -52,10 +52,11 @@ class Choice:
 
 
 def _tested_with(records: list[dict], ckpt: str, lr: float, steps: int) -> dict | None:
-    """A completed standard-protocol meta-test of ckpt that adapted `steps` steps of `lr`."""
+    """A completed standard-protocol meta-test of ckpt that adapted `steps` steps of `lr`: a
+    meta-test of the checkpoint, or the training run's own (ckpt is the one it kept and tested)."""
     for r in records:
         algorithm = (r.get("config") or {}).get("algorithm") or {}
-        if (r.get("ckpt_path") == ckpt and not trains(r) and not on_dev_files(r) and not is_debug(r)
+        if (r.get("ckpt_path") == ckpt and not on_dev_files(r) and not is_debug(r)
                 and r["status"] == "completed" and step_size(r) == lr
                 and algorithm.get("eval_inner_steps") == steps and "test/acc" in (r.get("metrics") or {})):
             return r

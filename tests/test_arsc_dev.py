@@ -68,3 +68,16 @@ def test_dev_scores_never_reach_the_tables_of_test_results():
     with_zero = scored("z", lr=None, steps={0: (0.5, 0.5), 10: (0.9, 0.9)}, dev=True)
     assert support.table([with_zero]).startswith("No recorded")
     assert tables is not None
+
+
+def test_the_training_runs_own_meta_test_counts_where_it_used_the_chosen_settings():
+    _tables_module()
+    dev = sys.modules["arsc_dev"]
+    own = trainer()
+    own["config"]["algorithm"] = {"inner_lr": 0.05, "eval_inner_lr": None, "eval_inner_steps": 10}
+    own["config"]["data"] = {"test_protocol": "arsc"}
+    own["metrics"] = {"test/acc": {"last": 0.83}, "test/acc_ci95": {"last": 0.02}}
+    grid = scored("a", lr=None, steps={5: (0.80, 0.70), 10: (0.84, 0.76)}, dev=True)
+    assert dev.choices([own, grid])[0].test is own
+    own["config"]["algorithm"]["eval_inner_steps"] = 5  # it tested after 5 steps, not the chosen 10
+    assert dev.choices([own, grid])[0].test is None
