@@ -103,7 +103,8 @@ def label(record: dict) -> str:
 
 def in_words(record: dict) -> str:
     """A run as a legend names it, from the config it ran: the algorithm (with Reptile's outer
-    optimizer, which its variants differ in), adapted layers, tasks per step, meta-steps, record."""
+    optimizer, which its variants differ in), adapted layers, the inner step, tasks per step,
+    meta-steps, seed, record."""
     config = record["config"]
     algorithm = (record["experiment"] or "?").split("_")[0]
     name = ALGORITHM_NAMES.get(algorithm, algorithm)
@@ -112,8 +113,10 @@ def in_words(record: dict) -> str:
         name += f" ({outer} outer step)"
     layers = config["model"].get("trainable_layers", "?")
     adapted = "whole encoder" if layers == "all" else f"top {layers} layer{'s' * (layers != 1)}"
-    return (f"{name}, {adapted}, {config['data']['meta_batch_size']} tasks x "
-            f"{config['trainer']['max_steps']:,} steps [{record['id'][:8]}]")
+    inner = (config.get("algorithm") or {}).get("inner_lr")
+    step = "" if inner is None else f", inner step {inner:g}"  # ProtoNets have none
+    return (f"{name}, {adapted}{step}, {config['data']['meta_batch_size']} tasks x "
+            f"{config['trainer']['max_steps']:,} steps, seed {config.get('seed', '?')} [{record['id'][:8]}]")
 
 
 def table(folder: Path = RECORDS) -> str:

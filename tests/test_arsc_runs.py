@@ -67,3 +67,18 @@ def test_each_run_is_compared_task_by_task_with_the_configured_run_of_its_seed(t
     other = scored((0.8, 0.9, 0.7), 7)
     other["overrides"] = lever["overrides"]
     assert runs.against_configured(other, [base1, base42, other]) is None  # no configured run of seed 7
+
+
+def test_a_legend_tells_runs_of_one_shape_apart_by_inner_step_and_seed():
+    _tables_module()
+    runs = sys.modules["arsc_runs"]
+
+    def run(rid, seed, inner):
+        return {"id": rid * 8, "experiment": "fomaml_arsc",
+                "config": {"seed": seed, "algorithm": {"inner_lr": inner}, "model": {"trainable_layers": "all"},
+                           "data": {"meta_batch_size": 4}, "trainer": {"max_steps": 150}}}
+
+    names = {runs.in_words(run("a", 42, 0.005)), runs.in_words(run("b", 1, 0.005)), runs.in_words(run("c", 42, 0.01))}
+    assert len(names) == 3
+    assert runs.in_words(run("a", 42, 0.005)) == ("first-order MAML, whole encoder, inner step 0.005, 4 tasks x 150 "
+                                                  "steps, seed 42 [aaaaaaaa]")
