@@ -81,11 +81,11 @@ def against_configured(record: dict, records: list[dict]) -> tuple[float, float]
     where no configured run of that seed scored the same tasks."""
     seed = (record.get("config") or {}).get("seed")
     mine = task_scores(record)
-    for other in records if mine else ():
+    if not mine or (record["experiment"] == REFERENCE and not cell_key(record)[1]):
+        return None
+    for other in records:
         if (other is not record and other["experiment"] == REFERENCE and not cell_key(other)[1]
                 and (other.get("config") or {}).get("seed") == seed and task_scores(other).keys() == mine.keys()):
-            if record["experiment"] == REFERENCE and not cell_key(record)[1]:
-                return None
             theirs = task_scores(other)
             return seeds_ci95([mine[task] - theirs[task] for task in sorted(mine)])
     return None
