@@ -9,7 +9,9 @@ tries; `data.steps_per_epoch` sets how often it validates), meta-steps and tasks
 layers it adapts, its best validation score and step (the checkpoint the meta-test scores), and
 the meta-test: the unweighted mean over the 12 target tasks, the number the papers report. The
 figure draws each run's validation curve and each meta-test against its meta-steps, beside the
-published figures. Needs matplotlib for the figure (the `notebook` extra); the table needs only
+published figures. A run that restored another's checkpoint and trained on (`ckpt_path` with
+training on) counts that run's steps as its own: its curve begins with them, its wall time adds
+theirs. Needs matplotlib for the figure (the `notebook` extra); the table needs only
 the records.
 """
 from __future__ import annotations
@@ -26,6 +28,8 @@ from result_rows import (
     hardware,
     is_debug,
     percent_curve,
+    resumed_at,
+    resumed_from,
     short_values,
     trains,
     wall_minutes,
@@ -63,6 +67,22 @@ def val_curve(item: rec.Loaded) -> dict[int, float]:
     return percent_curve(item.rows, "val/acc", shift=1)
 
 
+def full_curve(item: rec.Loaded, items: list[rec.Loaded]) -> dict[int, float]:
+    """A run's validation curve from step 1: a resumed run's starts with the steps its parent ran."""
+    parent = resumed_from(item.record, [i.record for i in items])
+    if parent is None:
+        return val_curve(item)
+    start = resumed_at(item.record, parent) or 0
+    before = next(i for i in items if i.record is parent)
+    return {**{s: v for s, v in full_curve(before, items).items() if s <= start}, **val_curve(item)}
+
+
+def wall(record: dict, records: list[dict]) -> float:
+    """Minutes of meta-training behind a run: a resumed run's and its parents'."""
+    parent = resumed_from(record, records)
+    return wall_minutes(record) + (0 if parent is None else wall(parent, records))
+
+
 def test_mean(record: dict) -> tuple[float, float]:
     """The meta-test's mean over the 12 tasks and its interval, in %."""
     m = record["metrics"]
@@ -91,17 +111,21 @@ def against_configured(record: dict, records: list[dict]) -> tuple[float, float]
     return None
 
 
-def label(record: dict) -> str:
+def label(record: dict, records: list[dict] = ()) -> str:
     """The run's overrides as typed (or `as configured`), then the values it ran where the
-    experiment's config composes others today."""
+    experiment's config composes others today; a resumed run names the run it continued in
+    place of the local checkpoint path."""
     key = cell_key(record)[1]
-    given = [o for o in key if not o.startswith(RAN_WITH)]
+    given = [o for o in key if not o.startswith((RAN_WITH, "ckpt_path="))]
     ran = [o.removeprefix(RAN_WITH) for o in key if o.startswith(RAN_WITH)]
     text = f"`{short_values(' '.join(given))}`" if given else "as configured"
+    parent = resumed_from(record, list(records))
+    if parent is not None:
+        text += f", resumed from step {resumed_at(record, parent)} of {parent['id'][:8]}"
     return text + "".join(f" (ran with {short_values(e)})" for e in ran)
 
 
-def in_words(record: dict) -> str:
+def in_words(record: dict, records: list[dict] = ()) -> str:
     """A run as a legend names it, from the config it ran: the algorithm (with Reptile's outer
     optimizer, which its variants differ in), adapted layers, the inner step, tasks per step,
     meta-steps, seed, record."""
@@ -115,8 +139,10 @@ def in_words(record: dict) -> str:
     adapted = "whole encoder" if layers == "all" else f"top {layers} layer{'s' * (layers != 1)}"
     inner = (config.get("algorithm") or {}).get("inner_lr")
     step = "" if inner is None else f", inner step {inner:g}"  # ProtoNets have none
+    parent = resumed_from(record, list(records))
+    resumed = "" if parent is None else f" ({resumed_at(record, parent)} of them in {parent['id'][:8]})"
     return (f"{name}, {adapted}{step}, {config['data']['meta_batch_size']} tasks x "
-            f"{config['trainer']['max_steps']:,} steps, seed {config.get('seed', '?')} [{record['id'][:8]}]")
+            f"{config['trainer']['max_steps']:,} steps{resumed}, seed {config.get('seed', '?')} [{record['id'][:8]}]")
 
 
 def table(folder: Path = RECORDS) -> str:
@@ -130,16 +156,17 @@ def table(folder: Path = RECORDS) -> str:
     records = [item.record for item in runs]
     for item in runs:
         r, config = item.record, item.record["config"]
-        curve = val_curve(item)
+        curve = full_curve(item, runs)
         best = max(curve, key=lambda s: (curve[s], -s)) if curve else None
         score, ci = test_mean(r)
         paired = against_configured(r, records)
         lines.append(
-            f"| `{r['experiment']}` | {label(r)} | {config.get('seed', '?')} | {config['trainer']['max_steps']:,} x "
+            f"| `{r['experiment']}` | {label(r, records)} | {config.get('seed', '?')} | "
+            f"{config['trainer']['max_steps']:,} x "
             f"{config['data']['meta_batch_size']} | {config['model'].get('trainable_layers', '?')} | "
             + (f"{curve[best]:.1f} ({best})" if best else "—")
             + f" | {score:.1f} ± {ci:.1f} | " + ("—" if paired is None else f"{paired[0]:+.1f} ± {paired[1]:.1f}")
-            + f" | {wall_minutes(r):.0f} | {hardware(r.get('hardware') or {})} | "
+            + f" | {wall(r, records):.0f} | {hardware(r.get('hardware') or {})} | "
             f"{cite(r['id'], item.path)} |")
     return "\n".join(lines) + "\n"
 
@@ -152,11 +179,12 @@ def figure(path: Path = FIGURE, folder: Path = RECORDS) -> None:
     import matplotlib.pyplot as plt
 
     runs = training_runs(folder)
+    records = [item.record for item in runs]
     fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5.5))
     for i, item in enumerate(runs):
         r = item.record
-        name = in_words(r)
-        curve = val_curve(item)
+        name = in_words(r, records)
+        curve = full_curve(item, runs)
         line, = left.plot(list(curve), list(curve.values()), marker="o", ms=3, lw=1, label=name)
         score, ci = test_mean(r)
         shift = 1 + 0.01 * (i - len(runs) / 2)  # runs of one length side by side, not on top

@@ -289,6 +289,32 @@ def trained_by(record: dict, records: list[dict]) -> dict | None:
         (r for r in runs if r.get("output_dir") and ckpt.startswith(r["output_dir"].rstrip("/") + "/")), None)
 
 
+def resumed_from(record: dict, records: list[dict]) -> dict | None:
+    """The training run a meta-training attempt continued (it restored that run's checkpoint with
+    `ckpt_path` and trained on): the one whose output folder holds the file. None otherwise."""
+    ckpt = (record.get("config") or {}).get("ckpt_path")
+    if not ckpt or not trains(record):
+        return None
+    return next((r for r in records if r is not record and trains(r) and r.get("output_dir")
+                 and ckpt.startswith(r["output_dir"].rstrip("/") + "/")), None)
+
+
+def resumed_at(record: dict, parent: dict) -> int | None:
+    """The step a resumed run started from: the parent's last step for its last.ckpt, else the
+    step in the file's name."""
+    ckpt = (record.get("config") or {}).get("ckpt_path") or ""
+    if Path(ckpt).name == "last.ckpt":
+        return ((parent.get("config") or {}).get("trainer") or {}).get("max_steps")
+    match = CHECKPOINT_STEP.search(ckpt)
+    return int(match[1]) if match else None
+
+
+def resumed_note(attempts: list[dict], records: list[dict]) -> str:
+    """What a row of resumed runs continued: ` (resumed from step 150 of 45feddfb)`."""
+    found = [(resumed_at(a, p), cited(p)) for a in attempts if (p := resumed_from(a, records)) is not None]
+    return "".join(f" (resumed from step {step} of {cite})" for step, cite in found)
+
+
 def settings_against(record: dict, trained: dict) -> str:
     """How a meta-test's config differs from the config its checkpoint was trained with."""
     now = composed(record["experiment"] or "?", ()) or {}
@@ -369,6 +395,9 @@ def tested_checkpoint(attempts: list[dict], records: list[dict]) -> str:
 def placed(record: dict, records: list[dict]) -> tuple[str, str, str]:
     """(kind, label, checkpoint) of one attempt: where its row goes and what the row says."""
     given = typed(record)
+    if trains(record) and resumed_from(record, records) is not None:  # it trained on: a variant
+        command = command_for(record) or given
+        return "variant", " ".join(o for o in command if not o.startswith("ckpt_path=")), ""
     if not trains(record) or any(o.startswith("ckpt_path=") for o in given):
         trained = trained_by(record, records)
         if trained is not None:
@@ -403,7 +432,8 @@ def rows_by_benchmark(records: list[dict], debug: bool = False) -> dict[str, lis
         for i, members in enumerate(group):
             rows.append(Row(experiment, kind if i == 0 else ("variant" if kind == "default" else kind),
                             short_values(label), members, checkpoint,
-                            "" if i == 0 else f" (seed {members[0]['config'].get('seed')} again)",
+                            ("" if i == 0 else f" (seed {members[0]['config'].get('seed')} again)")
+                            + resumed_note(members, records),
                             tested_checkpoint(members, records)))
     by_bench: dict[str, list[Row]] = defaultdict(list)
     for row in rows:

@@ -82,3 +82,36 @@ def test_a_legend_tells_runs_of_one_shape_apart_by_inner_step_and_seed():
     assert len(names) == 3
     assert runs.in_words(run("a", 42, 0.005)) == ("first-order MAML, whole encoder, inner step 0.005, 4 tasks x 150 "
                                                   "steps, seed 42 [aaaaaaaa]")
+
+
+def test_a_resumed_run_draws_its_parents_curve_and_counts_its_wall_time(tmp_path, monkeypatch):
+    """A run that restored another's last.ckpt and trained on: its row and legend say so, its
+    validation curve starts with the parent's (the steps it did not run itself) and its wall
+    time is both runs'."""
+    _tables_module()
+    runs = sys.modules["arsc_runs"]
+    loaded = {}
+
+    def load(path, with_rows=False):
+        r = json.loads(path.read_text())
+        rows = json.loads(path.with_suffix(".rows").read_text())
+        return loaded.setdefault(path, runs.rec.Loaded(r, path, rows))
+
+    monkeypatch.setattr(runs.rec, "load", load)
+    monkeypatch.setattr(runs, "cell_key", lambda r: (r["experiment"], tuple(r["overrides"][1:])))
+    write(tmp_path, "a", test=0.80, vals={75: 0.78, 150: 0.79})
+    write(tmp_path, "b", overrides=("trainer.max_steps=300", "ckpt_path=/runs/a/checkpoints/last.ckpt"),
+          test=0.82, vals={225: 0.83, 300: 0.81})
+    path = tmp_path / "fomaml_arsc" / "b.json"
+    r = json.loads(path.read_text())
+    r["config"]["trainer"]["max_steps"], r["config"]["ckpt_path"] = 300, "/runs/a/checkpoints/last.ckpt"
+    r["output_dir"] = "/runs/b"
+    path.write_text(json.dumps(r))
+    lines = runs.table(tmp_path).splitlines()[2:]
+    cells = [[c.strip() for c in line.split("|")[2:10]] for line in lines]
+    assert cells[0] == ["`trainer.max_steps=300`, resumed from step 150 of aaaaaaaa", "1", "300 x 4", "1",
+                        "83.0 (225)", "82.0 ± 5.0", "—", "60"]
+    items = {i.record["id"][0]: i for i in runs.training_runs(tmp_path)}
+    assert runs.full_curve(items["b"], list(items.values())) == {75: 78.0, 150: 79.0, 225: 83.0, 300: 81.0}
+    assert runs.in_words(items["b"].record, [i.record for i in items.values()]).endswith(
+        "4 tasks x 300 steps (150 of them in aaaaaaaa), seed 1 [bbbbbbbb]")

@@ -121,3 +121,45 @@ def test_a_run_that_trains_nothing_says_it_tested_the_model_as_built():
     baseline = record("p", ckpt=None)
     baseline["config"].update(train=False, ckpt_path=None)
     assert tested([baseline], [baseline]) == "none: the model as built"
+
+
+def resumed_pair() -> tuple[dict, dict]:
+    """A 150-step run and a run that restored its last.ckpt and trained on to 300 steps."""
+    parent = record("p", ckpt="/runs/p/checkpoints/step000125.ckpt")
+    parent["config"]["trainer"]["max_steps"] = 150
+    child = record("c", ckpt="/runs/p/checkpoints/step000125.ckpt",
+                   overrides=("trainer.max_steps=300", "ckpt_path=/runs/p/checkpoints/last.ckpt"))
+    child["config"]["trainer"]["max_steps"] = 300
+    child["config"]["ckpt_path"] = "/runs/p/checkpoints/last.ckpt"
+    return parent, child
+
+
+def test_a_training_run_that_restored_a_checkpoint_continues_the_run_that_saved_it():
+    rows = rows_module()
+    parent, child = resumed_pair()
+    assert rows.resumed_from(child, [parent, child]) is parent
+    assert rows.resumed_at(child, parent) == 150  # last.ckpt: where the parent ended
+    assert rows.resumed_from(parent, [parent, child]) is None
+    meta = record("m", ckpt="/runs/p/checkpoints/last.ckpt",
+                  overrides=("train=false", "ckpt_path=/runs/p/checkpoints/last.ckpt"))
+    meta["config"]["ckpt_path"] = "/runs/p/checkpoints/last.ckpt"
+    assert rows.resumed_from(meta, [parent, meta]) is None  # a meta-test, not a continuation
+    stepped = dict(child, config={**child["config"], "ckpt_path": "/runs/p/checkpoints/step000100.ckpt"})
+    assert rows.resumed_at(stepped, parent) == 100
+
+
+def test_a_resumed_run_is_a_variant_row_that_names_the_run_it_continued():
+    """Not a meta-test of the parent's checkpoint: it trained. The row says what it changed
+    (its budget), without the local checkpoint path, and which run it continued from where."""
+    rows = rows_module()
+    parent, child = resumed_pair()
+    for r in (parent, child):
+        r["test_results"] = [{"group": "g", "metric": "acc", "value": 0.8, "ci95": 0.1, "episodes": 10,
+                              "shots": 1, "queries": 5}]
+    kind, label, checkpoint = rows.placed(child, [parent, child])
+    assert (kind, checkpoint) == ("variant", "")
+    assert "ckpt_path" not in label and "trainer.max_steps=300" in label
+    found = [r for r in rows.rows_by_benchmark([parent, child])["omniglot"] if r.attempts[0] is child
+             or r.attempts[0]["id"] == child["id"]]
+    assert [r.note for r in found] == [" (resumed from step 150 of p)"]
+    assert found[0].tested == "best val/acc (step 125 of 300)"
