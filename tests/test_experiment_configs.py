@@ -53,6 +53,9 @@ DELIBERATE: dict[tuple[str, str], str] = {
                                                    "every_seconds elsewhere (metalearn.progress)",
     ("*", "config.algorithm.eval_score_steps"): "new setting, null (off): the meta-test's scores after "
                                                 "several step counts (metalearn.algorithms.step_scores)",
+    ("*", "config.callbacks.model_checkpoint._target_"): "how not what: Lightning's ModelCheckpoint, keeping "
+                                                         "the best score when a run resumes into a new "
+                                                         "folder (metalearn.checkpointing)",
     ("*", "config.model.cache_trunk"): "new setting, how not what: the frozen layers' outputs on the "
                                        "meta-validation episodes kept for the next check (bit for bit)",
     **dict.fromkeys([("experiment=*_hf_text", "config.data.val_episodes"),

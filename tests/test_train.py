@@ -187,6 +187,39 @@ def test_every_epoch_trains_on_new_episodes_and_a_resumed_run_continues_the_same
     assert resumed_losses == {s: full_losses[s] for s in range(2, 6)}
 
 
+class BestLog(Callback):
+    """Writes the monitored checkpoint callback's best file and score when training ends."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        best = trainer.checkpoint_callbacks[0]
+        score = None if best.best_model_score is None else float(best.best_model_score)
+        self.path.write_text(json.dumps([best.best_model_path, score]))
+
+
+def test_a_run_resumed_into_a_new_folder_keeps_the_best_checkpoint_of_the_steps_before(make_cfg, tmp_path):
+    """Lightning forgets the best score when the checkpoint folder changes (each run writes its
+    own), so `best` would mean best since the resume. Weights that never move (outer step 0)
+    score alike at every check: the first check's file stays the best, as in the uninterrupted run."""
+    def run(name: str, *extra: str) -> tuple[str, float]:
+        log = tmp_path / f"{name}.best.json"
+        train(make_cfg("test=false", "data.steps_per_epoch=2", "algorithm.optimizer.lr=0.0",
+                       "+callbacks.best._target_=tests.test_train.BestLog", f"+callbacks.best.path={log}",
+                       *extra, out=name))
+        return tuple(json.loads(log.read_text()))
+
+    full_best, full_score = run("full", "trainer.max_steps=6")
+    first_best, first_score = run("first", "trainer.max_steps=4")
+    ckpt = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    resumed_best, resumed_score = run("resumed", "trainer.max_steps=6", f"ckpt_path={ckpt}")
+    assert Path(full_best).name == Path(first_best).name == "step000002.ckpt"
+    assert (resumed_best, resumed_score) == (first_best, first_score)
+    assert resumed_score == full_score
+    assert not list((tmp_path / "resumed" / "checkpoints").glob("step*.ckpt"))  # nothing better since
+
+
 def test_validate_scores_a_checkpoint_as_training_scored_it(make_cfg):
     """`validate=true` on the checkpoint training kept gives the meta-validation score training
     logged for it; at another K (data.shots) it scores differently, and nothing is meta-tested."""
