@@ -24,18 +24,25 @@ def write(folder: Path, rid: str, *, overrides: tuple = (), test: float, vals: d
         [{"name": "val/acc", "step": s - 1, "value": v} for s, v in vals.items()]))
 
 
-def test_rows_are_best_meta_test_first_with_the_best_validation_step(tmp_path, monkeypatch):
+def reading_written(monkeypatch):
+    """arsc_runs, reading the records `write` leaves (the records module checks a real record's
+    every field) and keying cells by the overrides as given."""
     _tables_module()
     runs = sys.modules["arsc_runs"]
     loaded = {}
 
-    def load(path, with_rows=False):  # the records module checks a real record's every field
+    def load(path, with_rows=False):
         r = json.loads(path.read_text())
         rows = json.loads(path.with_suffix(".rows").read_text())
         return loaded.setdefault(path, runs.rec.Loaded(r, path, rows))
 
     monkeypatch.setattr(runs.rec, "load", load)
     monkeypatch.setattr(runs, "cell_key", lambda r: (r["experiment"], tuple(r["overrides"][1:])))
+    return runs
+
+
+def test_rows_are_best_meta_test_first_with_the_best_validation_step(tmp_path, monkeypatch):
+    runs = reading_written(monkeypatch)
     write(tmp_path, "a", test=0.80, vals={75: 0.78, 150: 0.79})
     write(tmp_path, "b", overrides=("model.trainable_layers=3",), test=0.84, vals={25: 0.7, 50: 0.81, 75: 0.8},
           layers=3)
@@ -88,17 +95,7 @@ def test_a_resumed_run_draws_its_parents_curve_and_counts_its_wall_time(tmp_path
     """A run that restored another's last.ckpt and trained on: its row and legend say so, its
     validation curve starts with the parent's (the steps it did not run itself) and its wall
     time is both runs'."""
-    _tables_module()
-    runs = sys.modules["arsc_runs"]
-    loaded = {}
-
-    def load(path, with_rows=False):
-        r = json.loads(path.read_text())
-        rows = json.loads(path.with_suffix(".rows").read_text())
-        return loaded.setdefault(path, runs.rec.Loaded(r, path, rows))
-
-    monkeypatch.setattr(runs.rec, "load", load)
-    monkeypatch.setattr(runs, "cell_key", lambda r: (r["experiment"], tuple(r["overrides"][1:])))
+    runs = reading_written(monkeypatch)
     write(tmp_path, "a", test=0.80, vals={75: 0.78, 150: 0.79})
     write(tmp_path, "b", overrides=("trainer.max_steps=300", "ckpt_path=/runs/a/checkpoints/last.ckpt"),
           test=0.82, vals={225: 0.83, 300: 0.81})
