@@ -10,6 +10,7 @@ no longer ranks only inside its own folder.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +23,15 @@ class ModelCheckpoint(LightningModelCheckpoint):
     """ModelCheckpoint whose ranking survives a resume into another folder."""
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        super().load_state_dict(state_dict)
         moved = state_dict.get("dirpath", self.dirpath) != self.dirpath
         ranked = state_dict.get("best_k_models") or {}
+        missing = [path for path in ranked if not Path(path).exists()]
+        with warnings.catch_warnings():
+            if moved and ranked and not missing:  # Lightning's "won't be reloaded": they are, below
+                warnings.filterwarnings("ignore", message="The dirpath has changed")
+            super().load_state_dict(state_dict)
         if not moved or not ranked:
             return
-        missing = [path for path in ranked if not Path(path).exists()]
         if missing:
             log.warning("resumed run: the best checkpoints so far are gone (%s); the best is chosen "
                         "among this run's checks only", ", ".join(missing))
