@@ -180,15 +180,17 @@ def figure(path: Path = FIGURE, folder: Path = RECORDS) -> None:
 
     runs = training_runs(folder)
     records = [item.record for item in runs]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5.5))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 7.5))
+    colors = plt.get_cmap("tab20").colors  # one colour a run: more runs than the default cycle's 10
     for i, item in enumerate(runs):
         r = item.record
         name = in_words(r, records)
         curve = full_curve(item, runs)
-        line, = left.plot(list(curve), list(curve.values()), marker="o", ms=3, lw=1, label=name)
+        line, = left.plot(list(curve), list(curve.values()), marker="o", ms=3, lw=1, label=name,
+                          color=colors[i % len(colors)])
         score, ci = test_mean(r)
-        shift = 1 + 0.01 * (i - len(runs) / 2)  # runs of one length side by side, not on top
-        right.errorbar([r["config"]["trainer"]["max_steps"] * shift], [score], yerr=[ci], fmt="o",
+        shift = 2 * (i - len(runs) / 2)  # runs of one length side by side (in meta-steps), not on top
+        right.errorbar([r["config"]["trainer"]["max_steps"] + shift], [score], yerr=[ci], fmt="o",
                        color=line.get_color(), capsize=3, label=name)
     for text, value in PUBLISHED.items():
         right.axhline(value, color="black", ls="--", lw=0.8)
@@ -197,8 +199,8 @@ def figure(path: Path = FIGURE, folder: Path = RECORDS) -> None:
              ylabel="accuracy (%)")
     right.set(title="meta-test: mean of the 12 target tasks, 95% interval", xlabel="meta-steps trained",
               ylabel="accuracy (%)")
-    left.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+    fig.legend(*left.get_legend_handles_labels(), fontsize=7, loc="lower center", ncol=2)
+    fig.tight_layout(rect=(0, 0.25, 1, 1))  # the legend below both panels
     fig.savefig(path, dpi=100)
     log.info("wrote %s", path)
 
