@@ -310,9 +310,14 @@ def resumed_at(record: dict, parent: dict) -> int | None:
 
 
 def resumed_note(attempts: list[dict], records: list[dict]) -> str:
-    """What a row of resumed runs continued: ` (resumed from step 150 of 45feddfb)`."""
+    """What a row of resumed runs continued: ` (resumed from step 150 of 45feddfb)`, one run per
+    seed: ` (resumed from step 150 of 45feddfb, c535bb66)`."""
     found = [(resumed_at(a, p), cited(p)) for a in attempts if (p := resumed_from(a, records)) is not None]
-    return "".join(f" (resumed from step {step} of {cite})" for step, cite in found)
+    if not found:
+        return ""
+    if len({step for step, _ in found}) == 1:
+        return f" (resumed from step {found[0][0]} of {', '.join(cite for _, cite in found)})"
+    return " (resumed from " + ", ".join(f"step {step} of {cite}" for step, cite in found) + ")"
 
 
 def settings_against(record: dict, trained: dict) -> str:

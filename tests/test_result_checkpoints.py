@@ -163,3 +163,10 @@ def test_a_resumed_run_is_a_variant_row_that_names_the_run_it_continued():
              or r.attempts[0]["id"] == child["id"]]
     assert [r.note for r in found] == [" (resumed from step 150 of p)"]
     assert found[0].tested == "best val/acc (step 125 of 300)"
+    other_parent, other_child = resumed_pair()
+    for r, rid in ((other_parent, "q"), (other_child, "d")):
+        r.update(id=rid * 8, cite=rid, output_dir=f"/runs/{rid}")
+        r["config"]["seed"] = 2
+    other_child["config"]["ckpt_path"] = "/runs/q/checkpoints/last.ckpt"
+    both = rows.resumed_note([child, other_child], [parent, child, other_parent, other_child])
+    assert both == " (resumed from step 150 of p, q)"  # one row, a seed each
