@@ -40,5 +40,5 @@ class ModelCheckpoint(LightningModelCheckpoint):
         self.best_model_score = state_dict["best_model_score"]
         self.kth_best_model_path = state_dict.get("kth_best_model_path", self.kth_best_model_path)
         self.kth_value = state_dict.get("kth_value", self.kth_value)
-        log.info("resumed run: the best checkpoint so far is %s (%s %s)", self.best_model_path, self.monitor,
-                 f"{float(self.best_model_score):.4f}" if self.best_model_score is not None else "?")
+        log.info("resumed run: the best checkpoint so far is %s (%s %.4f)", self.best_model_path, self.monitor,
+                 float(self.best_model_score))
