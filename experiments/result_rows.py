@@ -286,7 +286,12 @@ def trained_by(record: dict, records: list[dict]) -> dict | None:
         return None
     runs = [r for r in records if r is not record and trains(r)]
     return next((r for r in runs if r.get("ckpt_path") == ckpt), None) or next(
-        (r for r in runs if r.get("output_dir") and ckpt.startswith(r["output_dir"].rstrip("/") + "/")), None)
+        (r for r in runs if saved_in(r, ckpt)), None)
+
+
+def saved_in(run: dict, ckpt: str) -> bool:
+    """Whether a checkpoint file lies in a run's output folder."""
+    return bool(run.get("output_dir")) and ckpt.startswith(run["output_dir"].rstrip("/") + "/")
 
 
 def resumed_from(record: dict, records: list[dict]) -> dict | None:
@@ -295,8 +300,7 @@ def resumed_from(record: dict, records: list[dict]) -> dict | None:
     ckpt = (record.get("config") or {}).get("ckpt_path")
     if not ckpt or not trains(record):
         return None
-    return next((r for r in records if r is not record and trains(r) and r.get("output_dir")
-                 and ckpt.startswith(r["output_dir"].rstrip("/") + "/")), None)
+    return next((r for r in records if r is not record and trains(r) and saved_in(r, ckpt)), None)
 
 
 def resumed_at(record: dict, parent: dict) -> int | None:
@@ -305,8 +309,7 @@ def resumed_at(record: dict, parent: dict) -> int | None:
     ckpt = (record.get("config") or {}).get("ckpt_path") or ""
     if Path(ckpt).name == "last.ckpt":
         return ((parent.get("config") or {}).get("trainer") or {}).get("max_steps")
-    match = CHECKPOINT_STEP.search(ckpt)
-    return int(match[1]) if match else None
+    return saved_at({"ckpt_path": ckpt})
 
 
 def resumed_note(attempts: list[dict], records: list[dict]) -> str:
@@ -400,7 +403,7 @@ def tested_checkpoint(attempts: list[dict], records: list[dict]) -> str:
 def placed(record: dict, records: list[dict]) -> tuple[str, str, str]:
     """(kind, label, checkpoint) of one attempt: where its row goes and what the row says."""
     given = typed(record)
-    if trains(record) and resumed_from(record, records) is not None:  # it trained on: a variant
+    if resumed_from(record, records) is not None:  # it trained on from that checkpoint: a variant
         command = command_for(record) or given
         return "variant", " ".join(o for o in command if not o.startswith("ckpt_path=")), ""
     if not trains(record) or any(o.startswith("ckpt_path=") for o in given):
