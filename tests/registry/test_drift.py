@@ -45,6 +45,14 @@ def test_changed_defaults_are_named_with_the_values_that_ran():
     assert "algorithm.inner_steps" not in drift(config, "fomaml_amazon", ("algorithm.inner_steps=3",))
 
 
+def test_a_list_or_mapping_is_named_on_one_line_as_an_override_types_it():
+    # a table cell holds one line: YAML's block style broke the meta-test table's row in two
+    changed = {"algorithm.eval_score_steps": [0, 1, 5, 10], "data.max_length": 256,
+               "model.extra": {"a": 1, "b": [2, 3]}, "data.heldout": ["books", "dvd"]}
+    assert describe(changed) == ("algorithm.eval_score_steps=[0,1,5,10], data.max_length=256, "
+                                 "model.extra={a:1,b:[2,3]}, data.heldout=[books,dvd]")
+
+
 def test_tables_never_pool_an_attempt_of_other_defaults_with_the_experiments_own():
     tables = _tables_module()
     today, earlier = fomaml_record(), fomaml_record()

@@ -114,6 +114,14 @@ def prefixes(key: str) -> list[str]:
 def describe(changed: dict[str, Any]) -> str:
     """`key=value` pairs as a user would type them; options the attempt lacked as `no key`."""
     def shown(value: Any) -> str:
-        return value if isinstance(value, Call) else OmegaConf.to_yaml({"v": value})[3:].strip()
+        # lists and mappings in Hydra's override syntax: one line, where YAML's block style
+        # would break a table cell in two
+        if isinstance(value, Call):
+            return value
+        if isinstance(value, (list, tuple)):
+            return "[" + ",".join(shown(v) for v in value) + "]"
+        if isinstance(value, dict):
+            return "{" + ",".join(f"{k}:{shown(v)}" for k, v in value.items()) + "}"
+        return OmegaConf.to_yaml({"v": value})[3:].strip()
 
     return ", ".join(f"no {k}" if v is ABSENT else f"{k}={shown(v)}" for k, v in changed.items())
