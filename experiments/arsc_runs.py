@@ -37,6 +37,7 @@ from result_rows import (
 
 from metalearn.intervals import seeds_ci95
 from metalearn.registry import records as rec
+from metalearn.registry.drift import composed
 from metalearn.registry.report import benchmark
 
 HERE = Path(__file__).resolve().parent
@@ -139,9 +140,12 @@ def in_words(record: dict, records: list[dict] = ()) -> str:
     adapted = "whole encoder" if layers == "all" else f"top {layers} layer{'s' * (layers != 1)}"
     inner = (config.get("algorithm") or {}).get("inner_lr")
     step = "" if inner is None else f", inner step {inner:g}"  # ProtoNets have none
+    configured = (composed(REFERENCE, ()) or {}).get("data", {}).get("max_length")
+    length = config["data"].get("max_length", configured)
+    words = "" if length == configured else f", {length} word pieces"  # reviews cut elsewhere
     parent = resumed_from(record, list(records))
     resumed = "" if parent is None else f" ({resumed_at(record, parent)} of them in {parent['id'][:8]})"
-    return (f"{name}, {adapted}{step}, {config['data']['meta_batch_size']} tasks x "
+    return (f"{name}, {adapted}{step}{words}, {config['data']['meta_batch_size']} tasks x "
             f"{config['trainer']['max_steps']:,} steps{resumed}, seed {config.get('seed', '?')} [{record['id'][:8]}]")
 
 

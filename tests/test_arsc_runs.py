@@ -89,6 +89,15 @@ def test_a_legend_tells_runs_of_one_shape_apart_by_inner_step_and_seed():
     assert len(names) == 3
     assert runs.in_words(run("a", 42, 0.005)) == ("first-order MAML, whole encoder, inner step 0.005, 4 tasks x 150 "
                                                   "steps, seed 42 [aaaaaaaa]")
+    # reviews cut at another length than the benchmark's 128 word pieces: said, as a run
+    # recorded without the key is not
+    longer = run("d", 42, 0.005)
+    longer["config"]["data"]["max_length"] = 256
+    assert runs.in_words(longer) == ("first-order MAML, whole encoder, inner step 0.005, 256 word pieces, "
+                                     "4 tasks x 150 steps, seed 42 [dddddddd]")
+    same = run("e", 42, 0.005)
+    same["config"]["data"]["max_length"] = 128
+    assert "word pieces" not in runs.in_words(same)
 
 
 def test_a_resumed_run_draws_its_parents_curve_and_counts_its_wall_time(tmp_path, monkeypatch):
