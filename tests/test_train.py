@@ -119,9 +119,12 @@ def test_ddp_over_two_processes_takes_the_same_steps_as_one(tmp_path, experiment
     single-process scores."""
     # Plain SGD outside: a conv bias before batch norm has a gradient of zero up to rounding,
     # which Adam would turn into steps of a full learning rate in either direction.
+    # reptile_amazon's tiny debug BERT scores 0.5 on every episode, so its scores cannot tell a
+    # gathered evaluation from one process's share: its meta-test is left out (26 s).
+    scored = experiment != "reptile_amazon"
     common = [f"experiment={experiment}", "debug=fast", "registry=off",
               "trainer.limit_val_batches=3", "data.val_episodes=3", "data.test_episodes=3",
-              "algorithm.optimizer._target_=torch.optim.SGD"]
+              *([] if scored else ["test=false"]), "algorithm.optimizer._target_=torch.optim.SGD"]
     # One multirun, so the two runs share one process start (seconds of imports on 2 cores).
     proc = run_py(tmp_path, "-m", *common, f"trainer=default,{ddp}")
     assert "MEMBER: 2/2" in proc.stdout + proc.stderr  # the second process did join
@@ -132,8 +135,9 @@ def test_ddp_over_two_processes_takes_the_same_steps_as_one(tmp_path, experiment
         ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
         assert ckpt["global_step"] == 4
         weights[trainer] = ckpt["state_dict"]
-        # registry=off: each logger version is named <sweep folder>-<job>_<job's overrides>
-        (version,) = tmp_path.glob(f"tensorboard/{experiment}/*-{job}_*trainer={trainer}")
+        # registry=off: each logger version is named <sweep folder>-<job>_<job's overrides>, the
+        # overrides cut where long (the job's own trainer= is checked above)
+        (version,) = tmp_path.glob(f"tensorboard/{experiment}/*-{job}_*")
         events = scalars(version)
         losses[trainer] = [e.value for e in events.Scalars(loss)]
         scores[trainer] = {tag: [e.value for e in events.Scalars(tag)]
@@ -150,9 +154,9 @@ def test_ddp_over_two_processes_takes_the_same_steps_as_one(tmp_path, experiment
         torch.testing.assert_close(weights[ddp][name], w, atol=1e-6, rtol=1e-5)
     # An odd number of episodes per check and per group: one process scores one more than the
     # other. Logging one process's share instead of the gathered records moves the Omniglot
-    # means (seen: val/acc 0.58 against 0.63); reptile_amazon's tiny debug BERT scores 0.5 on
-    # every episode, so there only the tags and the run itself are checked.
-    assert "val/acc" in scores["default"] and any(t.startswith("test/") for t in scores["default"])
+    # means (seen: val/acc 0.58 against 0.63).
+    assert "val/acc" in scores["default"]
+    assert any(t.startswith("test/") for t in scores["default"]) == scored
     assert sorted(scores[ddp]) == sorted(scores["default"])
     for tag, values in scores["default"].items():
         assert scores[ddp][tag] == pytest.approx(values, abs=1e-5), tag
