@@ -309,7 +309,7 @@ def resumed_at(record: dict, parent: dict) -> int | None:
     ckpt = (record.get("config") or {}).get("ckpt_path") or ""
     if Path(ckpt).name == "last.ckpt":
         return ((parent.get("config") or {}).get("trainer") or {}).get("max_steps")
-    return saved_at({"ckpt_path": ckpt})
+    return step_in(ckpt)
 
 
 def resumed_note(attempts: list[dict], records: list[dict]) -> str:
@@ -358,10 +358,15 @@ def checkpoint_rule(config: dict | None) -> str:
     return "last"
 
 
-def saved_at(record: dict) -> int | None:
-    """The training step of the checkpoint a training attempt kept (`step000700.ckpt`: 700)."""
-    match = CHECKPOINT_STEP.search(record.get("ckpt_path") or "")
+def step_in(path: str) -> int | None:
+    """The training step a checkpoint file's name holds (`step000700.ckpt`: 700)."""
+    match = CHECKPOINT_STEP.search(path)
     return int(match[1]) if match else None
+
+
+def saved_at(record: dict) -> int | None:
+    """The training step of the checkpoint a training attempt kept."""
+    return step_in(record.get("ckpt_path") or "")
 
 
 def loaded_file(record: dict, trainer: dict) -> str:
