@@ -70,3 +70,26 @@ def test_the_threads_bench_sums_the_meta_batch_and_measures_the_gradients_apart(
     a = {"w": torch.tensor([3.0, 0.0]), "b": torch.tensor([4.0])}
     b = {"w": torch.tensor([3.0, 1.0]), "b": torch.tensor([4.0])}
     assert relative_difference(a, b) == 0.2  # |(0, 1, 0)| / |(3, 0, 4)|
+
+
+def test_the_flop_count_is_a_linear_layers_by_hand():
+    from bench.job_flops import flops
+
+    layer = torch.nn.Linear(6, 4)
+    x = torch.randn(5, 6, requires_grad=True)
+    assert flops(lambda: layer(x)) == 2 * 5 * 6 * 4
+    # backward: the input's and the weight's gradients, one product each
+    assert flops(lambda: layer(x).sum().backward()) == 3 * 2 * 5 * 6 * 4
+
+
+def test_the_floor_divides_the_jobs_flops_less_the_cached_trunk_by_the_cores_rate():
+    from bench.job_flops import floor
+
+    counts = {"steps": 150, "checks": 2, "val_episodes": 54, "test_episodes": 90, "tasks_per_step": 8}
+    job = floor(counts, {"step": 4e11, "val_episode": 3e11, "test_episode": 2e11},
+                rate=1e11, cores=2, cached_trunk_flops=1e10)
+    assert job["parts"] == {"meta-training": 150 * 4e11, "meta-validation check": 2 * 54 * 3e11,
+                            "meta-test": 90 * 2e11}
+    assert job["cache_spares"] == 54 * 1e10  # the second check only
+    assert job["total"] == 150 * 4e11 + 108 * 3e11 + 90 * 2e11 - 54 * 1e10
+    assert job["floor_s"] == job["total"] / 2e11

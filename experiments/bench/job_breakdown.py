@@ -3,6 +3,7 @@
     python experiments/bench/job_breakdown.py                        # experiment=reptile_amazon
     python experiments/bench/job_breakdown.py --steps 2 --val 6 --test 6 --out DIR
     python experiments/bench/job_breakdown.py --set data.meta_batch_size=4   # overrides
+    python experiments/bench/job_breakdown.py --flops     # + FLOPs per part, the job's floor
 
 Builds the experiment's data, model and learner as `metalearn train` does and times, in this
 process on one torch thread, the parts the job repeats: a meta-training step (its tasks'
@@ -12,8 +13,10 @@ episodes spread evenly over the fixed ones. Each part's mean is multiplied by th
 (max_steps; one check every steps_per_epoch steps over its meta-validation episodes; every
 meta-test episode) into an estimate of the job, without and with `model.cache_trunk` (a later
 check reads the trunk's outputs instead of running the trunk: the time of that lookup is
-measured too). Not timed: starting up, Lightning's loop (a few ms a step: README, row 1),
-the before-adapting training scores on the written steps, checkpoints.
+measured too). --flops also counts each part's FLOPs and divides the job's by --cores times one
+thread's matmul rate: the least time its arithmetic can take (bench/job_flops.py). Not timed:
+starting up, Lightning's loop (a few ms a step: README, row 1), the before-adapting training
+scores on the written steps, checkpoints.
 
 It also checks what the cache promises on the real model: --val episodes validated twice
 through the cache give the records of the same episodes validated without it, bit for bit
@@ -44,6 +47,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--test", type=int, default=6, help="meta-test episodes timed (default 6)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
+    p.add_argument("--flops", action="store_true",
+                   help="also count each part's FLOPs and the job's floor at this machine's matmul rate")
+    p.add_argument("--cores", type=int, default=2, help="cores the floor divides the FLOPs over (default 2)")
     p.add_argument("--out", type=Path, help="write the figures as JSON into this folder")
     args = p.parse_args(argv)
     if min(args.steps, args.val, args.test, args.threads) < 1:
@@ -102,6 +108,32 @@ def time_training(learner: Any, dm: Any, steps: int, batch: int, seed: int) -> d
         total.append(sum(cpu_seconds(lambda ep=ep: learner.task_gradient(ep, params)) for ep in eps))
     learner.eval()
     return {"step_s": statistics.mean(total), "trunk_s": statistics.mean(trunk), "steps": steps}
+
+
+def count_flops(learner: Any, dm: Any, cfg: Any, counts: dict[str, int], val_eps: list,
+                test_eps: list, cores: int) -> dict[str, Any]:
+    """Each part's FLOPs per unit (the first meta-training step; the mean over the timed
+    episodes) and the job's floor at one thread's matmul rate on the model's own shapes."""
+    from bench.job_flops import floor, flops, gemm_rate
+
+    params = learner.meta_parameters()
+    learner.train()
+    learner.score_before_adapting = False
+    step = [dm.build(dm.train_sampler.train_episode(cfg.data.seed, 0, task))
+            for task in range(counts["tasks_per_step"])]
+    unit = {"step": float(sum(flops(lambda ep=ep: learner.task_gradient(ep, params)) for ep in step))}
+    learner.eval()
+    unit["val_episode"] = statistics.mean(flops(lambda ep=ep: learner.evaluate_episode(ep)) for ep in val_eps)
+    unit["test_episode"] = statistics.mean(flops(lambda ep=ep: learner.evaluate_episode(ep)) for ep in test_eps)
+    trunk = statistics.mean(flops(lambda ep=ep: episode_trunk(learner, ep)) for ep in val_eps)
+    # the job's typical product: one support set's real tokens through a feed-forward matrix
+    rows = int(step[0].support_x["attention_mask"].sum()) if isinstance(step[0].support_x, dict) else 800
+    config = getattr(getattr(learner.model.top, "config", None), "to_dict", dict)()
+    inner, cols = config.get("hidden_size", 384), config.get("intermediate_size", 1536)
+    rate = gemm_rate(rows, inner, cols)
+    cached = trunk if learner.model.trunk_cache is not None else 0.0
+    return {**floor(counts, unit, rate=rate, cores=cores, cached_trunk_flops=cached),
+            "unit_flops": unit, "trunk_flops_per_val_episode": trunk, "gemm_shape": [rows, inner, cols]}
 
 
 def same_records(learner: Any, episodes: list) -> bool:
@@ -192,10 +224,11 @@ def main(argv: list[str] | None = None) -> int:
                 episode_trunk(learner, dm.build(spec))
         kept_mb = cache.bytes / 1e6
     job = estimate(cfg, counts, train, val, test)
+    arithmetic = count_flops(learner, dm, cfg, counts, val_eps, test_eps, args.cores) if args.flops else None
     record = {"experiment": args.experiment, "overrides": args.set, "hardware": hardware,
               "load_average_end": load_average(), "setup": setup, "counts": counts, "train": train,
               "val": val, "test": test, "job": job, "cache_kept_mb": kept_mb,
-              "cached_records_equal": exact}
+              "cached_records_equal": exact, "flops": arithmetic}
     show(record)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
@@ -221,6 +254,15 @@ def show(record: dict[str, Any]) -> None:
     print(f"with model.cache_trunk: {job['cached_total_s']:.0f} s (saves {job['cache_saves_s']:.1f} s); "
           f"kept for the whole meta-validation: {record['cache_kept_mb']} MB; cached records equal to "
           f"uncached: {record['cached_records_equal']}")
+    f = record.get("flops")
+    if f:
+        print("FLOPs (matmuls and attention) per unit: " + ", ".join(
+            f"{k} {v / 1e9:.1f} G" for k, v in f["unit_flops"].items()))
+        print("job: " + ", ".join(f"{k} {v / 1e12:.1f} T" for k, v in f["parts"].items())
+              + f", less {f['cache_spares'] / 1e12:.2f} T the trunk cache spares: {f['total'] / 1e12:.1f} T")
+        shape = "x".join(map(str, f["gemm_shape"]))
+        print(f"matmul rate, one thread, [{shape}]: {f['rate_per_core'] / 1e9:.1f} GFLOP/s; floor on "
+              f"{f['cores']} cores: {f['floor_s']:.0f} s ({f['floor_s'] / 60:.1f} min)")
 
 
 if __name__ == "__main__":
