@@ -323,8 +323,15 @@ def resumed_note(attempts: list[dict], records: list[dict]) -> str:
     return " (resumed from " + ", ".join(f"step {step} of {cite}" for step, cite in found) + ")"
 
 
+# What only meta-training reads: a meta-test of a checkpoint never runs the outer optimizer, its
+# schedule or the meta-training sampler, so their values there say nothing about the scores.
+TRAINING_ONLY = ("algorithm.optimizer", "algorithm.scheduler", "data.steps_per_epoch", "data.meta_batch_size")
+SAME_SETTINGS = "the same settings"  # a meta-test's label where nothing it reads differs
+
+
 def settings_against(record: dict, trained: dict) -> str:
-    """How a meta-test's config differs from the config its checkpoint was trained with."""
+    """How a meta-test's config differs from the config its checkpoint was trained with, in
+    what a meta-test reads (not `TRAINING_ONLY`)."""
     now = composed(record["experiment"] or "?", ()) or {}
     derived = {k for s in DRIFT_SECTIONS for k, v in leaves(now.get(s, {}), s).items() if is_derived(v)}
     mine, theirs = {}, {}
@@ -334,7 +341,8 @@ def settings_against(record: dict, trained: dict) -> str:
     changed = {}
     for key in sorted(set(mine) | set(theirs)):
         ran, trained_with = mine.get(key, ABSENT), theirs.get(key, ABSENT)
-        skipped = key in derived or key.rsplit(".", 1)[-1] == "seed" or key in HOW_NOT_WHAT
+        skipped = (key in derived or key.rsplit(".", 1)[-1] == "seed" or key in HOW_NOT_WHAT
+                   or any(key == k or key.startswith(k + ".") for k in TRAINING_ONLY))
         # an option one side's version lacked counts as off, as in drift()
         off = (trained_with is ABSENT and ran in (False, None)) or (ran is ABSENT and trained_with in (False, None))
         if ran != trained_with and not skipped and not off:
@@ -414,7 +422,7 @@ def placed(record: dict, records: list[dict]) -> tuple[str, str, str]:
     if not trains(record) or any(o.startswith("ckpt_path=") for o in given):
         trained = trained_by(record, records)
         if trained is not None:
-            settings = settings_against(record, trained) or "the same settings"
+            settings = settings_against(record, trained) or SAME_SETTINGS
             return "meta-test", settings, cited(trained)
         ckpt = next((o.split("=", 1)[1] for o in given if o.startswith("ckpt_path=")), None)
         settings = " ".join(o for o in given if not o.startswith(("train=", "ckpt_path=")))

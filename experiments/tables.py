@@ -32,6 +32,7 @@ from result_rows import (
     IGNORED,
     KINDS,
     RAN_WITH,
+    SAME_SETTINGS,
     Row,
     cells_by_benchmark,
     cite,
@@ -110,6 +111,13 @@ def command_text(experiment: str, overrides: tuple[str, ...]) -> str:
     return command + "".join(f" (ran with {short_values(e)})" for e in ran)
 
 
+def settings_cell(label: str) -> str:
+    """A meta-test row's settings: its overrides as code, else in words."""
+    if label == SAME_SETTINGS:
+        return label
+    return f"`{label}`" if label else "as configured"
+
+
 def fmt(value: tuple[float, float], metric: str = "acc") -> str:
     """A score and its interval as the tables print it: accuracy in %, other metrics as they are."""
     score, ci = value
@@ -157,7 +165,7 @@ LEADING = {
     "variant": (("experiment", "overrides"),
                 lambda r: (f"`{r.experiment}`", (f"`{r.label}`" if r.label else "none") + r.note)),
     "meta-test": (("experiment", "checkpoint", "settings"),
-                  lambda r: (f"`{r.experiment}`", r.checkpoint, f"`{r.label}`" if r.label else "as configured")),
+                  lambda r: (f"`{r.experiment}`", r.checkpoint, settings_cell(r.label))),
     "other": (("experiment", "differs from the experiment's config in"),
               lambda r: (f"`{r.experiment}`", f"`{r.label}`")),
 }
@@ -194,7 +202,8 @@ SECTION_TEXT = {
                   "A checkpoint meta-tested again (`train=false ckpt_path=...`) with other "
                   "settings: other K (`data.shots`), test-time steps or checks. `checkpoint` is "
                   "the record of the run that trained it; `settings` are the values that differ "
-                  "from that run's."),
+                  "from that run's, among those a meta-test reads (not the outer optimizer, its "
+                  "schedule or the meta-training sampler)."),
     "other": ("## Other configurations",
               "Runs for which no searched command composes the configuration they ran: the second "
               "column lists the values each ran where the experiment's config differs."),

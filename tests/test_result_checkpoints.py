@@ -170,3 +170,15 @@ def test_a_resumed_run_is_a_variant_row_that_names_the_run_it_continued():
     other_child["config"]["ckpt_path"] = "/runs/q/checkpoints/last.ckpt"
     both = rows.resumed_note([child, other_child], [parent, child, other_parent, other_child])
     assert both == " (resumed from step 150 of p, q)"  # one row, a seed each
+
+
+def test_a_meta_tests_settings_leave_out_what_only_training_reads():
+    settings = rows_module().settings_against
+    trained = record("a", ckpt="/runs/a/checkpoints/step000700.ckpt")
+    meta = record("m", overrides=("train=false", f"ckpt_path={trained['ckpt_path']}"))
+    meta["config"]["algorithm"].update(eval_inner_lr=0.02, optimizer={"lr": 0.0005}, scheduler=None)
+    trained["config"]["algorithm"].update(optimizer={"lr": 0.0001}, scheduler={"final_fraction": 0.1})
+    meta["config"]["data"] = {"steps_per_epoch": 75, "meta_batch_size": 4, "max_length": 256}
+    trained["config"]["data"] = {"steps_per_epoch": 25, "meta_batch_size": 8, "max_length": 128}
+    # the outer optimizer, its schedule and the meta-training sampler never run in a meta-test
+    assert settings(meta, trained) == "algorithm.eval_inner_lr=0.02, data.max_length=256"
