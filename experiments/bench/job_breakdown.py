@@ -127,9 +127,9 @@ def count_flops(learner: Any, dm: Any, cfg: Any, counts: dict[str, int], val_eps
     unit["test_episode"] = statistics.mean(flops(lambda ep=ep: learner.evaluate_episode(ep)) for ep in test_eps)
     trunk = statistics.mean(flops(lambda ep=ep: episode_trunk(learner, ep)) for ep in val_eps)
     # the job's typical product: one support set's real tokens through a feed-forward matrix
-    rows = int(step[0].support_x["attention_mask"].sum()) if isinstance(step[0].support_x, dict) else 800
-    config = getattr(getattr(learner.model.top, "config", None), "to_dict", dict)()
-    inner, cols = config.get("hidden_size", 384), config.get("intermediate_size", 1536)
+    config = learner.model.top.config  # a text encoder's (checked before any timing)
+    rows = int(step[0].support_x["attention_mask"].sum())
+    inner, cols = config.hidden_size, config.intermediate_size
     rate = gemm_rate(rows, inner, cols)
     cached = trunk if learner.model.trunk_cache is not None else 0.0
     return {**floor(counts, unit, rate=rate, cores=cores, cached_trunk_flops=cached),
@@ -203,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
 
     hardware = machine()  # the load average as it starts
     cfg, dm, learner, setup = build_job(args.experiment, args.set)
+    if args.flops and getattr(learner.model.top, "config", None) is None:
+        raise SystemExit(f"--flops times a text encoder's feed-forward product; {args.experiment}'s "
+                         "model has none (model=minilm or another Hugging Face encoder)")
     limit = cfg.trainer.limit_val_batches
     n_val = len(dm.val_specs) if isinstance(limit, float) else min(int(limit), len(dm.val_specs))
     counts = {"steps": cfg.trainer.max_steps, "checks": cfg.trainer.max_steps // cfg.data.steps_per_epoch,
