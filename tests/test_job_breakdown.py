@@ -73,7 +73,7 @@ def test_the_threads_bench_sums_the_meta_batch_and_measures_the_gradients_apart(
 
 
 def test_the_flop_count_is_a_linear_layers_by_hand():
-    from bench.job_flops import flops
+    from bench.flops import count_flops as flops
 
     layer = torch.nn.Linear(6, 4)
     x = torch.randn(5, 6, requires_grad=True)

@@ -114,7 +114,8 @@ def count_flops(learner: Any, dm: Any, cfg: Any, counts: dict[str, int], val_eps
                 test_eps: list, cores: int) -> dict[str, Any]:
     """Each part's FLOPs per unit (the first meta-training step; the mean over the timed
     episodes) and the job's floor at one thread's matmul rate on the model's own shapes."""
-    from bench.job_flops import floor, flops, gemm_rate
+    from bench.flops import count_flops as flops
+    from bench.job_flops import floor, gemm_rate
 
     params = learner.meta_parameters()
     learner.train()

@@ -3,7 +3,7 @@
 A job whose time is nearly all matrix multiplies (MiniLM's layers: 80% of a meta-training
 step's CPU time in `addmm`/`mm` on the EPYC) cannot run faster than its FLOPs divided by the
 rate the cores multiply matrices at, whatever is taken out around them. `job_breakdown.py
---flops` counts each part's FLOPs (`torch.utils.flop_counter`: matmuls, attention; not the
+--flops` counts each part's FLOPs (`bench.flops.count_flops`: matmuls, attention; not the
 elementwise work, so the floor is low, never high) and times one thread's matrix multiply on
 the job's own shapes.
 """
@@ -11,18 +11,9 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
-
-
-def flops(fn: Callable[[], Any]) -> int:
-    """The FLOPs `fn()` runs (matmuls and attention, forward and backward)."""
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return counter.get_total_flops()
 
 
 def gemm_rate(rows: int, inner: int, cols: int, *, rounds: int = 5, repeats: int = 20) -> float:
